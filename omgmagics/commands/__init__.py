@@ -1,0 +1,20 @@
+"""The command layer: one registry, one module per magic group.
+
+Modules here only declare options and call the core; they never print (the shells render results).
+"""
+
+from ._registry import (  # noqa: F401
+    GROUPS,
+    REGISTRY,
+    Arg,
+    Command,
+    Context,
+    HelpRequested,
+    arg,
+    command,
+    execute,
+    get_command,
+    group_help,
+    load_all,
+    planned,
+)

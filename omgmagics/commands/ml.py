@@ -1,0 +1,142 @@
+"""``%omgml`` / ``omg ml``: init, run, status, gate (command layer)."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..errors import UsageError
+from ._registry import Context, arg, command, planned
+
+
+@command(
+    "ml", "init",
+    arg("name", help="project name: a folder created in --dir (letters, digits, - and _)"),
+    arg("--template", choices=["classification", "regression"], default=None,
+        help="problem type (default: inferred from the target, classification for the demo)"),
+    arg("--data", metavar="PATH", default=None,
+        help="your own csv or parquet table (default: the bundled Adult census income data)"),
+    arg("--target", metavar="COL", default=None, help="target column of --data"),
+    arg("--dir", metavar="PARENT", default=".", help="folder in which to create the project"),
+    help="scaffold a project: omg.yaml brief, five phase notebooks, docs, ADRs, nbdev config",
+    description=(
+        "Create a project folder with omg.yaml (the brief: objective, target, primary metric and\n"
+        "threshold, latency/throughput/size constraints, sensitive features, time column), the five\n"
+        "phase notebooks, docs and ADR templates, .gitignore and nbdev config. Without --data the\n"
+        "project uses the bundled Adult census income demo data."
+    ),
+    examples=["init churn", "init churn --data customers.csv --target churned"],
+)
+def init(ns: argparse.Namespace, ctx: Context):
+    from ..scaffold import init_project
+
+    return init_project(ns.name, parent=ns.dir, template=ns.template, data=ns.data, target=ns.target)
+
+
+def parse_phases(text: str) -> list[int]:
+    """``"1-3"`` -> [1, 2, 3]; ``"1,3"`` -> [1, 3]; each in 1..5."""
+    phases: list[int] = []
+    try:
+        for part in text.split(","):
+            if "-" in part:
+                lo, hi = (int(x) for x in part.split("-", 1))
+                phases.extend(range(lo, hi + 1))
+            else:
+                phases.append(int(part))
+    except ValueError:
+        raise UsageError(f"--phases '{text}' is not a phase list. Use a range like 1-5 or a list "
+                         "like 1,2,3.") from None
+    if not phases or any(p < 1 or p > 5 for p in phases) or phases != sorted(set(phases)):
+        raise UsageError(f"--phases '{text}' must name phases 1 to 5 in increasing order, e.g. 1-5.")
+    return phases
+
+
+def parse_params(items: list[str]) -> dict[str, object]:
+    """``["n_trials=5", "sample_frac=0.1"]`` -> a dict with YAML-typed values."""
+    import yaml
+
+    params: dict[str, object] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.isidentifier():
+            raise UsageError(f"-p '{item}' is not KEY=VALUE with KEY a Python name. "
+                             "Example: -p n_trials=20")
+        params[key] = yaml.safe_load(value) if value else ""
+    return params
+
+
+@command(
+    "ml", "run",
+    arg("--phases", default="1-5", help="phases to run: a range (1-5) or a list (1,2)"),
+    arg("--resume", action="store_true",
+        help="continue the latest run from its failed phase without redoing finished ones"),
+    arg("-p", "--param", dest="params", action="append", metavar="KEY=VALUE", default=[],
+        help="notebook parameter passed to every phase (repeatable), e.g. -p sample_frac=0.1"),
+    arg("--no-gates", action="store_true", help="record gate results but do not stop on a failure"),
+    help="execute the phase notebooks with papermill, check gates, render reports, write a manifest",
+    examples=["run", "run --phases 1-3 -p sample_frac=0.1", "run --resume"],
+)
+def run(ns: argparse.Namespace, ctx: Context):
+    from ..runner import run_lifecycle
+
+    return run_lifecycle(ctx.project(), phases=parse_phases(ns.phases), resume=ns.resume,
+                         params=parse_params(ns.params), enforce_gates=not ns.no_gates,
+                         progress=ctx.progress)
+
+
+@command(
+    "ml", "status",
+    arg("--runs", type=int, default=5, help="how many recent runs to list"),
+    help="lifecycle status: recent runs, phase states, gates and approvals",
+    examples=["status"],
+)
+def status(ns: argparse.Namespace, ctx: Context):
+    from ..runner import lifecycle_status
+
+    if ns.runs < 1:
+        raise UsageError(f"--runs must be at least 1, got {ns.runs}.")
+    return lifecycle_status(ctx.project(), limit=ns.runs)
+
+
+@command(
+    "ml", "gate",
+    arg("action", choices=["approve", "list"], help="approve a checkpoint, or list approvals"),
+    arg("--phase", type=int, default=None, help="phase 1-5 whose checkpoint is approved"),
+    arg("--by", metavar="NAME", default=None, help="who approves (recorded)"),
+    arg("--note", default="", help="a comment kept with the approval"),
+    arg("--run", metavar="RUN_ID", default=None, help="the run to approve (default: the latest)"),
+    help="record governance checkpoint approvals (phase 1-5 table of the brief)",
+    examples=["gate approve --phase 1 --by alice --note 'scope agreed'", "gate list"],
+)
+def gate(ns: argparse.Namespace, ctx: Context):
+    from ..runner import approve_gate, list_approvals
+
+    if ns.action == "list":
+        return list_approvals(ctx.project())
+    if ns.phase is None or ns.by is None:
+        raise UsageError("gate approve needs --phase N and --by NAME, e.g. "
+                         "`gate approve --phase 1 --by alice`.")
+    if not 1 <= ns.phase <= 5:
+        raise UsageError(f"--phase must be 1 to 5, got {ns.phase}.")
+    return approve_gate(ctx.project(), phase=ns.phase, by=ns.by, note=ns.note, run_id=ns.run)
+
+
+planned(
+    "ml", "feasibility",
+    arg("--sample-frac", type=float, default=None, help="prototype on a seeded sample of rows"),
+    arg("--cv", type=int, default=5, help="cross-validation folds"),
+    help="quick honest prototype: dummy vs fast model, readiness scores, risks, recommendation",
+    examples=["feasibility"],
+    issue="issue #3 (Phase 1: discovery)",
+)
+planned(
+    "ml", "report",
+    arg("--pdf", action="store_true", help="also print the bundle to PDF through headless Chromium"),
+    help="write reports/index.html linking every phase report and governance document",
+    issue="issue #8 (reports and real clients)",
+)
+planned(
+    "ml", "ui",
+    arg("--port", type=int, default=5000, help="port for the MLflow UI on 127.0.0.1"),
+    help="start MLflow's UI (and optuna-dashboard) on the project's stores",
+    issue="issue #8 (reports and real clients)",
+)

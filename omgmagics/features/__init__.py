@@ -1,0 +1,1 @@
+"""Feature engineering and the feature store (core layer)."""

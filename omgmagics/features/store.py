@@ -1,0 +1,188 @@
+"""A file-based feature store (core layer).
+
+Each version is an immutable folder ``features/NAME/VERSION/`` holding one parquet file per split and a
+``manifest.json`` (schema, row counts, sha256 of every file, target, feature definitions, lineage,
+creation time). A version is written into a temporary folder and renamed into place, so a crash leaves
+either the whole version or nothing; writing an existing version is refused.
+
+Load with ``load_feature_set(project, "NAME@v1")`` or ``"NAME@latest"``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..atomic import atomic_dir, sha256_file, write_json
+from ..errors import DataError, UsageError, unknown_choice
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+VERSION_RE = re.compile(r"^v(\d+)$")
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class FeatureSet:
+    """A loaded feature-set version.
+
+    Attributes
+    ----------
+    name, version : str
+    path : Path
+        The version folder.
+    splits : dict of str to DataFrame
+        ``train`` / ``val`` / ``test`` (whichever were stored); features plus the target column.
+    manifest : dict
+    """
+
+    name: str
+    version: str
+    path: Path
+    splits: dict[str, Any]
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    @property
+    def target(self) -> str | None:
+        return self.manifest.get("target")
+
+    @property
+    def train(self) -> Any:
+        return self.splits.get("train")
+
+    @property
+    def val(self) -> Any:
+        return self.splits.get("val")
+
+    @property
+    def test(self) -> Any:
+        return self.splits.get("test")
+
+    def xy(self, split: str) -> tuple[Any, Any]:
+        """Features and target of one split."""
+        df = self.splits[split]
+        if self.target is None or self.target not in df.columns:
+            raise DataError(f"Feature set {self.ref} has no target column '{self.target}' in its "
+                            f"{split} split. Store the set with its target.")
+        return df.drop(columns=[self.target]), df[self.target]
+
+
+def parse_ref(ref: str) -> tuple[str, str]:
+    """``"name@v2"`` -> (name, "v2"); ``"name"`` -> (name, "latest")."""
+    name, _, version = ref.partition("@")
+    version = version or "latest"
+    if not NAME_RE.match(name):
+        raise UsageError(f"Feature set name '{name}' must be letters, digits, '-' or '_' "
+                         "(no paths). Example: project_features@v1")
+    if version != "latest" and not VERSION_RE.match(version):
+        raise UsageError(f"Feature set version '{version}' must look like v1, v2 ... or 'latest'.")
+    return name, version
+
+
+def list_versions(root: Path, name: str) -> list[str]:
+    """Stored versions of `name`, oldest first (``v2`` before ``v10``)."""
+    folder = Path(root) / name
+    if not folder.is_dir():
+        return []
+    found = [p.name for p in folder.iterdir()
+             if p.is_dir() and VERSION_RE.match(p.name) and (p / "manifest.json").is_file()]
+    return sorted(found, key=lambda v: int(VERSION_RE.match(v).group(1)))
+
+
+def list_feature_sets(root: Path) -> dict[str, list[str]]:
+    """All feature sets under `root` with their versions."""
+    root = Path(root)
+    if not root.is_dir():
+        return {}
+    return {p.name: list_versions(root, p.name) for p in sorted(root.iterdir())
+            if p.is_dir() and not p.name.startswith(".") and list_versions(root, p.name)}
+
+
+def write_feature_set(root: Path, name: str, version: str, splits: dict[str, Any],
+                      target: str | None, extra: dict[str, Any] | None = None) -> Path:
+    """Write a new immutable version atomically and return its folder.
+
+    Parameters
+    ----------
+    root : Path
+        The store folder (``project/features``).
+    splits : dict of str to DataFrame
+        Keys among ``train``, ``val``, ``test``.
+    target : str or None
+        The target column, present in every split.
+    extra : dict, optional
+        More manifest entries: feature definitions, selection, lineage ...
+
+    Raises
+    ------
+    UsageError
+        For a bad name or version, or a version that already exists.
+    """
+    parse_ref(f"{name}@{version}")
+    if version == "latest":
+        raise UsageError("Write a concrete version such as v1, not 'latest'.")
+    bad = set(splits) - set(SPLITS)
+    if bad:
+        raise UsageError(unknown_choice("split", sorted(bad)[0], SPLITS))
+    dest = Path(root) / name / version
+    if dest.exists():
+        have = list_versions(root, name)
+        nxt = f"v{int(VERSION_RE.match(have[-1]).group(1)) + 1}" if have else "v1"
+        raise UsageError(f"Feature set {name}@{version} already exists and versions are immutable. "
+                         f"Write a new version (next free: {nxt}).")
+    manifest: dict[str, Any] = {
+        "name": name, "version": version, "target": target,
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "splits": {},
+    }
+    with atomic_dir(dest) as tmp:
+        for split, df in splits.items():
+            if target is not None and target not in df.columns:
+                raise DataError(f"Split '{split}' has no target column '{target}'.")
+            path = tmp / f"{split}.parquet"
+            df.to_parquet(path, index=False)
+            manifest["splits"][split] = {"file": path.name, "rows": int(len(df)),
+                                         "sha256": sha256_file(path)}
+        first = next(iter(splits.values()))
+        manifest["schema"] = {str(c): str(t) for c, t in first.dtypes.items()}
+        manifest.update(extra or {})
+        write_json(tmp / "manifest.json", manifest)
+    return dest
+
+
+def load_feature_set(root: Path, ref: str, verify: bool = True) -> FeatureSet:
+    """Load ``NAME@vN`` or ``NAME@latest`` from the store folder `root`.
+
+    With `verify`, each split's sha256 is checked against the manifest.
+    """
+    import json
+
+    import pandas as pd
+
+    name, version = parse_ref(ref)
+    versions = list_versions(root, name)
+    if not versions:
+        sets = list_feature_sets(root)
+        raise DataError(f"No feature set '{name}' in {root}. "
+                        + (unknown_choice("feature set", name, sets) if sets else
+                           "Store one first with `omg feature store --name NAME --version v1`."))
+    if version == "latest":
+        version = versions[-1]
+    if version not in versions:
+        raise DataError(f"Feature set {name} has no version {version}. Stored: {', '.join(versions)}.")
+    folder = Path(root) / name / version
+    manifest = json.loads((folder / "manifest.json").read_text())
+    splits = {}
+    for split, info in manifest["splits"].items():
+        path = folder / info["file"]
+        if verify and sha256_file(path) != info["sha256"]:
+            raise DataError(f"{path} does not match the sha256 in its manifest: the stored feature set "
+                            "was modified. Restore it or write a new version.")
+        splits[split] = pd.read_parquet(path)
+    return FeatureSet(name, version, folder, splits, manifest)

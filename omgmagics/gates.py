@@ -1,0 +1,106 @@
+"""Quality gates of the five phases (core layer).
+
+After a phase notebook runs, the lifecycle runner calls :func:`check_gate`, which reads the artifacts the
+phase wrote (reports, manifests, MLflow) and the thresholds of ``omg.yaml``, and returns a
+:class:`GateResult`. A gate never trusts the notebook's word: it re-reads files.
+
+Each phase issue owns its ``_phaseN`` function below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+GATE_NAMES = {
+    1: "Feasibility approved",
+    2: "Data ready",
+    3: "Model meets criteria",
+    4: "Staging validated",
+    5: "Production stable",
+}
+
+
+@dataclass
+class Criterion:
+    """One checked condition of a gate: ``status`` is ``pass``, ``warn`` or ``fail``."""
+
+    name: str
+    status: str
+    value: Any = None
+    threshold: Any = None
+    detail: str = ""
+
+
+@dataclass
+class GateResult:
+    """The verdict of a phase's gate.
+
+    ``status`` is ``passed``, ``failed``, or ``none`` when the phase has no criteria yet.
+    """
+
+    phase: int
+    name: str
+    status: str
+    criteria: list[Criterion] = field(default_factory=list)
+    note: str = ""
+
+    @classmethod
+    def from_criteria(cls, phase: int, criteria: list[Criterion], note: str = "") -> GateResult:
+        failed = any(c.status == "fail" for c in criteria)
+        return cls(phase, GATE_NAMES[phase], "failed" if failed else "passed", criteria, note)
+
+    @property
+    def failures(self) -> list[Criterion]:
+        return [c for c in self.criteria if c.status == "fail"]
+
+    def summary(self) -> str:
+        """One line: the verdict and, on failure, each failed criterion with its value."""
+        if self.status == "none":
+            return f"{self.name}: no criteria yet ({self.note})"
+        if self.status == "passed":
+            warns = [c.name for c in self.criteria if c.status == "warn"]
+            return f"{self.name}: passed" + (f" with warnings: {', '.join(warns)}" if warns else "")
+        parts = [f"{c.name} (value {c.value}, needs {c.threshold})" if c.threshold is not None
+                 else f"{c.name}: {c.detail or c.value}" for c in self.failures]
+        return f"{self.name}: failed on " + "; ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        from .results import jsonable
+
+        return jsonable(asdict(self))
+
+
+def _none(phase: int, issue: str) -> GateResult:
+    return GateResult(phase, GATE_NAMES[phase], "none", note=f"its criteria land with {issue}")
+
+
+def _phase1(project: Any) -> GateResult:
+    return _none(1, "issue #3")
+
+
+def _phase2(project: Any) -> GateResult:
+    return _none(2, "issue #4")
+
+
+def _phase3(project: Any) -> GateResult:
+    return _none(3, "issue #5")
+
+
+def _phase4(project: Any) -> GateResult:
+    return _none(4, "issue #6")
+
+
+def _phase5(project: Any) -> GateResult:
+    return _none(5, "issue #7")
+
+
+GATES: dict[int, Callable[[Any], GateResult]] = {
+    1: _phase1, 2: _phase2, 3: _phase3, 4: _phase4, 5: _phase5,
+}
+
+
+def check_gate(project: Any, phase: int) -> GateResult:
+    """Judge `phase` of `project` from the artifacts on disk."""
+    return GATES[phase](project)

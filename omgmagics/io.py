@@ -1,0 +1,56 @@
+"""Reading user tables (core layer): csv, parquet, json lines, with clear errors for bad files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from .errors import DataError
+
+READERS = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet",
+           ".jsonl": "json", ".ndjson": "json", ".json": "json", ".gz": "csv"}
+
+
+def read_table(path: str | os.PathLike, **kwargs: Any) -> Any:
+    """Read a csv / parquet / json-lines file into a DataFrame.
+
+    Raises
+    ------
+    DataError
+        For a missing file, an unknown extension, an empty file, or a file that is not a table.
+    """
+    import pandas as pd
+
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"Data file {path} does not exist. Check the path (relative paths are "
+                        "resolved from the project folder).")
+    if path.is_dir():
+        try:
+            return pd.read_parquet(path, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - any reader failure is a data problem here
+            raise DataError(f"{path} is a folder but not a partitioned parquet data set: {exc}") from None
+    kind = READERS.get(path.suffix.lower())
+    if kind is None:
+        raise DataError(f"Cannot read {path}: unknown file type '{path.suffix}'. "
+                        f"Use one of: {', '.join(sorted(READERS))}.")
+    if path.stat().st_size == 0:
+        raise DataError(f"Data file {path} is empty (0 bytes). Point at a file with a header and rows.")
+    try:
+        if kind == "csv":
+            sep = "\t" if path.suffix.lower() == ".tsv" else ","
+            df = pd.read_csv(path, sep=sep, **kwargs)
+        elif kind == "parquet":
+            df = pd.read_parquet(path, **kwargs)
+        else:
+            df = pd.read_json(path, lines=path.suffix.lower() != ".json", **kwargs)
+    except UnicodeDecodeError:
+        raise DataError(f"{path} is not UTF-8 text. Re-save it as UTF-8 or pass the encoding.") from None
+    except Exception as exc:  # noqa: BLE001
+        raise DataError(f"{path} could not be read as a {kind} table: {str(exc).splitlines()[0]}. "
+                        "Check that the file is a complete table of this type.") from None
+    if df.shape[1] == 0 or len(df) == 0:
+        raise DataError(f"{path} has no rows or no columns ({len(df)} rows x {df.shape[1]} columns). "
+                        "Point at a table with a header and at least one row.")
+    return df
