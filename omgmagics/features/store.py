@@ -70,7 +70,13 @@ class FeatureSet:
         if self.target is None or self.target not in df.columns:
             raise DataError(f"Feature set {self.ref} has no target column '{self.target}' in its "
                             f"{split} split. Store the set with its target.")
-        return df.drop(columns=[self.target]), df[self.target]
+        drop = [self.target] + [c for c in [self.id_column] if c and c in df.columns]
+        return df.drop(columns=drop), df[self.target]
+
+    @property
+    def id_column(self) -> str | None:
+        """A row id kept beside the features (not a feature) to join back to the raw splits."""
+        return self.manifest.get("id_column")
 
 
 def parse_ref(ref: str) -> tuple[str, str]:
