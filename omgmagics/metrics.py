@@ -8,6 +8,7 @@ scikit-learn scorer name.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from .errors import ConfigError, unknown_choice
 
@@ -65,3 +66,72 @@ def default_metric(task: str, n_classes: int = 2) -> str:
     if task == "regression":
         return "rmse"
     return "roc_auc" if n_classes <= 2 else "f1_macro"
+
+
+def is_classification(task: str) -> bool:
+    return task != "regression"
+
+
+def score(name: str, y_true: Any, y_score: Any, task: str = "classification") -> float:
+    """Compute metric `name` from encoded labels and model scores (phase 3).
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`METRICS`.
+    y_true : array-like
+        Encoded class indices (classification) or values (regression).
+    y_score : array-like
+        Probability of the positive class (binary), an (n, k) probability matrix (multi-class) or the
+        predictions (regression).
+    task : {"classification", "regression"}
+
+    Returns
+    -------
+    float
+        NaN when the metric is undefined on this sample (e.g. ROC AUC with one class present).
+    """
+    import numpy as np
+    from sklearn import metrics as skm
+
+    metric = get_metric(name)
+    y_true = np.asarray(y_true)
+    y_score = np.asarray(y_score, dtype=float)
+    if metric.task == "regression":
+        if name == "rmse":
+            return float(np.sqrt(np.mean((y_true - y_score) ** 2)))
+        fn = {"mae": skm.mean_absolute_error, "r2": skm.r2_score,
+              "mape": skm.mean_absolute_percentage_error}[name]
+        return float(fn(y_true, y_score))
+    multi = y_score.ndim == 2
+    n_classes = y_score.shape[1] if multi else 2
+    y_pred = y_score.argmax(axis=1) if multi else (y_score >= 0.5).astype(int)
+    if len(np.unique(y_true)) < 2 and name in ("roc_auc", "average_precision"):
+        return float("nan")
+    if name == "roc_auc":
+        if multi:
+            return float(skm.roc_auc_score(y_true, y_score, multi_class="ovr",
+                                           labels=list(range(n_classes))))
+        return float(skm.roc_auc_score(y_true, y_score))
+    if name == "average_precision":
+        if multi:
+            onehot = np.eye(n_classes)[y_true.astype(int)]
+            return float(skm.average_precision_score(onehot, y_score, average="macro"))
+        return float(skm.average_precision_score(y_true, y_score))
+    if name == "log_loss":
+        proba = y_score if multi else np.column_stack([1 - y_score, y_score])
+        return float(skm.log_loss(y_true, np.clip(proba, 1e-15, 1 - 1e-15),
+                                  labels=list(range(n_classes))))
+    if name == "accuracy":
+        return float(skm.accuracy_score(y_true, y_pred))
+    if name == "balanced_accuracy":
+        return float(skm.balanced_accuracy_score(y_true, y_pred))
+    average = "macro" if multi or name == "f1_macro" else "binary"
+    fn = {"f1": skm.f1_score, "f1_macro": skm.f1_score, "precision": skm.precision_score,
+          "recall": skm.recall_score}[name]
+    return float(fn(y_true, y_pred, average=average, zero_division=0))
+
+
+def better(name: str, a: float, b: float) -> bool:
+    """Whether value `a` of metric `name` is strictly better than `b`."""
+    return a > b if get_metric(name).greater_is_better else a < b

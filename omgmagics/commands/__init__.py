@@ -14,6 +14,7 @@ from ._registry import (  # noqa: F401
     command,
     execute,
     get_command,
+    get_group,
     group_help,
     load_all,
     planned,

@@ -171,7 +171,8 @@ class Command:
             epilog = "examples:\n" + "\n".join(f"  {lead} {e}" for e in self.examples)
         if self.planned_for:
             epilog += f"\n\nNot implemented yet: lands with {self.planned_for}."
-        parser = CommandParser(prog=prog, description=self.description or self.help, epilog=epilog,
+        description = self.help + (f"\n\n{self.description}" if self.description else "")
+        parser = CommandParser(prog=prog, description=description, epilog=epilog,
                                formatter_class=argparse.RawDescriptionHelpFormatter,
                                allow_abbrev=False)
         for a in self.args:

@@ -1,0 +1,80 @@
+"""``omg`` in a terminal: help, exit codes, messages, --format json, --debug."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+
+def test_top_level_help(run_cli):
+    code, out, _ = run_cli(["--help"])
+    assert code == 0
+    assert "usage: omg GROUP VERB [options]" in out
+    for group in ("ml", "data", "feature", "train", "optim", "deploy", "ops"):
+        assert f"\n  {group} " in out
+
+
+def test_group_help_lists_verbs(run_cli):
+    code, out, _ = run_cli(["train", "--help"])
+    assert code == 0
+    assert out.startswith("omg train VERB [options]")
+    for verb in ("baseline", "train", "tune", "evaluate", "compare"):
+        assert f"\n  {verb} " in out
+
+
+def test_verb_help_shows_options_and_examples(run_cli):
+    code, out, _ = run_cli(["train", "tune", "--help"])
+    assert code == 0
+    assert "usage: omg train tune" in out
+    assert "--trials TRIALS" in out and "number of Optuna trials" in out
+    assert "omg train tune --model xgboost --trials 100" in out
+
+
+def test_typo_in_verb_exits_2_with_did_you_mean(run_cli):
+    code, out, err = run_cli(["train", "tun"])
+    assert code == 2
+    assert err.strip() == ("error: Unknown verb for omg train 'tun'. Available: baseline, compare, "
+                           "evaluate, train, tune. Did you mean: tune?")
+
+
+def test_typo_in_group_exits_2(run_cli):
+    code, _, err = run_cli(["trian", "tune"])
+    assert code == 2
+    assert "Unknown command group 'trian'." in err and "Did you mean: train?" in err
+
+
+def test_bad_flag_exits_2(run_cli):
+    code, _, err = run_cli(["ml", "status", "--bogus"])
+    assert code == 2
+    assert err.strip() == ("error: omg ml status: unrecognized arguments: --bogus. "
+                           "See `omg ml status --help`.")
+
+
+def test_kit_error_exits_1_with_message_only(run_cli, tmp_path):
+    code, out, err = run_cli(["ml", "status"], cwd=tmp_path)
+    assert code == 1
+    assert err.startswith("error: No omg.yaml found in ")
+    assert "Traceback" not in err
+
+
+def test_debug_shows_traceback(run_cli, tmp_path):
+    code, _, err = run_cli(["ml", "status", "--debug"], cwd=tmp_path)
+    assert code == 1
+    assert "Traceback (most recent call last)" in err
+
+
+def test_format_json(run_cli, demo_project):
+    code, out, _ = run_cli(["ml", "status", "--format", "json"], cwd=demo_project)
+    assert code == 0
+    data = json.loads(out)
+    assert data["title"] == "Project demo: no lifecycle runs yet"
+
+
+def test_console_script_entry_point_runs():
+    out = subprocess.run([sys.executable, "-m", "omgmagics.cli", "optim", "quantize"],
+                         capture_output=True, text=True)
+    assert out.returncode == 1
+    assert out.stderr.strip() == ("error: `omg optim quantize` is not implemented yet: it lands with "
+                                  "issue #6 (Phase 4: optimization & deployment). See "
+                                  "`omg optim quantize --help` for the options it will take.")

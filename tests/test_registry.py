@@ -1,0 +1,77 @@
+"""The one registry: every verb of DESIGN.md section 2 is there, documented, and parsed the same way
+by both shells."""
+
+from __future__ import annotations
+
+import pytest
+
+from omgmagics.commands import REGISTRY, Context, HelpRequested, execute, load_all
+from omgmagics.errors import NotImplementedYetError, UsageError
+
+DESIGN_VERBS = {
+    "ml": {"init", "run", "status", "gate"},
+    "data": {"collect", "validate", "label", "augment", "split"},
+    "feature": {"extract", "select", "store"},
+    "train": {"baseline", "train", "tune", "evaluate", "compare"},
+    "optim": {"profile", "quantize", "prune"},
+    "deploy": {"package", "serve", "cloud"},
+    "ops": {"monitor", "pipeline", "drift", "retrain"},
+}
+# Minimal arguments for verbs with required positionals.
+REQUIRED = {("ml", "init"): ["x"], ("ml", "gate"): ["list"]}
+
+ALL = [(g, v) for g in load_all() for v in REGISTRY[g]]
+
+
+def test_every_design_verb_is_registered():
+    load_all()
+    for group, verbs in DESIGN_VERBS.items():
+        assert verbs <= set(REGISTRY[group]), (group, verbs - set(REGISTRY[group]))
+    assert sum(len(v) for v in DESIGN_VERBS.values()) == 27
+
+
+@pytest.mark.parametrize(("group", "verb"), ALL)
+def test_every_verb_has_help_and_every_option_is_documented(group, verb):
+    cmd = REGISTRY[group][verb]
+    assert cmd.help and len(cmd.help) > 15
+    parser = cmd.parser()
+    for action in parser._actions:
+        assert action.help, f"{group} {verb}: option {action.option_strings or action.dest} has no help"
+    with pytest.raises(HelpRequested) as h:
+        cmd.parse(["--help"])
+    assert f"omg {group} {verb}" in h.value.text
+    assert cmd.help.split(",")[0] in h.value.text.replace("\n", " ")
+
+
+@pytest.mark.parametrize(("group", "verb"), ALL)
+def test_both_shells_parse_the_same_words_identically(group, verb):
+    cmd = REGISTRY[group][verb]
+    argv = REQUIRED.get((group, verb), []) + ["--format", "json", "-q"]
+    assert vars(cmd.parse(argv, "magic")) == vars(cmd.parse(argv, "cli"))
+
+
+@pytest.mark.parametrize(("group", "verb"), [(g, v) for g, v in ALL if not REGISTRY[g][v].implemented])
+def test_planned_verbs_say_so_in_both_shells(group, verb):
+    argv = [verb] + REQUIRED.get((group, verb), [])
+    messages = {}
+    for shell in ("magic", "cli"):
+        with pytest.raises(NotImplementedYetError) as err:
+            execute(group, argv, Context(shell=shell))
+        messages[shell] = str(err.value)
+    issue = REGISTRY[group][verb].planned_for
+    assert messages["magic"] == (f"`%omg{group} {verb}` is not implemented yet: it lands with {issue}. "
+                                 f"See `%omg{group} {verb} --help` for the options it will take.")
+    assert messages["cli"] == messages["magic"].replace(f"%omg{group} ", f"omg {group} ")
+
+
+def test_unknown_verb_suggests_the_near_miss():
+    with pytest.raises(UsageError, match=r"Unknown verb for omg train 'tun'\. Available: baseline, "
+                                         r"compare, evaluate, train, tune\. Did you mean: tune\?"):
+        execute("train", ["tun"], Context())
+
+
+def test_bad_flag_is_a_usage_error_not_an_exit():
+    with pytest.raises(UsageError) as err:
+        execute("train", ["tune", "--trials", "many"], Context(shell="magic"))
+    assert str(err.value) == ("%omgtrain tune: argument --trials: invalid int value: 'many'. "
+                              "See `%omgtrain tune --help`.")

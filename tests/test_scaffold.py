@@ -1,0 +1,114 @@
+"""``omg ml init``: the layout, the brief pre-filled from data, refusals, nothing half-written."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from omgmagics.config import load_config
+from omgmagics.errors import DataError, ProjectError, UsageError
+from omgmagics.scaffold import init_project
+
+
+def test_demo_project_layout(tmp_path):
+    report = init_project("adult", parent=tmp_path)
+    root = tmp_path / "adult"
+    for folder in ("data/raw", "data/processed", "features", "models", "runs", "reports", "docs",
+                   "decisions", "monitoring", "projectlib"):
+        assert (root / folder).is_dir(), folder
+    for phase in ("01_discovery", "02_data", "03_model", "04_deploy", "05_ops"):
+        assert (root / "notebooks" / phase / f"{phase}.ipynb").is_file()
+    assert (root / "projectlib" / "features.py").is_file()
+    assert "[tool.nbdev]" in (root / "pyproject.toml").read_text()
+    assert (root / "decisions" / "adr-template.md").is_file()
+    cfg = load_config(root / "omg.yaml")
+    assert cfg.get_path("brief.objective.target") == "income"
+    assert cfg.get_path("brief.objective.primary_metric") == "roc_auc"
+    assert cfg.get_path("brief.sensitive_features") == ["sex", "race"]
+    assert cfg.get_path("brief.constraints.latency_p99_ms") == 50
+    assert report.summary["rows"] == 48842
+
+
+def test_refuses_to_overwrite(tmp_path):
+    init_project("p", parent=tmp_path)
+    with pytest.raises(ProjectError, match=re.escape(
+            f"{tmp_path / 'p'} already exists; init never overwrites a project.")):
+        init_project("p", parent=tmp_path)
+
+
+@pytest.mark.parametrize("name", ["../x", "a/b", "..", "", ".hidden", "a b"])
+def test_rejects_unsafe_names(tmp_path, name):
+    with pytest.raises(UsageError, match=re.escape(f"Project name '{name}' is not allowed")):
+        init_project(name, parent=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def _own_data(tmp_path, n=120):
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({
+        "signup_date": pd.date_range("2024-01-01", periods=n, freq="D").strftime("%Y-%m-%d"),
+        "Gender": rng.choice(["f", "m"], n),
+        "customer_age": rng.integers(18, 80, n),
+        "spend": rng.gamma(2.0, 50.0, n).round(2),
+        "churned": rng.choice([0, 1], n, p=[0.8, 0.2]).astype(float),
+    })
+    df.loc[:4, "churned"] = np.nan
+    path = tmp_path / "customers.csv"
+    df.to_csv(path, index=False)
+    return path
+
+
+def test_own_data_prefills_the_brief(tmp_path):
+    path = _own_data(tmp_path)
+    report = init_project("churn", parent=tmp_path, data=str(path), target="churned")
+    cfg = load_config(tmp_path / "churn" / "omg.yaml")
+    assert cfg.get_path("brief.objective.type") == "classification"
+    assert cfg.get_path("brief.objective.threshold") is None
+    assert cfg.get_path("brief.sensitive_features") == ["Gender", "customer_age"]
+    assert cfg.get_path("brief.time_column") == "signup_date"
+    assert cfg.get_path("data.source") == str(path)
+    assert ("5 of 120 rows have no 'churned' value: they are kept out of supervised training and "
+            "reported (they can be labeled in phase 2).") in report.messages
+
+
+def test_regression_is_inferred(tmp_path):
+    path = _own_data(tmp_path)
+    init_project("spend", parent=tmp_path, data=str(path), target="spend")
+    cfg = load_config(tmp_path / "spend" / "omg.yaml")
+    assert cfg.get_path("brief.objective.type") == "regression"
+    assert cfg.get_path("brief.objective.primary_metric") == "rmse"
+
+
+def test_missing_target_gets_did_you_mean_and_nothing_is_written(tmp_path):
+    path = _own_data(tmp_path)
+    with pytest.raises(DataError, match=re.escape(
+            "Unknown target column in customers.csv 'churn'. Available: Gender, churned, customer_age, "
+            "signup_date, spend. Did you mean: churned?")):
+        init_project("c", parent=tmp_path, data=str(path), target="churn")
+    assert not (tmp_path / "c").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".c.")]
+
+
+def test_single_class_target_is_refused(tmp_path):
+    path = tmp_path / "one.csv"
+    pd.DataFrame({"x": [1, 2, 3], "y": ["a", "a", "a"]}).to_csv(path, index=False)
+    with pytest.raises(DataError, match=re.escape("Target column 'y' has a single class ('a')")):
+        init_project("one", parent=tmp_path, data=str(path), target="y")
+
+
+def test_empty_file_is_refused(tmp_path):
+    path = tmp_path / "empty.csv"
+    path.write_text("")
+    with pytest.raises(DataError, match=re.escape(f"Data file {path} is empty (0 bytes).")):
+        init_project("e", parent=tmp_path, data=str(path), target="y")
+
+
+def test_init_through_the_cli(run_cli, tmp_path):
+    code, out, _ = run_cli(["ml", "init", "cli-proj", "--dir", str(tmp_path)])
+    assert code == 0
+    assert out.startswith(f"Created project cli-proj in {tmp_path / 'cli-proj'}")
+    code, _, err = run_cli(["ml", "init", "../evil", "--dir", str(tmp_path)])
+    assert code == 2 and "Project name '../evil' is not allowed" in err
