@@ -147,10 +147,13 @@ def _phase_error(phase: int, exc: BaseException, saved: Path, root: Path) -> tup
         where, ename, evalue = "its kernel died", "DeadKernelError", (
             "the kernel process ended (out of memory or os._exit?)")
     else:
-        where = f"cell {cell}" if cell is not None else "set-up"
+        count = getattr(exc, "exec_count", None)
+        # 1-based position in the saved notebook, and the prompt number the user sees there.
+        where = (f"cell {cell + 1}" + (f" (In [{count}])" if count else "")) if cell is not None \
+            else "set-up"
     msg = (f"{title} failed at {where}: {ename}: {evalue}. The executed notebook is saved at {rel}. "
            f"Fix the cause, then {RESUME_HINT}.")
-    return msg, {"cell": cell, "exception": ename, "message": evalue, "notebook": str(rel)}
+    return msg, {"cell": cell + 1 if isinstance(cell, int) else None, "exception": ename, "message": evalue, "notebook": str(rel)}
 
 
 def run_lifecycle(project: Project, phases: list[int] | None = None, resume: bool = False,
@@ -201,9 +204,6 @@ def run_lifecycle(project: Project, phases: list[int] | None = None, resume: boo
         manifest = {"run_id": run_id, "project": project.name, "started": _now(), "finished": None,
                     "status": "running", "phases_requested": phases, "parameters": params,
                     "git_commit": _git_commit(project.root), "phases": {}, "approvals": []}
-    run_dir = project.runs_dir / run_id
-    run_dir.mkdir(parents=True, exist_ok=True)
-
     # Every -p key must be a parameter of some phase notebook: a typo is not silently ignored.
     declared = {p: _notebook_parameters(project.notebook(p)) for p in phases if project.notebook(p).is_file()}
     missing_nb = [p for p in phases if p not in declared]
@@ -218,6 +218,8 @@ def run_lifecycle(project: Project, phases: list[int] | None = None, resume: boo
         raise UsageError(f"Parameter '{unknown[0]}' is not declared by any phase notebook."
                          f"{did_you_mean(unknown[0], known)} Known: {', '.join(sorted(known))}.")
 
+    run_dir = project.runs_dir / run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
     manifest["status"] = "running"
     manifest["exported"] = export_project_code(project)
     write_json(run_dir / "manifest.json", manifest)

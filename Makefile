@@ -1,0 +1,52 @@
+# omg: two commands from a fresh clone (Python 3.11 on the PATH):
+#   make demo   set up .venv, run the whole lifecycle on the bundled demo data
+#   make test   set up .venv, run the test suite
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export PATH := $(abspath $(BIN)):$(PATH)
+export MPLBACKEND := Agg
+DEMO_DIR ?= demo
+NAME ?=
+
+.PHONY: setup demo test bench export clean-nbs lint clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "omg needs Python 3.11, found " + sys.version.split()[0]'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[all,dev]'
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: setup
+	rm -rf $(DEMO_DIR)/adult-income
+	mkdir -p $(DEMO_DIR)
+	$(BIN)/omg ml init adult-income --dir $(DEMO_DIR)
+	cd $(DEMO_DIR)/adult-income && $(abspath $(BIN))/omg ml run
+	@echo
+	@echo "Reports:  $(abspath $(DEMO_DIR))/adult-income/reports/"
+	@ls -1 $(DEMO_DIR)/adult-income/reports/
+	@echo "Manifest: $$(ls -d $(abspath $(DEMO_DIR))/adult-income/runs/*/manifest.json | tail -1)"
+
+test: setup
+	$(BIN)/pytest
+
+bench: setup
+	$(BIN)/python bench/run.py $(NAME)
+
+# Re-export the notebooks' `#| export` cells into the template project module (nbdev 3).
+export: setup
+	$(BIN)/nbdev-export
+
+clean-nbs: setup
+	$(BIN)/nbdev-clean
+
+lint: setup
+	$(BIN)/ruff check omgmagics tests bench
+
+clean:
+	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache

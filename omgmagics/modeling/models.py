@@ -1,0 +1,593 @@
+"""Model factories and the safe model bundle (core layer).
+
+A registry maps model type names to factories: ``xgboost``, ``lightgbm`` (when installed), ``mlp``
+(torch), short names of common scikit-learn estimators (``random_forest``, ``logistic_regression`` ...)
+and any scikit-learn estimator class name (``ExtraTreesClassifier``). Hyper-parameters are checked
+against the estimator's own parameter list before anything is trained or logged.
+
+A trained model is an :class:`OmgModel`, saved as a folder (the bundle) holding ``omg_model.json``
+(type, task, feature names, classes, parameters, metrics) and the model in a safe format: xgboost UBJ,
+LightGBM text, skops for scikit-learn (loaded with only scikit-learn/numpy/scipy types trusted), a
+torch state dict for the MLP. Never a raw pickle.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, DataError, did_you_mean, unknown_choice
+
+META_FILE = "omg_model.json"
+FORMAT_VERSION = 1
+# Set by the kit itself; a user may not pass them as hyper-parameters.
+RESERVED = {"callbacks", "random_state", "seed", "early_stopping_rounds"}
+
+
+@dataclass(frozen=True)
+class ModelType:
+    """One entry of the factory registry.
+
+    Parameters
+    ----------
+    name : str
+        What users type (``--model NAME``, ``model:`` in an experiment file).
+    family : {"xgboost", "lightgbm", "sklearn", "mlp"}
+        Decides how it is fitted, early-stopped, pruned and saved.
+    classes : dict
+        Task to ``module.Class`` path (``{"classification": "sklearn.ensemble.RandomForestClassifier"}``).
+    defaults : dict
+        Hyper-parameters the kit sets unless the user does.
+    """
+
+    name: str
+    family: str
+    classes: dict[str, str]
+    defaults: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+    def estimator_class(self, task: str) -> type:
+        import importlib
+
+        path = self.classes.get("regression" if task == "regression" else "classification")
+        if path is None:
+            tasks = ", ".join(sorted(self.classes))
+            raise ConfigError(f"Model '{self.name}' is for {tasks} only, but the objective is {task}.")
+        module, _, cls = path.rpartition(".")
+        try:
+            return getattr(importlib.import_module(module), cls)
+        except ImportError as exc:
+            raise ConfigError(f"Model '{self.name}' needs the package '{module.split('.')[0]}', which "
+                              f"is not installed ({exc}). Install it: pip install 'omgmagics[ml]'.") \
+                from None
+
+    def valid_params(self, task: str) -> list[str]:
+        """Every hyper-parameter name this model accepts."""
+        if self.family == "mlp":
+            from .mlp import DEFAULTS
+
+            return sorted(DEFAULTS)
+        names = set(self.estimator_class(task)().get_params())
+        return sorted(names - RESERVED)
+
+    def check_params(self, params: dict[str, Any], task: str, where: str = "") -> None:
+        """Raise :class:`ConfigError` for an unknown hyper-parameter, listing the valid ones."""
+        if not isinstance(params, dict):
+            raise ConfigError(f"{where}params must be a mapping of hyper-parameter names to values, "
+                              f"got {params!r}.")
+        valid = self.valid_params(task)
+        for key in params:
+            if key not in valid:
+                reserved = f" '{key}' is set by the kit." if key in RESERVED else ""
+                raise ConfigError(f"{where}unknown hyper-parameter '{key}' for model '{self.name}'."
+                                  f"{reserved}{did_you_mean(key, valid)} Valid: {', '.join(valid)}.")
+        if self.family == "mlp":
+            from .mlp import check_params
+
+            check_params(params)
+
+
+MODEL_TYPES: dict[str, ModelType] = {}
+
+
+def register_model_type(model_type: ModelType) -> ModelType:
+    """Add a model type to the registry (a project module may add its own)."""
+    MODEL_TYPES[model_type.name] = model_type
+    return model_type
+
+
+_SK = "sklearn."
+for _mt in [
+    ModelType("xgboost", "xgboost", {"classification": "xgboost.XGBClassifier",
+                                     "regression": "xgboost.XGBRegressor"},
+              {"n_estimators": 300, "learning_rate": 0.1, "max_depth": 6, "tree_method": "hist"},
+              "gradient-boosted trees (XGBoost)"),
+    ModelType("lightgbm", "lightgbm", {"classification": "lightgbm.LGBMClassifier",
+                                       "regression": "lightgbm.LGBMRegressor"},
+              {"n_estimators": 300, "learning_rate": 0.1, "num_leaves": 31, "verbose": -1},
+              "gradient-boosted trees (LightGBM)"),
+    ModelType("mlp", "mlp", {"classification": "omgmagics.modeling.mlp.MLPModel",
+                             "regression": "omgmagics.modeling.mlp.MLPModel"}, {},
+              "torch multi-layer perceptron"),
+    ModelType("random_forest", "sklearn", {
+        "classification": _SK + "ensemble.RandomForestClassifier",
+        "regression": _SK + "ensemble.RandomForestRegressor"}, {"n_estimators": 200, "n_jobs": -1}),
+    ModelType("extra_trees", "sklearn", {
+        "classification": _SK + "ensemble.ExtraTreesClassifier",
+        "regression": _SK + "ensemble.ExtraTreesRegressor"}, {"n_estimators": 200, "n_jobs": -1}),
+    ModelType("hist_gradient_boosting", "sklearn", {
+        "classification": _SK + "ensemble.HistGradientBoostingClassifier",
+        "regression": _SK + "ensemble.HistGradientBoostingRegressor"}),
+    ModelType("decision_tree", "sklearn", {
+        "classification": _SK + "tree.DecisionTreeClassifier",
+        "regression": _SK + "tree.DecisionTreeRegressor"}, {"max_depth": 8, "min_samples_leaf": 20}),
+    ModelType("logistic_regression", "sklearn", {
+        "classification": _SK + "linear_model.LogisticRegression"}, {"max_iter": 2000}),
+    ModelType("ridge", "sklearn", {"regression": _SK + "linear_model.Ridge"}),
+    ModelType("linear_regression", "sklearn", {"regression": _SK + "linear_model.LinearRegression"}),
+    ModelType("knn", "sklearn", {"classification": _SK + "neighbors.KNeighborsClassifier",
+                                 "regression": _SK + "neighbors.KNeighborsRegressor"}),
+    ModelType("dummy", "sklearn", {"classification": _SK + "dummy.DummyClassifier",
+                                   "regression": _SK + "dummy.DummyRegressor"}),
+]:
+    register_model_type(_mt)
+del _mt
+
+
+def _sklearn_estimators(task: str) -> dict[str, str]:
+    from sklearn.utils import all_estimators
+
+    kind = "regressor" if task == "regression" else "classifier"
+    return {name: f"{cls.__module__}.{name}" for name, cls in all_estimators(type_filter=kind)}
+
+
+def get_model_type(name: str, task: str) -> ModelType:
+    """Look up `name` in the registry, then among scikit-learn estimator class names.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown name: the registered names and a did-you-mean.
+    """
+    if name in MODEL_TYPES:
+        mt = MODEL_TYPES[name]
+        mt.estimator_class(task)  # fails early for a wrong task or a missing package
+        return mt
+    if name and name[0].isupper():
+        found = _sklearn_estimators(task)
+        if name in found:
+            return ModelType(name, "sklearn", {task: found[name]})
+        hint = did_you_mean(name, found)
+        raise ConfigError(f"Unknown scikit-learn {'regressor' if task == 'regression' else 'classifier'}"
+                          f" '{name}'.{hint} Or use one of: {', '.join(sorted(MODEL_TYPES))}.")
+    raise ConfigError(unknown_choice("model", name, MODEL_TYPES) +
+                      " Any scikit-learn estimator class name (e.g. RandomForestClassifier) works too.")
+
+
+# --- the fitted model ---------------------------------------------------------------------------
+class OmgModel:
+    """A trained model with its metadata; predicts from DataFrames or arrays.
+
+    Attributes
+    ----------
+    family, model_type, task : str
+    estimator : object
+        The fitted library object (XGBModel, lightgbm.Booster, scikit-learn estimator, MLPModel).
+    feature_names : list of str
+    classes : list or None
+        Original labels; index = encoded class.
+    meta : dict
+        Parameters, metrics, feature set, run id ... (``omg_model.json``).
+    """
+
+    def __init__(self, family: str, model_type: str, estimator: Any, *, task: str,
+                 feature_names: list[str], classes: list[Any] | None, positive_label: Any = None,
+                 params: dict[str, Any] | None = None, meta: dict[str, Any] | None = None):
+        self.family = family
+        self.model_type = model_type
+        self.estimator = estimator
+        self.task = task
+        self.feature_names = list(feature_names)
+        self.classes = classes
+        self.positive_label = positive_label
+        self.params = dict(params or {})
+        self.meta = dict(meta or {})
+        self.source: str | None = None
+
+    def __repr__(self) -> str:
+        return (f"OmgModel({self.model_type}, task={self.task}, features={len(self.feature_names)}"
+                f"{', source=' + self.source if self.source else ''})")
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes) if self.classes else 0
+
+    def matrix(self, X: Any) -> Any:
+        """`X` as a float array in training column order (DataFrame columns are matched by name)."""
+        import numpy as np
+        import pandas as pd
+
+        if isinstance(X, pd.DataFrame):
+            missing = [c for c in self.feature_names if c not in X.columns]
+            if missing:
+                raise DataError(f"The input lacks {len(missing)} feature column(s) the model was "
+                                f"trained on: {', '.join(missing[:10])}.")
+            return X[self.feature_names].to_numpy(dtype=np.float64)
+        arr = np.asarray(X, dtype=np.float64)
+        if arr.ndim == 1:
+            arr = arr.reshape(1, -1)
+        if arr.shape[1] != len(self.feature_names):
+            raise DataError(f"The input has {arr.shape[1]} columns; the model takes "
+                            f"{len(self.feature_names)}.")
+        return arr
+
+    def predict_scores(self, X: Any) -> Any:
+        """P(positive class) (binary), an (n, k) probability matrix (multi-class) or values."""
+        import numpy as np
+
+        arr = self.matrix(X)
+        est = self.estimator
+        if self.family == "mlp":
+            return est.predict_scores(arr)
+        if self.family == "lightgbm":
+            out = np.asarray(est.predict(arr), dtype=np.float64)
+            return out
+        if self.task == "regression":
+            return np.asarray(est.predict(arr), dtype=np.float64)
+        proba = np.asarray(est.predict_proba(arr), dtype=np.float64)
+        return proba[:, 1] if proba.shape[1] == 2 else proba
+
+    def predict_proba(self, X: Any) -> Any:
+        import numpy as np
+
+        scores = self.predict_scores(X)
+        if self.task == "regression":
+            raise DataError("predict_proba is for classifiers; this model is a regressor.")
+        return np.column_stack([1 - scores, scores]) if scores.ndim == 1 else scores
+
+    def predict_encoded(self, X: Any) -> Any:
+        import numpy as np
+
+        scores = self.predict_scores(X)
+        if self.task == "regression":
+            return scores
+        return scores.argmax(axis=1) if scores.ndim == 2 else (scores >= 0.5).astype(np.int64)
+
+    def predict(self, X: Any) -> Any:
+        """Predicted labels (original values) or regression values."""
+        import numpy as np
+
+        enc = self.predict_encoded(X)
+        if self.task == "regression":
+            return enc
+        return np.asarray(self.classes, dtype=object)[enc]
+
+    # --- bundle --------------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the bundle folder atomically (replacing an existing one) and return it."""
+        from ..atomic import atomic_dir, write_json
+        from ..results import jsonable
+
+        path = Path(path)
+        with atomic_dir(path, overwrite=True) as tmp:
+            file = _save_estimator(self, tmp)
+            meta = {**self.meta, "format": "omg-model", "format_version": FORMAT_VERSION,
+                    "family": self.family, "model_type": self.model_type, "file": file,
+                    "task": self.task, "feature_names": self.feature_names, "classes": self.classes,
+                    "positive_label": self.positive_label, "params": self.params,
+                    "libraries": _versions(self.family)}
+            meta.setdefault("created", _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
+            if self.family == "mlp":
+                meta["architecture"] = self.estimator.architecture
+            write_json(tmp / META_FILE, jsonable(meta))
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> OmgModel:
+        """Read a bundle folder written by :meth:`save`."""
+        path = Path(path)
+        if path.is_file():
+            path = path.parent
+        meta_path = path / META_FILE
+        if not meta_path.is_file():
+            raise DataError(f"{path} is not a model saved by omg (no {META_FILE}). Point at the "
+                            "folder written by `omg train train` or a models:/NAME@alias URI.")
+        meta = json.loads(meta_path.read_text())
+        if meta.get("format") != "omg-model" or int(meta.get("format_version", 0)) > FORMAT_VERSION:
+            raise DataError(f"{meta_path} is not a supported omg model (format "
+                            f"{meta.get('format')} v{meta.get('format_version')}). Upgrade omgmagics.")
+        estimator = _load_estimator(meta, path / meta["file"])
+        model = cls(meta["family"], meta["model_type"], estimator, task=meta["task"],
+                    feature_names=meta["feature_names"], classes=meta.get("classes"),
+                    positive_label=meta.get("positive_label"), params=meta.get("params"), meta=meta)
+        model.source = str(path)
+        return model
+
+    def size_bytes(self) -> int:
+        """Size of the saved model file (written to a temporary folder)."""
+        with tempfile.TemporaryDirectory() as tmp:
+            file = _save_estimator(self, Path(tmp))
+            return (Path(tmp) / file).stat().st_size
+
+
+def _versions(family: str) -> dict[str, str]:
+    import importlib.metadata as md
+
+    names = {"xgboost": ["xgboost"], "lightgbm": ["lightgbm"], "sklearn": ["scikit-learn", "skops"],
+             "mlp": ["torch"]}[family]
+    out = {}
+    for name in ["numpy", *names]:
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def _save_estimator(model: OmgModel, folder: Path) -> str:
+    est = model.estimator
+    if model.family == "xgboost":
+        est.set_params(callbacks=None)
+        est.save_model(folder / "model.ubj")
+        return "model.ubj"
+    if model.family == "lightgbm":
+        est.save_model(str(folder / "model.txt"))
+        return "model.txt"
+    if model.family == "mlp":
+        est.save(folder / "model.pt")
+        return "model.pt"
+    import skops.io as sio
+
+    sio.dump(est, folder / "model.skops")
+    return "model.skops"
+
+
+TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.", "collections.")
+
+
+def _load_estimator(meta: dict[str, Any], file: Path) -> Any:
+    family, task = meta["family"], meta["task"]
+    if not file.is_file():
+        raise DataError(f"Model file {file} is missing from its bundle. Re-save or re-train the model.")
+    if family == "xgboost":
+        import xgboost as xgb
+
+        est = xgb.XGBRegressor() if task == "regression" else xgb.XGBClassifier()
+        est.load_model(file)
+        return est
+    if family == "lightgbm":
+        import lightgbm as lgb
+
+        return lgb.Booster(model_file=str(file))
+    if family == "mlp":
+        from .mlp import MLPModel
+
+        return MLPModel.load(file, meta["architecture"], meta.get("params") or {})
+    import skops.io as sio
+
+    untrusted = sio.get_untrusted_types(file=file)
+    unsafe = [t for t in untrusted if not t.startswith(TRUSTED_PREFIXES)]
+    if unsafe:
+        raise DataError(f"{file} contains types outside scikit-learn/numpy/scipy, which the kit does "
+                        f"not load blindly: {', '.join(unsafe)}. Inspect it with "
+                        "skops.io.get_untrusted_types and load it yourself if you trust it.")
+    return sio.load(file, trusted=untrusted)
+
+
+def load_model(project: Any, ref: str | os.PathLike) -> OmgModel:
+    """Load a model: a bundle folder (or a file in it), ``models:/NAME@alias``, ``models:/NAME/3``,
+    ``runs:/RUN_ID/model``, or the name or id of an MLflow run.
+
+    Raises
+    ------
+    DataError
+        When nothing matches `ref`.
+    """
+    ref = str(ref)
+    if not ref.startswith(("models:/", "runs:/")):
+        path = Path(ref)
+        for candidate in (path, Path(project.root) / path if project is not None else None):
+            if candidate is not None and candidate.exists():
+                return OmgModel.load(candidate)
+        if project is None or "/" in ref or os.sep in ref:
+            raise DataError(f"Model {ref} does not exist. Pass a bundle folder, models:/NAME@alias "
+                            "or the name of an MLflow run.")
+    from .tracking import MODEL_ARTIFACT, connect
+
+    tracking = connect(project)
+    uri = ref
+    if not ref.startswith(("models:/", "runs:/")):
+        uri = f"runs:/{tracking.find_run(ref).info.run_id}/{MODEL_ARTIFACT}"
+    elif ref.startswith("models:/") and "@" in ref:
+        name, _, alias = ref.removeprefix("models:/").partition("@")
+        try:
+            tracking.client.get_model_version_by_alias(name, alias)
+        except Exception:  # noqa: BLE001 - MlflowException
+            raise DataError(f"No model version of '{name}' has the alias '{alias}'. Register one "
+                            "with `omg train compare` (champion) or `omg train train` (challenger)."
+                            ) from None
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            local = tracking.download(uri, tmp)
+        except Exception as exc:  # noqa: BLE001 - MlflowException and OSError alike
+            raise DataError(f"Could not fetch model {ref} from MLflow ({tracking.uri}): "
+                            f"{str(exc).splitlines()[0]}") from None
+        model = OmgModel.load(local)
+    model.source = ref
+    return model
+
+
+# --- fitting ------------------------------------------------------------------------------------
+@dataclass
+class FitResult:
+    model: OmgModel
+    best_iteration: int | None
+    history: list[float]
+    history_metric: str | None
+    fit_time_s: float
+
+
+def eval_metric(family: str, metric: str, task: str, n_classes: int) -> tuple[str, bool]:
+    """The library's validation metric used for early stopping and pruning, and whether it rises.
+
+    Where the library has the brief's metric it is used; otherwise the log loss (or RMSE) stands in.
+    """
+    multi = task != "regression" and n_classes > 2
+    if family == "xgboost":
+        table = {"roc_auc": ("auc", True), "average_precision": ("aucpr", True),
+                 "rmse": ("rmse", False), "r2": ("rmse", False), "mae": ("mae", False),
+                 "mape": ("mape", False)}
+        if multi and metric == "average_precision":
+            return "mlogloss", False
+        default = ("rmse", False) if task == "regression" else (("mlogloss" if multi else "logloss"),
+                                                                 False)
+        return table.get(metric, default)
+    if family == "lightgbm":
+        table = {"roc_auc": ("auc", True), "average_precision": ("average_precision", True),
+                 "rmse": ("rmse", False), "r2": ("rmse", False), "mae": ("l1", False),
+                 "mape": ("mape", False)}
+        if multi and metric in ("roc_auc", "average_precision"):
+            return "multi_logloss", False
+        default = ("rmse", False) if task == "regression" else (("multi_logloss" if multi else
+                                                                  "binary_logloss"), False)
+        return table.get(metric, default)
+    return metric, True
+
+
+def fit_model(mt: ModelType, params: dict[str, Any], data: Any, *, metric: str, seed: int,
+              early_stopping_rounds: int | None = None,
+              on_step: Callable[[int, float], None] | None = None, report_every: int = 10,
+              n_jobs: int | None = None) -> FitResult:
+    """Fit `mt` with `params` on ``data.X["train"]``; early-stop and report on the validation split.
+
+    Parameters
+    ----------
+    on_step : callable, optional
+        ``on_step(step, value)`` gets the validation metric every `report_every` boosting rounds (or
+        every MLP epoch) as ``(value, greater_is_better)`` context; it may raise to stop (pruning).
+    """
+    import time
+
+    from ..metrics import get_metric
+    from ..metrics import score as compute
+
+    task = data.task
+    has_val = data.has("val")
+    full = {**mt.defaults, **params}
+    t0 = time.perf_counter()
+    history: list[float] = []
+    best_iter = None
+    hist_metric = None
+    Xtr, ytr = data.X["train"], data.y["train"]
+    Xva, yva = (data.X["val"], data.y["val"]) if has_val else (None, None)
+    if mt.family == "xgboost":
+        import xgboost as xgb
+
+        name, _higher = eval_metric("xgboost", metric, task, data.n_classes)
+        hist_metric = name
+        full.setdefault("eval_metric", name)
+        hist_metric = full["eval_metric"] if isinstance(full["eval_metric"], str) else name
+
+        class _Report(xgb.callback.TrainingCallback):
+            def after_iteration(self, model, epoch, evals_log):  # noqa: ANN001
+                values = next(iter(evals_log.values()), {}).get(hist_metric) if evals_log else None
+                if values:
+                    history.append(float(values[-1]))
+                    if on_step is not None and (epoch + 1) % report_every == 0:
+                        on_step(epoch + 1, float(values[-1]))
+                return False
+
+        est = mt.estimator_class(task)(**full, random_state=seed, callbacks=[_Report()],
+                                       early_stopping_rounds=early_stopping_rounds if has_val else None,
+                                       **({"n_jobs": n_jobs} if n_jobs and "n_jobs" not in full else {}))
+        est.fit(Xtr, ytr, eval_set=[(Xva, yva)] if has_val else None, verbose=False)
+        est.set_params(callbacks=None)
+        best_iter = getattr(est, "best_iteration", None) if has_val and early_stopping_rounds else None
+    elif mt.family == "lightgbm":
+        import lightgbm as lgb
+
+        name, _higher = eval_metric("lightgbm", metric, task, data.n_classes)
+        hist_metric = name
+
+        def _report(env) -> None:  # noqa: ANN001
+            for _data, m, value, _hib in env.evaluation_result_list:
+                if m == name:
+                    history.append(float(value))
+                    if on_step is not None and (env.iteration + 1) % report_every == 0:
+                        on_step(env.iteration + 1, float(value))
+
+        callbacks = [_report]
+        if has_val and early_stopping_rounds:
+            callbacks.append(lgb.early_stopping(early_stopping_rounds, verbose=False))
+        est = mt.estimator_class(task)(**full, random_state=seed,
+                                       **({"n_jobs": n_jobs} if n_jobs and "n_jobs" not in full else {}))
+        est.fit(Xtr, ytr, eval_set=[(Xva, yva)] if has_val else None, eval_metric=name,
+                callbacks=callbacks)
+        best_iter = int(est.best_iteration_) if has_val and early_stopping_rounds and \
+            est.best_iteration_ else None
+        est = lgb.Booster(model_str=est.booster_.model_to_string(num_iteration=best_iter or None))
+    elif mt.family == "mlp":
+        from .mlp import MLPModel
+
+        m = get_metric(metric)
+        hist_metric = metric
+
+        def _on_epoch(epoch: int, value: float) -> bool:
+            if on_step is not None:
+                on_step(epoch + 1, value)
+            return False
+
+        est = MLPModel(task, max(data.n_classes, 2), **full)
+        est.fit(Xtr, ytr, Xva, yva, seed=seed,
+                patience=early_stopping_rounds if has_val else None, on_epoch=_on_epoch,
+                val_score=lambda y, s: compute(metric, y, s, task), greater_is_better=m.greater_is_better)
+        history = list(est.history)
+        best_iter = est.best_epoch + 1 if est.best_epoch is not None else None
+    else:
+        cls = mt.estimator_class(task)
+        kwargs = dict(full)
+        if "random_state" in cls().get_params():
+            kwargs["random_state"] = seed
+        est = cls(**kwargs)
+        try:
+            est.fit(Xtr, ytr)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"Model '{mt.name}' could not be fitted with {params}: "
+                              f"{str(exc).splitlines()[0]}") from None
+        if task != "regression" and not hasattr(est, "predict_proba"):
+            raise ConfigError(f"Model '{mt.name}' has no predict_proba; the kit needs class "
+                              "probabilities. Choose another estimator or set probability=True.")
+    fit_time = time.perf_counter() - t0
+    model = OmgModel(mt.family, mt.name, est, task=task, feature_names=data.feature_names,
+                     classes=data.classes, positive_label=data.positive_label, params=full,
+                     meta={"feature_set": data.ref, "target": data.target,
+                           "id_column": data.id_column, "best_iteration": best_iter})
+    return FitResult(model, best_iter, history, hist_metric, fit_time)
+
+
+def latency_ms(model: OmgModel, X: Any, repeats: int = 30) -> dict[str, float]:
+    """Single-row prediction latency p50/p99 (ms) and batch throughput (rows/s)."""
+    import time
+
+    import numpy as np
+
+    rows = [X[i % len(X):i % len(X) + 1] for i in range(repeats)]
+    model.predict_scores(rows[0])  # warm-up
+    times = []
+    for row in rows:
+        t0 = time.perf_counter()
+        model.predict_scores(row)
+        times.append((time.perf_counter() - t0) * 1000)
+    batch = X[: min(len(X), 1000)]
+    t0 = time.perf_counter()
+    model.predict_scores(batch)
+    dt = max(time.perf_counter() - t0, 1e-9)
+    return {"latency_p50_ms": float(np.percentile(times, 50)),
+            "latency_p99_ms": float(np.percentile(times, 99)),
+            "throughput_rows_s": float(len(batch) / dt)}
