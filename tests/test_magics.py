@@ -13,6 +13,7 @@ from IPython.utils.capture import capture_output
 from omgmagics.commands import Context
 from omgmagics.errors import DataError, UsageError
 
+
 def shown(cap) -> str:
     """Everything the user saw: printed text and displayed objects (their plain-text form)."""
     return cap.stdout + "".join(o.data.get("text/plain", "") for o in cap.outputs)
