@@ -136,6 +136,18 @@ def render_report(executed: Path, dest: Path) -> Path:
     return write_text(dest, body)
 
 
+def _logged_kernel_manager(log_file: Any) -> type:
+    """A kernel manager whose kernel writes its stderr to `log_file` (kept with the run), not ours."""
+    from jupyter_client import AsyncKernelManager
+
+    class LoggedKernelManager(AsyncKernelManager):
+        async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
+            kw["stderr"] = log_file
+            return await AsyncKernelManager._async_launch_kernel(self, kernel_cmd, **kw)
+
+    return LoggedKernelManager
+
+
 def _phase_error(phase: int, exc: BaseException, saved: Path, root: Path) -> tuple[str, dict]:
     title = f"Phase {phase} ({PHASE_TITLES[phase]})"
     rel = saved.relative_to(root) if saved.is_relative_to(root) else saved
@@ -151,8 +163,9 @@ def _phase_error(phase: int, exc: BaseException, saved: Path, root: Path) -> tup
         # 1-based position in the saved notebook, and the prompt number the user sees there.
         where = (f"cell {cell + 1}" + (f" (In [{count}])" if count else "")) if cell is not None \
             else "set-up"
-    msg = (f"{title} failed at {where}: {ename}: {evalue}. The executed notebook is saved at {rel}. "
-           f"Fix the cause, then {RESUME_HINT}.")
+    msg = (f"{title} failed at {where}: {ename}: {evalue}. The executed notebook is saved at {rel}"
+           + (f" (kernel log: {rel.with_name('kernel-' + rel.stem + '.log')})" if where.startswith("its kernel") else "")
+           + f". Fix the cause, then {RESUME_HINT}.")
     return msg, {"cell": cell + 1 if isinstance(cell, int) else None, "exception": ename, "message": evalue, "notebook": str(rel)}
 
 
@@ -277,13 +290,17 @@ def _run_phase(pm: Any, project: Project, run_dir: Path, phase: int, params: dic
                              "notebook": str(out.relative_to(project.root))}
     t0 = time.time()
     log.info("phase %s: executing %s", phase, src)
-    try:
-        pm.execute_notebook(str(src), str(out), parameters=nb_params, cwd=str(project.root),
-                            kernel_name=kernel_name, progress_bar=False, log_output=False,
-                            request_save_on_cell_execute=True)
-        error = None
-    except Exception as exc:  # noqa: BLE001 - papermill/nbclient raise many kinds; all are reported
-        error = exc
+    kernel_log = run_dir / f"kernel-{folder}.log"
+    state["kernel_log"] = str(kernel_log.relative_to(project.root))
+    with open(kernel_log, "ab") as log_file:
+        try:
+            pm.execute_notebook(str(src), str(out), parameters=nb_params, cwd=str(project.root),
+                                kernel_name=kernel_name, progress_bar=False, log_output=False,
+                                request_save_on_cell_execute=True,
+                                kernel_manager_class=_logged_kernel_manager(log_file))
+            error = None
+        except Exception as exc:  # noqa: BLE001 - papermill/nbclient raise many kinds; all reported
+            error = exc
     state["ended"] = _now()
     state["duration_s"] = round(time.time() - t0, 2)
     report = project.reports_dir / f"phase{phase}_{folder.split('_', 1)[1]}.html"

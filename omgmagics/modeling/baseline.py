@@ -1,0 +1,205 @@
+"""Baselines (core layer): dummy, linear and tree models cross-validated on the training split.
+
+The leaderboard gives mean and standard deviation over the folds of the brief's primary and secondary
+metrics, with fit and predict times. Each baseline is then refitted on the whole training split and
+logged to MLflow as a child run ``baseline-NAME``; the parent run ``baseline`` carries the leaderboard
+and the best baseline's model and test predictions, so ``compare --experiments baseline,...`` and the
+phase 3 gate can test a model against it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import UsageError, unknown_choice
+
+BASELINES = ("dummy", "linear", "tree")
+
+
+def baseline_estimator(name: str, task: str, seed: int) -> tuple[str, Any]:
+    """(model type label, unfitted estimator) for a built-in baseline name."""
+    from sklearn.dummy import DummyClassifier, DummyRegressor
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
+
+    reg = task == "regression"
+    if name == "dummy":
+        return "dummy", DummyRegressor(strategy="mean") if reg else DummyClassifier(strategy="prior")
+    if name == "linear":
+        model = Ridge() if reg else LogisticRegression(max_iter=2000)
+        return ("ridge" if reg else "logistic_regression"), Pipeline(
+            [("scale", StandardScaler()), ("model", model)])
+    kwargs = {"max_depth": 8, "min_samples_leaf": 20, "random_state": seed}
+    return "decision_tree", DecisionTreeRegressor(**kwargs) if reg else DecisionTreeClassifier(**kwargs)
+
+
+def _folds(data: Any, cv: int, seed: int) -> list[tuple[Any, Any]]:
+    import numpy as np
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    y = data.y["train"]
+    if data.task == "regression":
+        splitter = KFold(cv, shuffle=True, random_state=seed)
+    else:
+        smallest = int(np.bincount(y).min())
+        if smallest < cv:
+            raise UsageError(f"--cv {cv} needs at least {cv} rows of every class in the training split; "
+                             f"the rarest class has {smallest}. Use a smaller --cv.")
+        splitter = StratifiedKFold(cv, shuffle=True, random_state=seed)
+    return list(splitter.split(data.X["train"], y))
+
+
+def run_baselines(project: Any, *, features: str | None = None, table: Any = None,
+                  table_name: str = "table", target: str | None = None, cv: int = 5,
+                  models: list[str] | None = None,
+                  progress: Callable[..., Any] | None = None) -> Any:
+    """Cross-validate the baselines, log them to MLflow and return the leaderboard.
+
+    Parameters
+    ----------
+    features : str, optional
+        ``NAME@VERSION`` (default: the project's latest feature set).
+    table : DataFrame, optional
+        A user table instead of a feature set (cross-validation only; no test split).
+    models : list of str
+        Built-in baselines (``dummy``, ``linear``, ``tree``) or registered model types.
+
+    Returns
+    -------
+    Report
+        Value: the leaderboard DataFrame.
+    """
+    import time
+
+    import numpy as np
+    import pandas as pd
+    from sklearn.base import clone
+
+    from ..metrics import get_metric, score
+    from ..results import Report
+    from .data import load_model_data
+    from .models import MODEL_TYPES, FitResult, OmgModel, get_model_type
+    from .tracking import connect
+    from .train import metric_names, record_model
+
+    if cv < 2:
+        raise UsageError(f"--cv must be at least 2 folds, got {cv}.")
+    models = models or list(BASELINES)
+    task = project.objective_type
+    for name in models:
+        if name not in BASELINES and name not in MODEL_TYPES:
+            raise UsageError(unknown_choice("baseline", name, [*BASELINES, *MODEL_TYPES]))
+    data = load_model_data(project, features, target, table=table, table_name=table_name)
+    primary, secondary = metric_names(project, task)
+    metrics = [primary, *secondary]
+    seed = project.seed
+    folds = _folds(data, cv, seed)
+    candidates = []
+    for name in models:
+        if name in BASELINES:
+            label, est = baseline_estimator(name, task, seed)
+            family = "sklearn"
+        else:
+            mt = get_model_type(name, task)
+            if mt.family != "sklearn":
+                raise UsageError(f"Baseline '{name}' must be a scikit-learn model; train {name} with "
+                                 "`omg train train` or tune it with `omg train tune`.")
+            cls = mt.estimator_class(task)
+            kwargs = dict(mt.defaults)
+            if "random_state" in cls().get_params():
+                kwargs["random_state"] = seed
+            label, est, family = mt.name, cls(**kwargs), "sklearn"
+        candidates.append((name, label, est, family))
+    tracking = connect(project)
+    X, y = data.X["train"], data.y["train"]
+    rows, bar = [], None
+    total = len(candidates) * len(folds)
+    if progress is not None:
+        bar = progress(total=total, desc="baselines")
+    try:
+        for name, label, est, _family in candidates:
+            per = {m: [] for m in metrics}
+            fit_t, pred_t = [], []
+            for tr, va in folds:
+                m = clone(est)
+                t0 = time.perf_counter()
+                m.fit(X[tr], y[tr])
+                fit_t.append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                s = _scores(m, X[va], task)
+                pred_t.append(time.perf_counter() - t0)
+                for metric in metrics:
+                    per[metric].append(score(metric, y[va], s, task))
+                if bar is not None:
+                    bar.update(1)
+            row = {"model": name, "estimator": label}
+            for metric in metrics:
+                row[f"{metric} mean"] = float(np.nanmean(per[metric]))
+                row[f"{metric} std"] = float(np.nanstd(per[metric]))
+            row["fit time (s)"] = float(np.mean(fit_t))
+            row["predict time (s)"] = float(np.mean(pred_t))
+            rows.append(row)
+    finally:
+        if bar is not None:
+            bar.close()
+    board = pd.DataFrame(rows)
+    higher = get_metric(primary).greater_is_better
+    board = board.sort_values(f"{primary} mean", ascending=not higher).reset_index(drop=True)
+    best = board.iloc[0]["model"]
+
+    fitted = {}
+    for name, label, est, family in candidates:
+        m = clone(est)
+        t0 = time.perf_counter()
+        m.fit(X, y)
+        model = OmgModel(family, label, m, task=task, feature_names=data.feature_names,
+                         classes=data.classes, positive_label=data.positive_label,
+                         params={k: v for k, v in m.get_params().items()
+                                 if isinstance(v, (int, float, str, bool, type(None)))},
+                         meta={"feature_set": data.ref, "target": data.target,
+                               "id_column": data.id_column, "baseline": name})
+        fitted[name] = FitResult(model, None, [], None, time.perf_counter() - t0)
+
+    cv_metrics = {row["model"]: {**{f"cv_{m}_mean": row[f"{m} mean"] for m in metrics},
+                                 **{f"cv_{m}_std": row[f"{m} std"] for m in metrics}}
+                  for row in rows}
+
+    def log_children(log, run_id):  # noqa: ANN001
+        log.table(board, "leaderboard.parquet")
+        log.text(board.to_csv(index=False), "leaderboard.csv")
+        for name, _label, _est, _family in candidates:
+            record_model(tracking, project, data, fitted[name], name=f"baseline-{name}",
+                         kind="baseline-model", params={"baseline": name, "cv": cv,
+                                                        **fitted[name].model.params},
+                         metrics=metrics, register=False, extra_metrics=cv_metrics[name],
+                         parent_run_id=run_id)
+
+    rec = record_model(tracking, project, data, fitted[best], name="baseline", kind="baseline",
+                       params={"best_baseline": best, "cv": cv, "baselines": models,
+                               **fitted[best].model.params},
+                       metrics=metrics, register=False, extra_metrics=cv_metrics[best],
+                       extra_tags={"omg.best_baseline": best}, extra=log_children)
+    summary = {"best baseline": best, f"cv {primary}": f"{board.iloc[0][f'{primary} mean']:.4f} ± "
+               f"{board.iloc[0][f'{primary} std']:.4f}", "folds": cv, "feature set": data.ref,
+               "mlflow run": "baseline"}
+    if "test" in rec["scores"]:
+        summary[f"test {primary} (best)"] = rec["scores"]["test"][primary]
+    messages = []
+    if not data.has("test"):
+        messages.append("No test split: the baselines were cross-validated only; store a feature set "
+                        "with a test split to compare models against them.")
+    return Report(f"Baselines on {data.ref} ({cv}-fold cross-validation, training split)",
+                  summary=summary, tables={"leaderboard": board}, messages=messages,
+                  data={"run_id": rec["run_id"], "best": best}, value=board)
+
+
+def _scores(model: Any, X: Any, task: str) -> Any:
+    import numpy as np
+
+    if task == "regression":
+        return np.asarray(model.predict(X), dtype=float)
+    proba = model.predict_proba(X)
+    return proba[:, 1] if proba.shape[1] == 2 else proba

@@ -1,0 +1,273 @@
+"""Train one configured model and record it in MLflow (core layer).
+
+The experiment file says what to train::
+
+    model: xgboost                 # xgboost, lightgbm, mlp, random_forest ... or a scikit-learn class
+    params: {max_depth: 6}         # hyper-parameters of that model; unknown names are rejected
+    features: project_features@v1  # feature set NAME@VERSION (default: the project's latest)
+    early_stopping_rounds: 30      # on the validation split (boosting rounds / MLP epochs); null: off
+    seed: 42
+    name: v1                       # the MLflow run name
+    register: true                 # add a model version with the alias `challenger`
+
+Everything is validated (model, parameters, feature set, target, metric) before a run is opened; the
+model is fitted before logging starts, so a failure leaves no half-logged run.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, DataError
+
+EXPERIMENT_SPEC: dict[str, Any] = {
+    "model": str, "params": (dict, type(None)), "features": (str, type(None)),
+    "target": (str, type(None)), "early_stopping_rounds": (int, type(None)),
+    "seed": (int, type(None)), "name": (str, type(None)), "register": (bool, type(None)),
+    "description": (str, type(None)),
+}
+
+EXPERIMENT_TEMPLATE = """\
+# One training run: `omg train train --config experiment.yaml` (or %omgtrain train ...).
+# Unknown keys and unknown hyper-parameters are rejected with the list of valid ones.
+model: xgboost                  # xgboost | lightgbm | mlp | random_forest | logistic_regression | ...
+                                # or any scikit-learn estimator class, e.g. ExtraTreesClassifier
+params:                         # hyper-parameters of that model (library names)
+  n_estimators: 400
+  learning_rate: 0.05
+  max_depth: 6
+  subsample: 0.9
+  colsample_bytree: 0.8
+features: null                  # feature set NAME@VERSION; null: the project's latest
+early_stopping_rounds: 30       # stop when the validation metric stalls this long; null: off
+seed: 42
+name: v1                        # run name in MLflow (compare --experiments baseline,v1,...)
+register: true                  # register the model with the alias `challenger`
+"""
+
+
+def resolve_path(path: str | os.PathLike, project: Any) -> Path:
+    """`path` as given if it exists, else relative to the project folder."""
+    p = Path(path)
+    if p.is_absolute() or p.exists():
+        return p
+    return Path(project.root) / p
+
+
+def read_experiment(path: Path | None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Read and check an experiment file (or none), with command-line `overrides` on top."""
+    from ..config import read_yaml, validate
+
+    spec = {}
+    if path is not None:
+        spec = read_yaml(path, "experiment file") or {}
+        validate(spec, EXPERIMENT_SPEC, source=str(path))
+    spec.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    if not spec.get("model"):
+        raise ConfigError(f"{path or 'The experiment'} names no model. Add `model: xgboost` (or lightgbm, "
+                          "mlp, random_forest ...).")
+    return spec
+
+
+def metric_names(project: Any, task: str) -> tuple[str, list[str]]:
+    """The brief's primary metric and its secondary metrics, checked against the task."""
+    from ..metrics import get_metric
+
+    primary = project.primary_metric
+    get_metric(primary, task)
+    secondary = []
+    for name in project.config.get_path("brief.objective.secondary_metrics", []) or []:
+        get_metric(name, task)
+        if name != primary:
+            secondary.append(name)
+    return primary, secondary
+
+
+def split_scores(model: Any, data: Any, metrics: list[str]) -> dict[str, dict[str, float]]:
+    """``{split: {metric: value}}`` on the val and test splits that exist."""
+    from ..metrics import score
+
+    out = {}
+    for split in ("val", "test"):
+        if data.has(split):
+            s = model.predict_scores(data.X[split])
+            out[split] = {m: score(m, data.y[split], s, data.task) for m in metrics}
+    return out
+
+
+def predictions_frame(model: Any, data: Any, split: str = "test") -> Any:
+    """Row id, encoded truth, prediction and score(s) of one split (the input of paired tests)."""
+    import pandas as pd
+
+    scores = model.predict_scores(data.X[split])
+    df = pd.DataFrame({"row_id": data.ids[split], "y_true": data.y[split]})
+    if data.task == "regression":
+        df["y_pred"] = scores
+    elif scores.ndim == 2:
+        df["y_pred"] = scores.argmax(axis=1)
+        for k in range(scores.shape[1]):
+            df[f"score_{k}"] = scores[:, k]
+    else:
+        df["y_pred"] = (scores >= 0.5).astype(int)
+        df["score"] = scores
+    return df
+
+
+def importance(model: Any) -> tuple[list[str], list[float]] | None:
+    """Built-in feature importances (gain for boosted trees, |coef| for linear models)."""
+    import numpy as np
+
+    est = model.estimator
+    if model.family == "lightgbm":
+        return model.feature_names, list(map(float, est.feature_importance("gain")))
+    inner = est.steps[-1][1] if hasattr(est, "steps") else est
+    if hasattr(inner, "feature_importances_"):
+        return model.feature_names, list(map(float, inner.feature_importances_))
+    if hasattr(inner, "coef_"):
+        coef = np.abs(np.atleast_2d(inner.coef_)).mean(axis=0)
+        return model.feature_names, list(map(float, coef))
+    return None
+
+
+def record_model(tracking: Any, project: Any, data: Any, fit: Any, *, name: str, kind: str,
+                 params: dict[str, Any], metrics: list[str], register: bool,
+                 extra_metrics: dict[str, float] | None = None,
+                 extra_tags: dict[str, Any] | None = None,
+                 extra: Any = None, parent_run_id: str | None = None) -> dict[str, Any]:
+    """Log a fitted model as one MLflow run: params, val/test metrics, latency, size, the bundle,
+    test predictions, learning curve and importances; optionally register it as `challenger`.
+
+    `extra(logger, run_id)` may log more inside the same run. Returns what was recorded.
+    """
+    import tempfile
+
+    from . import plots
+    from .models import latency_ms
+    from .tracking import MODEL_ARTIFACT, PREDICTIONS_ARTIFACT
+
+    model = fit.model
+    scores = split_scores(model, data, metrics)
+    lat_split = "test" if data.has("test") else "train"
+    lat = latency_ms(model, data.X[lat_split])
+    flat = {f"{split}_{m}": v for split, d in scores.items() for m, v in d.items()}
+    flat.update({"fit_time_s": fit.fit_time_s, **lat, "n_features": len(data.feature_names),
+                 "train_rows": len(data.X["train"])})
+    if fit.best_iteration is not None:
+        flat["best_iteration"] = fit.best_iteration
+    flat.update(extra_metrics or {})
+    figures: dict[str, bytes] = {}
+    if fit.history:
+        figures["learning_curve"] = plots.to_png(plots.learning_curve(
+            fit.history, fit.history_metric or "", fit.best_iteration,
+            "epoch" if model.family == "mlp" else "boosting round"))
+    imp = importance(model)
+    if imp is not None:
+        figures["feature_importance"] = plots.to_png(plots.barh(
+            imp[0], imp[1], f"Feature importance ({model.model_type})", "importance"))
+    with tracking.run(name, kind, feature_set=data.ref, model_type=model.model_type,
+                      tags={"omg.feature_set_sha256": data.sha256, "omg.target": data.target,
+                            **(extra_tags or {})}, parent_run_id=parent_run_id) as log:
+        model.meta.update({"run_id": log.run_id, "run_name": name, "metrics": flat,
+                           "primary_metric": metrics[0], "sensitive_features":
+                           project.sensitive_features})
+        with tempfile.TemporaryDirectory() as tmp:
+            bundle = model.save(Path(tmp) / MODEL_ARTIFACT)
+            flat["model_size_bytes"] = sum(p.stat().st_size for p in bundle.iterdir())
+            log.artifacts(bundle, MODEL_ARTIFACT)
+        log.params(params)
+        log.metrics(flat)
+        if fit.history:
+            log.metric_history(f"val_{fit.history_metric}_curve", fit.history)
+        if data.has("test"):
+            log.table(predictions_frame(model, data), PREDICTIONS_ARTIFACT)
+        for fname, png in figures.items():
+            log.png(png, f"plots/{fname}.png")
+        if extra is not None:
+            extra(log, log.run_id)
+        run_id = log.run_id
+        version = tracking.register(run_id, "challenger", f"{kind} run {name}") if register else None
+    return {"run_id": run_id, "metrics": flat, "scores": scores, "figures": figures,
+            "version": version}
+
+
+def train_model(project: Any, config: str | os.PathLike | None = "experiment.yaml", *,
+                overrides: dict[str, Any] | None = None) -> Any:
+    """Train the model of an experiment file and log it to MLflow.
+
+    Parameters
+    ----------
+    project : Project
+    config : path-like or None
+        The experiment file (see the module docstring); None trains from `overrides` alone.
+    overrides : dict, optional
+        ``model``, ``name``, ``features``, ``register`` from the command line.
+
+    Returns
+    -------
+    Report
+        Value: the trained :class:`~omgmagics.modeling.models.OmgModel`.
+    """
+    import pandas as pd
+
+    from ..results import Report
+    from .data import load_model_data
+    from .models import fit_model, get_model_type
+    from .tracking import connect
+
+    path = None
+    if config is not None:
+        path = resolve_path(config, project)
+        if not path.is_file():
+            raise ConfigError(f"Experiment file {config} not found (looked in the working folder and "
+                              f"{project.root}). Write one (`omg train train --init` writes a "
+                              "documented example) or pass --model TYPE.")
+    spec = read_experiment(path, overrides)
+    task = project.objective_type
+    mt = get_model_type(spec["model"], task)
+    params = spec.get("params") or {}
+    mt.check_params(params, task, where=f"{path}: " if path else "")
+    data = load_model_data(project, spec.get("features"), spec.get("target"))
+    primary, secondary = metric_names(project, task)
+    if not data.has("val") and spec.get("early_stopping_rounds"):
+        raise DataError(f"Feature set {data.ref} has no validation split for early stopping. Store a "
+                        "val split or set early_stopping_rounds: null.")
+    seed = int(spec.get("seed") if spec.get("seed") is not None else project.seed)
+    name = spec.get("name") or f"{mt.name}-train"
+    es = spec.get("early_stopping_rounds")
+    tracking = connect(project)
+    fit = fit_model(mt, params, data, metric=primary, seed=seed, early_stopping_rounds=es)
+    logged = {"model_type": mt.name, "seed": seed, "early_stopping_rounds": es,
+              "feature_set": data.ref, **{f"params.{k}": v for k, v in fit.model.params.items()}}
+    extra = None
+    if path is not None:
+        def extra(log, run_id):  # noqa: ANN001
+            log.artifact(path, "config")
+    rec = record_model(tracking, project, data, fit, name=name, kind="train", params=logged,
+                       metrics=[primary, *secondary], register=spec.get("register", True) is not False,
+                       extra=extra, extra_tags={"omg.experiment_file": path})
+    table = pd.DataFrame([{"split": s, **d} for s, d in rec["scores"].items()])
+    summary = {"run": name, "run id": rec["run_id"], "model": mt.name, "feature set": data.ref,
+               **{f"{s} {primary}": d[primary] for s, d in rec["scores"].items()},
+               "fit time (s)": round(fit.fit_time_s, 3)}
+    if fit.best_iteration is not None:
+        summary["best iteration"] = fit.best_iteration
+    if rec["version"]:
+        summary["registered"] = f"{tracking.model_name} v{rec['version']} (challenger)"
+    report = Report(f"Trained {mt.name} on {data.ref}", summary=summary,
+                    tables={"metrics": table}, figures=dict(rec["figures"]),
+                    artifacts={"mlflow run": f"runs:/{rec['run_id']}/model"},
+                    data={"run_id": rec["run_id"], "metrics": rec["metrics"]}, value=fit.model)
+    return report
+
+
+def write_experiment_template(path: str | os.PathLike) -> Path:
+    """Write the documented example experiment file unless `path` exists."""
+    from ..atomic import write_text
+
+    path = Path(path)
+    if path.exists():
+        raise ConfigError(f"{path} already exists; --init never overwrites it. Edit it or pass "
+                          "another --config path.")
+    return write_text(path, EXPERIMENT_TEMPLATE)
