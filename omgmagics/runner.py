@@ -133,7 +133,9 @@ def render_report(executed: Path, dest: Path) -> Path:
     exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True,
                             embed_images=True)
     body, _ = exporter.from_notebook_node(nb)
-    return write_text(dest, body)
+    from .review import strip_network
+
+    return write_text(dest, strip_network(body))
 
 
 def _logged_kernel_manager(log_file: Any) -> type:
@@ -267,6 +269,7 @@ def run_lifecycle(project: Project, phases: list[int] | None = None, resume: boo
     finally:
         if bar:
             bar.close()
+        _write_index(project)
     done = all(manifest["phases"].get(str(p), {}).get("status") in ("passed", "gate-failed")
                for p in phases)
     manifest["status"] = "passed" if done and all(
@@ -275,7 +278,18 @@ def run_lifecycle(project: Project, phases: list[int] | None = None, resume: boo
     manifest["failed_phase"] = None
     manifest["finished"] = _now()
     write_json(run_dir / "manifest.json", manifest)
+    _write_index(project)
     return _run_report(project, manifest)
+
+
+def _write_index(project: Project) -> None:
+    """Refresh reports/index.html; a failure here is logged, never hides the run's own result."""
+    from .review import build_index
+
+    try:
+        build_index(project)
+    except Exception as exc:  # noqa: BLE001
+        log.warning("could not write the review index: %s", exc)
 
 
 def _run_phase(pm: Any, project: Project, run_dir: Path, phase: int, params: dict[str, Any],

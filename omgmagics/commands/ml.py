@@ -128,12 +128,24 @@ planned(
     examples=["feasibility"],
     issue="issue #3 (Phase 1: discovery)",
 )
-planned(
+@command(
     "ml", "report",
     arg("--pdf", action="store_true", help="also print the bundle to PDF through headless Chromium"),
     help="write reports/index.html linking every phase report and governance document",
-    issue="issue #8 (reports and real clients)",
+    description="The runner refreshes the bundle after every run; this verb rebuilds it on demand.",
+    examples=["report", "report --pdf"],
 )
+def report(ns: argparse.Namespace, ctx: Context):
+    from ..review import build_index, print_pdf
+
+    project = ctx.project()
+    result = build_index(project)
+    if ns.pdf:
+        pdf = print_pdf(project.reports_dir / "index.html", project.reports_dir / "review.pdf")
+        result.artifacts["pdf"] = str(pdf)
+    return result
+
+
 planned(
     "ml", "ui",
     arg("--port", type=int, default=5000, help="port for the MLflow UI on 127.0.0.1"),

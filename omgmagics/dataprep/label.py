@@ -4,9 +4,10 @@ Labeling functions live in the project's module (nbdev exports them from a noteb
 see :mod:`omgmagics.dataprep.labeling`). Two label models:
 
 * **majority vote**: the most frequent vote per row (ties go to the more frequent class overall);
-* **Dawid-Skene** (``weak_supervision``): an EM model that learns, without labels, each function's
-  class-conditional accuracy (a confusion matrix) and the class prior, and returns a posterior per
-  row (Dawid & Skene 1979). Functions that are often right get more weight than noisy ones.
+* **Dawid-Skene** (``weak_supervision``): an EM model that learns each function's class-conditional
+  accuracy (a confusion matrix, abstaining included) and returns a posterior per row (Dawid & Skene
+  1979). Functions that are often right get more weight than noisy ones. Known labels, when there
+  are some, stay fixed during EM (semi-supervised); without any, it runs unsupervised.
 
 Known labels serve as gold: each function's empirical accuracy and the label models' accuracy are
 measured on them. ``hide_share`` hides a seeded share of the known labels to show how well the label
@@ -105,14 +106,16 @@ def vote_matrix(votes: Any, classes: list[Any]) -> Any:
     return L
 
 
-def _onehot(L: Any, k: int) -> Any:
+def _onehot(L: Any, k: int, abstain: bool = False) -> Any:
+    """One-hot votes (m x n x k), with an extra last outcome for abstain when `abstain`."""
     import numpy as np
 
     n, m = L.shape
-    V = np.zeros((m, n, k))
+    V = np.zeros((m, n, k + int(abstain)))
     for j in range(m):
-        rows = np.flatnonzero(L[:, j] >= 0)
-        V[j, rows, L[rows, j]] = 1.0
+        codes = np.where(L[:, j] >= 0, L[:, j], k) if abstain else L[:, j]
+        rows = np.flatnonzero(codes >= 0)
+        V[j, rows, codes[rows]] = 1.0
     return V
 
 
@@ -130,43 +133,62 @@ def majority_vote(L: Any, k: int) -> tuple[Any, Any]:
     return pred, conf
 
 
-def dawid_skene(L: Any, k: int, max_iter: int = 200, tol: float = 1e-6,
-                smoothing: float = 1.0) -> dict[str, Any]:
+def dawid_skene(L: Any, k: int, gold: Any | None = None, prior: Any | None = None,
+                max_iter: int = 200, tol: float = 1e-5, smoothing: float = 1.0) -> dict[str, Any]:
     """Fit a Dawid-Skene model to the votes `L` by EM.
+
+    Each function has a confusion matrix P(outcome | true class) in which abstaining is an outcome too,
+    so a function that only ever votes one class still informs the model by when it votes. Rows with
+    a `gold` label (code >= 0) keep it during EM (semi-supervised: the accuracies are learned from
+    labelled and unlabelled rows together). Without any gold label the class `prior` is held fixed
+    (default: the majority vote's class balance), as a free prior lets EM drift to a degenerate
+    solution when functions only vote one class.
 
     Returns
     -------
     dict
-        ``posterior`` (n x k, NaN rows where nobody voted), ``prior`` (k), ``confusion``
-        (m x k x k: P(vote | true class)), ``iterations``.
+        ``posterior`` (n x k, from the votes alone), ``prior`` (k), ``confusion`` (m x k x k+1, last outcome abstain),
+        ``accuracy`` (m: P(right | voted)), ``iterations``.
     """
     import numpy as np
 
     n, m = L.shape
-    has = (L >= 0).any(1)
-    V = _onehot(L[has], k)
-    T = V.sum(0)
-    T = T / T.sum(1, keepdims=True)  # start from the (soft) majority vote
-    it = 0
+    V = _onehot(L, k, abstain=True)
+    T = V[:, :, :k].sum(0) + 1e-3  # start from the (soft) majority vote
+    T /= T.sum(1, keepdims=True)
+    anchored = gold is not None and bool((np.asarray(gold) >= 0).any())
+    if anchored:
+        gold = np.asarray(gold)
+        clamp = gold >= 0
+        T[clamp] = np.eye(k)[gold[clamp]]
+    fixed = None if anchored else np.asarray(prior if prior is not None else T.mean(0), dtype=float)
+    it, conf, est_prior = 0, None, None
     for it in range(1, max_iter + 1):
-        prior = (T.sum(0) + smoothing) / (len(T) + k * smoothing)
-        conf = np.einsum("nc,jnl->jcl", T, V) + smoothing
+        est_prior = fixed if fixed is not None else (T.sum(0) + smoothing) / (n + k * smoothing)
+        conf = np.stack([T.T @ V[j] for j in range(m)]) + smoothing
         conf /= conf.sum(2, keepdims=True)
-        logp = np.log(prior) + np.einsum("jnl,jcl->nc", V, np.log(conf))
+        logp = np.log(est_prior) + sum(V[j] @ np.log(conf[j]).T for j in range(m))
         logp -= logp.max(1, keepdims=True)
         new = np.exp(logp)
         new /= new.sum(1, keepdims=True)
+        if anchored:
+            new[clamp] = T[clamp]
         delta = float(np.abs(new - T).max())
         T = new
         if delta < tol:
             break
-    posterior = np.full((n, k), np.nan)
-    posterior[has] = T
-    return {"posterior": posterior, "prior": prior, "confusion": conf, "iterations": it}
+    # the model's own posterior from the votes alone (known labels not clamped), for every row
+    logp = np.log(est_prior) + sum(V[j] @ np.log(conf[j]).T for j in range(m))
+    T = np.exp(logp - logp.max(1, keepdims=True))
+    T /= T.sum(1, keepdims=True)
+    right = np.einsum("c,jcc->j", est_prior, conf[:, :, :k])
+    voted = np.einsum("c,jc->j", est_prior, 1 - conf[:, :, k])
+    return {"posterior": T, "prior": est_prior, "confusion": conf, "accuracy": right / voted,
+            "iterations": it, "semi_supervised": anchored}
 
 
 def function_table(L: Any, names: list[str], classes: list[Any], gold: Any | None,
-                   confusion: Any | None = None, posterior: Any | None = None) -> Any:
+                   learned: Any | None = None) -> Any:
     """Per function: coverage, overlap, conflict, empirical accuracy on gold rows, learned accuracy."""
     import numpy as np
     import pandas as pd
@@ -189,10 +211,8 @@ def function_table(L: Any, names: list[str], classes: list[Any], gold: Any | Non
             g = mine & (gold >= 0)
             row["gold votes"] = int(g.sum())
             row["accuracy (gold)"] = float((L[g, j] == gold[g]).mean()) if g.any() else np.nan
-        if confusion is not None and posterior is not None and mine.any():
-            weights = np.nan_to_num(posterior[mine]).sum(0)
-            weights = weights / weights.sum() if weights.sum() else weights
-            row["learned accuracy"] = float(np.sum(weights * np.diag(confusion[j])))
+        if learned is not None:
+            row["learned accuracy"] = float(learned[j])
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -259,14 +279,12 @@ def label_frame(df: Any, lfs: list[LabelingFunction], target: str, strategy: str
     gold_codes = gold_values.map(lambda v: code.get(v, ABSTAIN_CODE) if v is not None else ABSTAIN_CODE
                                  ).to_numpy().astype(int)
     mv_pred, mv_conf = majority_vote(L, k)
-    ds = dawid_skene(L, k)
-    ds_pred = np.where(np.isnan(ds["posterior"]).any(1), ABSTAIN_CODE,
-                       np.nanargmax(np.nan_to_num(ds["posterior"], nan=-1), axis=1))
-    ds_conf = np.nan_to_num(np.nanmax(np.where(np.isnan(ds["posterior"]), -1, ds["posterior"]), axis=1),
-                            nan=0.0).clip(0)
+    ds = dawid_skene(L, k, gold=gold_codes)
+    nobody = ~(L >= 0).any(1)  # no positive evidence: no label, whatever the prior says
+    ds_pred = np.where(nobody, ABSTAIN_CODE, ds["posterior"].argmax(1))
+    ds_conf = np.where(nobody, 0.0, ds["posterior"].max(1))
     lf_table = function_table(L, [lf.name for lf in lfs], classes,
-                              gold_codes if (gold_codes >= 0).any() else None,
-                              ds["confusion"], ds["posterior"])
+                              gold_codes if (gold_codes >= 0).any() else None, ds["accuracy"])
     truth_codes = truth.map(lambda v: code.get(v, ABSTAIN_CODE) if v is not None else ABSTAIN_CODE
                             ).to_numpy().astype(int)
     model_rows = []
@@ -278,7 +296,7 @@ def label_frame(df: Any, lfs: list[LabelingFunction], target: str, strategy: str
             if what == "hidden truth" and hidden.any():
                 row["coverage (hidden)"] = float((pred[hidden] >= 0).mean())
         model_rows.append(row)
-    models = pd.DataFrame(model_rows)
+    models = pd.DataFrame(model_rows).dropna(axis=1, how="all")
     if not hidden.any():
         models = models.drop(columns=[c for c in models.columns if "hidden" in c])
     pred, conf = (ds_pred, ds_conf) if strategy == "weak_supervision" else (mv_pred, mv_conf)
@@ -307,7 +325,9 @@ def label_frame(df: Any, lfs: list[LabelingFunction], target: str, strategy: str
     report = Report(f"Weak supervision on '{target}': {int(fill.sum())} rows labelled by {chosen}",
                     summary=summary, tables={"labeling functions": lf_table, "label models": models},
                     value=out)
-    report.messages.append(f"Dawid-Skene converged in {ds['iterations']} EM iterations; learned class "
+    how = ("semi-supervised: known labels kept fixed" if ds["semi_supervised"]
+           else "unsupervised: class prior fixed at the majority vote's balance")
+    report.messages.append(f"Dawid-Skene ({how}) converged in {ds['iterations']} EM iterations; class "
                            "prior " + ", ".join(f"{c}: {p:.2f}" for c, p in zip(classes, ds["prior"], strict=True))
                            + ".")
     if hidden.any():

@@ -524,10 +524,11 @@ def fit_model(mt: ModelType, params: dict[str, Any], data: Any, *, metric: str, 
 
         callbacks = [_report]
         if has_val and early_stopping_rounds:
-            callbacks.append(lgb.early_stopping(early_stopping_rounds, verbose=False))
-        est = mt.estimator_class(task)(**full, random_state=seed,
+            callbacks.append(lgb.early_stopping(early_stopping_rounds, first_metric_only=True,
+                                                verbose=False))
+        est = mt.estimator_class(task)(**full, random_state=seed, metric=name,
                                        **({"n_jobs": n_jobs} if n_jobs and "n_jobs" not in full else {}))
-        est.fit(Xtr, ytr, eval_set=[(Xva, yva)] if has_val else None, eval_metric=name,
+        est.fit(Xtr, ytr, eval_X=(Xva,) if has_val else None, eval_y=(yva,) if has_val else None,
                 callbacks=callbacks)
         best_iter = int(est.best_iteration_) if has_val and early_stopping_rounds and \
             est.best_iteration_ else None

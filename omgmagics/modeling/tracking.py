@@ -68,6 +68,39 @@ def _quiet_mlflow() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
+def _seed_embedded_store(db: Path) -> None:
+    """Start a new project's store from a cached empty database of this MLflow version.
+
+    MLflow builds a fresh SQLite store by replaying every schema migration (about 8 s here); the
+    result is the same for every project, so it is built once per MLflow version and copied.
+    """
+    import shutil
+
+    import mlflow
+
+    if db.exists():
+        return
+    cache_home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    template = cache_home / "omgmagics" / f"mlflow-{mlflow.__version__}-empty.db"
+    try:
+        if not template.is_file():
+            from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+            template.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory() as tmp:
+                fresh = Path(tmp) / "empty.db"
+                store = SqlAlchemyStore(f"sqlite:///{fresh}", Path(tmp).as_uri())
+                store.engine.dispose()
+                staged = template.with_name(f".{template.name}.{os.getpid()}.tmp")
+                shutil.copyfile(fresh, staged)
+                os.replace(staged, template)
+        staged = db.with_name(f".{db.name}.{os.getpid()}.tmp")
+        shutil.copyfile(template, staged)
+        os.replace(staged, db)
+    except OSError:
+        pass  # no cache (read-only home ...): MLflow builds the store itself
+
+
 def _flatten(params: dict[str, Any], prefix: str = "") -> dict[str, str]:
     out: dict[str, str] = {}
     for key, value in params.items():
@@ -156,12 +189,14 @@ class Tracking:
     """
 
     def __init__(self, project: Any):
-        _quiet_mlflow()
         import mlflow
         from mlflow import MlflowClient
 
+        _quiet_mlflow()
         self.project = project
         self.uri = tracking_uri(project)
+        if is_embedded(project):
+            _seed_embedded_store(Path(project.root).resolve() / "mlflow.db")
         self.mlflow = mlflow
         # Fluent calls a user makes in the notebook afterwards must hit the project's store too.
         mlflow.set_tracking_uri(self.uri)

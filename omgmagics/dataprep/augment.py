@@ -1,0 +1,198 @@
+"""Rebalancing the training split (core layer), with imbalanced-learn.
+
+* ``smote``: SMOTE on numeric features; SMOTENC when categorical columns exist too, SMOTEN when all
+  features are categorical. New rows are interpolated between a minority row and its neighbours,
+  found on standardised numeric columns (then mapped back to the original units; integer columns
+  rounded).
+* ``random_over`` / ``random_under``: duplicate minority rows / drop majority rows.
+
+Only a training split is ever rebalanced: synthetic or dropped rows in validation or test data would
+make every evaluation figure wrong. Original rows come back unchanged; synthetic rows get new
+``row_id`` values above every existing one, and ``label_source = "synthetic"`` when that column exists.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import DataError, UsageError, unknown_choice
+from ..results import Report
+
+STRATEGIES = ("smote", "random_over", "random_under")
+BOOKKEEPING = ("row_id", "label_source", "label_confidence")
+MISSING = "__missing__"
+
+
+def check_split(split: str) -> None:
+    """Refuse anything but the training split.
+
+    Raises
+    ------
+    UsageError
+    """
+    if split != "train":
+        raise UsageError(f"Only the training split can be augmented, not '{split}': synthetic or "
+                         "removed rows in validation or test data would make every evaluation figure "
+                         "wrong. Use --split train (the default).")
+
+
+def _kinds(df: Any, columns: list[str]) -> tuple[list[str], list[str], list[str]]:
+    from pandas.api import types as t
+
+    numeric, categorical, dates = [], [], []
+    for c in columns:
+        s = df[c]
+        if t.is_datetime64_any_dtype(s):
+            dates.append(c)
+        elif t.is_numeric_dtype(s) and not t.is_bool_dtype(s):
+            numeric.append(c)
+        else:
+            categorical.append(c)
+    return numeric, categorical, dates
+
+
+def augment_frame(train: Any, target: str, strategy: str = "smote", k_neighbors: int = 5,
+                  seed: int = 42, ratio: float | None = None, next_id: int | None = None) -> Report:
+    """Rebalance the classes of a training DataFrame.
+
+    Parameters
+    ----------
+    ratio : float, optional
+        Wanted minority/majority ratio after resampling (binary targets); default: fully balanced.
+    next_id : int, optional
+        First ``row_id`` for synthetic rows (default: one above the largest in `train`).
+
+    Returns
+    -------
+    Report
+        ``value`` is the rebalanced DataFrame (original rows first, in order).
+
+    Raises
+    ------
+    DataError
+        For a missing or numeric target, a single class, or a class with too few rows for SMOTE.
+    """
+    import numpy as np
+    import pandas as pd
+
+    if strategy not in STRATEGIES:
+        raise UsageError(unknown_choice("augmentation strategy", strategy, STRATEGIES))
+    if target not in train.columns:
+        raise DataError(f"The training split has no target column '{target}'.")
+    y = train[target]
+    if y.isna().any():
+        raise DataError(f"{int(y.isna().sum())} training rows have no '{target}'. Label or drop them first.")
+    before = y.value_counts()
+    if len(before) < 2:
+        raise DataError(f"The training split has a single class ({before.index[0]!r}): nothing to "
+                        "rebalance.")
+    if pd.api.types.is_float_dtype(y) and y.nunique() > 20:
+        raise DataError(f"'{target}' looks continuous ({y.nunique()} distinct values): augmentation "
+                        "rebalances classes and applies to classification targets only.")
+    if ratio is not None and (len(before) != 2 or not 0 < ratio <= 1):
+        raise UsageError("--ratio applies to two classes and must be in (0, 1], e.g. 0.5.")
+    if strategy == "smote":
+        if k_neighbors < 1:
+            raise UsageError(f"--k-neighbors must be at least 1, got {k_neighbors}.")
+        minority = before[before < before.max()]
+        small = minority[minority <= k_neighbors]
+        if len(small):
+            cls, n = small.index[0], int(small.iloc[0])
+            fix = f"Lower --k-neighbors to {n - 1}" if n > 1 else "Collect more rows of it"
+            raise DataError(f"Class {cls!r} has {n} row(s) in the training split, but SMOTE needs more "
+                            f"than --k-neighbors ({k_neighbors}) rows of every class it oversamples. "
+                            f"{fix}, or use --strategy random_over.")
+    features = [c for c in train.columns if c != target and c not in BOOKKEEPING]
+    if not features:
+        raise DataError("The training split has no feature columns to resample.")
+    numeric, categorical, dates = _kinds(train, features)
+    X = train[features].copy()
+    for c in dates:
+        X[c] = X[c].astype("int64")
+    for c in categorical:
+        X[c] = X[c].astype(object).where(X[c].notna(), MISSING).astype(str)
+    for c in numeric + dates:
+        if X[c].isna().any():  # SMOTE cannot interpolate NaN; the original rows keep theirs
+            X[c] = X[c].fillna(X[c].median())
+    # neighbours are searched on standardised numbers, or the widest-ranged column would decide alone
+    scale = {c: (float(X[c].mean()), float(X[c].std()) or 1.0) for c in numeric + dates}
+    for c, (mu, sd) in scale.items():
+        X[c] = (X[c].astype(float) - mu) / sd
+    sampling = ratio if ratio is not None else "auto"
+    n = len(train)
+    if strategy == "smote":
+        from imblearn.over_sampling import SMOTE, SMOTEN, SMOTENC
+
+        if not categorical:
+            sampler = SMOTE(sampling_strategy=sampling, k_neighbors=k_neighbors, random_state=seed)
+        elif not numeric and not dates:
+            sampler = SMOTEN(sampling_strategy=sampling, k_neighbors=k_neighbors, random_state=seed)
+        else:
+            sampler = SMOTENC(categorical_features=[X.columns.get_loc(c) for c in categorical],
+                              sampling_strategy=sampling, k_neighbors=k_neighbors, random_state=seed)
+        X_res, y_res = sampler.fit_resample(X, y)
+        new = pd.DataFrame(X_res).iloc[n:].reset_index(drop=True)
+        new.columns = features
+        new[target] = np.asarray(y_res)[n:]
+        for c, (mu, sd) in scale.items():
+            new[c] = new[c].astype(float) * sd + mu
+        for c in categorical:
+            new[c] = new[c].where(new[c] != MISSING, None)
+            if pd.api.types.is_bool_dtype(train[c]):
+                new[c] = new[c].map({"True": True, "False": False})
+        for c in numeric:
+            if pd.api.types.is_integer_dtype(train[c]):
+                new[c] = np.round(new[c].astype(float)).astype(train[c].dtype)
+        for c in dates:
+            new[c] = pd.to_datetime(np.round(new[c]).astype("int64"))
+        out = _append(train, new, next_id)
+    else:
+        from imblearn.over_sampling import RandomOverSampler
+        from imblearn.under_sampling import RandomUnderSampler
+
+        cls = RandomOverSampler if strategy == "random_over" else RandomUnderSampler
+        sampler = cls(sampling_strategy=sampling, random_state=seed)
+        sampler.fit_resample(np.zeros((n, 1)), y)
+        idx = np.asarray(sampler.sample_indices_)
+        if strategy == "random_under":
+            out = train.iloc[np.sort(idx)].reset_index(drop=True)
+        else:
+            copies = train.iloc[idx[n:]].drop(columns=[c for c in BOOKKEEPING if c in train.columns])
+            out = _append(train, copies.reset_index(drop=True), next_id)
+    after = out[target].value_counts()
+    counts = pd.DataFrame({"class": [str(c) for c in before.index], "before": before.to_numpy(),
+                           "after": [int(after.get(c, 0)) for c in before.index]})
+    counts["change"] = counts["after"] - counts["before"]
+    counts["share after"] = counts["after"] / counts["after"].sum()
+    method = type(sampler).__name__
+    report = Report(f"Rebalanced the training split with {method}: {n} -> {len(out)} rows",
+                    summary={"strategy": strategy, "method": method, "rows before": n,
+                             "rows after": len(out), "synthetic rows": max(0, len(out) - n)
+                             if strategy != "random_under" else 0,
+                             "removed rows": n - len(out) if strategy == "random_under" else 0},
+                    tables={"class counts": counts}, value=out)
+    if strategy == "smote" and numeric and train[numeric].isna().any().any():
+        report.messages.append("Missing numeric values were filled with the median for interpolation "
+                               "only; original rows keep their missing values.")
+    report.messages.append("Validation and test splits are untouched: evaluate on real rows only.")
+    return report
+
+
+def _append(train: Any, new: Any, next_id: int | None) -> Any:
+    import numpy as np
+    import pandas as pd
+
+    new = new.copy()
+    if "row_id" in train.columns:
+        start = int(train["row_id"].max()) + 1 if next_id is None else int(next_id)
+        new["row_id"] = np.arange(start, start + len(new), dtype="int64")
+    if "label_source" in train.columns:
+        new["label_source"] = "synthetic"
+    out = pd.concat([train, new[[c for c in train.columns if c in new.columns]]], ignore_index=True)
+    for c in train.columns:
+        if out[c].dtype != train[c].dtype and not out[c].isna().any():
+            try:
+                out[c] = out[c].astype(train[c].dtype)
+            except (TypeError, ValueError):
+                pass
+    return out

@@ -1,0 +1,238 @@
+"""``features.yaml``: declarative feature definitions (core layer; format in docs/features_format.md).
+
+::
+
+    features:
+      - name: numeric               # prefix of the output columns
+        transform: standard         # see TRANSFORMS
+        columns: [age, hours_per_week]
+      - name: gains
+        transform: log
+        columns: [capital_gain, capital_loss]
+      - name: workclass
+        transform: one_hot
+        columns: [workclass]
+        min_frequency: 0.01
+      - name: gain_per_hour
+        transform: ratio
+        columns: [capital_gain, hours_per_week]
+      - name: age_squared
+        transform: custom
+        function: projectlib.features.age_squared
+        columns: [age]
+
+Each definition is checked here (unknown transform or key, with a did-you-mean; keys that do not apply
+to the transform; columns missing from the data) before anything is fitted.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..config import read_yaml
+from ..errors import ConfigError, DataError, did_you_mean, unknown_choice
+
+NUMERIC_SCALERS = ("standard", "minmax", "robust", "passthrough")
+TRANSFORMS: dict[str, str] = {
+    "standard": "numeric, scaled to mean 0 and variance 1",
+    "minmax": "numeric, scaled to [0, 1]",
+    "robust": "numeric, centred on the median and scaled by the IQR",
+    "passthrough": "numeric, unchanged (missing values imputed)",
+    "log": "sign(x) * log(1 + |x|), then standardised (scale: false to skip)",
+    "bin": "numeric cut into bins (one-hot or ordinal codes)",
+    "one_hot": "categories as 0/1 columns; rare and unseen categories grouped",
+    "ordinal": "categories as integer codes (in the given order, or sorted)",
+    "target_encode": "categories as the cross-fitted mean target (scikit-learn TargetEncoder)",
+    "date_parts": "year, month, day of week ... of date columns",
+    "ratio": "first column / second column",
+    "difference": "first column - second column",
+    "missing_indicator": "1 where the value is missing, else 0",
+    "custom": "a function of the project module, f(df, **params) -> columns",
+}
+COMMON_KEYS = {"name": str, "transform": str, "columns": (list, str), "description": str}
+KEYS: dict[str, dict[str, Any]] = {
+    **{t: {"impute": str, "fill_value": (int, float)} for t in NUMERIC_SCALERS},
+    "log": {"impute": str, "fill_value": (int, float), "scale": bool},
+    "bin": {"impute": str, "fill_value": (int, float), "bins": int, "strategy": str, "encode": str},
+    "one_hot": {"max_categories": int, "min_frequency": (int, float), "drop": str},
+    "ordinal": {"order": list},
+    "target_encode": {"smooth": (int, float, str), "cv": int},
+    "date_parts": {"parts": list},
+    "ratio": {"impute": str},
+    "difference": {"impute": str},
+    "missing_indicator": {},
+    "custom": {"function": str, "params": dict},
+}
+DATE_PARTS = ("year", "quarter", "month", "day", "dayofweek", "dayofyear", "hour", "is_weekend")
+IMPUTE = ("median", "mean", "most_frequent", "constant", "none")
+BIN_STRATEGIES = ("quantile", "uniform", "kmeans")
+BIN_ENCODE = ("onehot", "ordinal")
+EXAMPLE = "features:\n  - name: numeric\n    transform: standard\n    columns: [age, hours_per_week]"
+
+
+def check_spec(data: Any, source: str = "features.yaml") -> dict[str, Any]:
+    """Check a loaded features config and return it normalised (``columns`` always a list).
+
+    Raises
+    ------
+    ConfigError
+        For a missing ``features`` list, an unknown transform or key, a key of another transform,
+        duplicate names or a bad value.
+    """
+    if not isinstance(data, dict) or not isinstance(data.get("features"), list) or not data["features"]:
+        raise ConfigError(f"{source}: expected a top-level 'features:' list. Example:\n{EXAMPLE}\n"
+                          "Write a starting one from the data with `omg feature extract --infer`.")
+    extra = set(data) - {"features", "target", "version"}
+    if extra:
+        bad = sorted(extra)[0]
+        raise ConfigError(f"{source}: unknown top-level key '{bad}'."
+                          f"{did_you_mean(bad, ['features', 'target', 'version'])} "
+                          "Valid: features, target, version.")
+    out, names = [], set()
+    for i, entry in enumerate(data["features"]):
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{source}: features[{i}] must be a mapping with name, transform, columns.")
+        where = f"feature '{entry.get('name', i)}'"
+        transform = entry.get("transform")
+        if transform not in TRANSFORMS:
+            raise ConfigError(f"{source}: {where}: " + unknown_choice("transform", str(transform),
+                                                                     TRANSFORMS))
+        allowed = {**COMMON_KEYS, **KEYS[transform]}
+        for key, value in entry.items():
+            if key not in allowed:
+                other = [t for t, keys in KEYS.items() if key in keys]
+                hint = (f" It applies to transform {', '.join(other)}." if other else
+                        did_you_mean(key, allowed))
+                raise ConfigError(f"{source}: {where}: unknown key '{key}' for transform "
+                                  f"{transform}.{hint} Valid keys: {', '.join(sorted(allowed))}.")
+            types = allowed[key] if isinstance(allowed[key], tuple) else (allowed[key],)
+            if isinstance(value, bool) and bool not in types or not isinstance(value, types):
+                names_ = " or ".join(t.__name__ for t in types)
+                raise ConfigError(f"{source}: {where}: '{key}' must be {names_}, got {value!r}.")
+        spec = dict(entry)
+        for key in ("name", "columns"):
+            if key not in spec:
+                raise ConfigError(f"{source}: {where} has no '{key}'.")
+        if spec["name"] in names:
+            raise ConfigError(f"{source}: two features are named '{spec['name']}'. Names prefix the "
+                              "output columns and must be unique.")
+        names.add(spec["name"])
+        cols = spec["columns"]
+        spec["columns"] = [cols] if isinstance(cols, str) else [str(c) for c in cols]
+        if not spec["columns"]:
+            raise ConfigError(f"{source}: {where} lists no columns.")
+        _check_values(spec, where, source)
+        out.append(spec)
+    return {"target": data.get("target"), "features": out}
+
+
+def _check_values(spec: dict[str, Any], where: str, source: str) -> None:
+    t = spec["transform"]
+
+    def choice(key: str, options: tuple[str, ...]) -> None:
+        if key in spec and spec[key] not in options:
+            raise ConfigError(f"{source}: {where}: " + unknown_choice(key, spec[key], options))
+
+    choice("impute", IMPUTE)
+    choice("strategy", BIN_STRATEGIES)
+    choice("encode", BIN_ENCODE)
+    if t in ("ratio", "difference") and len(spec["columns"]) != 2:
+        raise ConfigError(f"{source}: {where}: {t} takes exactly two columns (a, b), got "
+                          f"{len(spec['columns'])}.")
+    if t == "bin" and spec.get("bins", 5) < 2:
+        raise ConfigError(f"{source}: {where}: bins must be at least 2.")
+    if t == "date_parts":
+        for part in spec.get("parts", []):
+            if part not in DATE_PARTS:
+                raise ConfigError(f"{source}: {where}: " + unknown_choice("date part", part, DATE_PARTS))
+    if t == "custom" and "." not in spec.get("function", ""):
+        raise ConfigError(f"{source}: {where}: a custom feature needs 'function: "
+                          "package.module.function' (e.g. projectlib.features.age_squared).")
+    if t == "ordinal" and "order" in spec and len(spec["columns"]) != 1:
+        raise ConfigError(f"{source}: {where}: 'order' applies to one column; split the feature.")
+
+
+def load_spec(path: str | Path) -> dict[str, Any]:
+    """Read and check a features YAML file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"The features config {path} does not exist. Write a starting one from the "
+                          "training split with `omg feature extract --infer` (format: "
+                          "docs/features_format.md).")
+    return check_spec(read_yaml(path, "features config"), path.name)
+
+
+def check_columns(spec: dict[str, Any], columns: Any, source: str = "features.yaml") -> None:
+    """Every column a feature names must be in the data.
+
+    Raises
+    ------
+    DataError
+        Naming the feature, the missing column and a near miss.
+    """
+    have = [str(c) for c in columns]
+    for feat in spec["features"]:
+        for col in feat["columns"]:
+            if col not in have:
+                raise DataError(f"{source}: feature '{feat['name']}' uses column '{col}', which is not "
+                                f"in the training data.{did_you_mean(col, have)} Fix the column name; "
+                                f"columns: {', '.join(have)}.")
+
+
+def infer_spec(df: Any, target: str | None, exclude: tuple[str, ...] = (),
+               max_one_hot: int = 30) -> tuple[dict[str, Any], list[str]]:
+    """A starting features config from a training DataFrame, and notes on what was left out.
+
+    Numeric columns are standardised (log first when strongly skewed and non-negative), text columns
+    one-hot encoded (target-encoded above `max_one_hot` categories), dates split into parts, and
+    missing values flagged. `exclude` (ids, sensitive features ...) and the target are left out.
+    """
+    from ..dataprep.schema import dtype_family
+
+    groups: dict[str, list[str]] = {"numeric": [], "skewed": [], "categorical": [],
+                                    "high_cardinality": [], "dates": [], "missing": []}
+    notes = []
+    for col in df.columns:
+        if col == target or col in exclude:
+            continue
+        s = df[col]
+        kind = dtype_family(s)
+        if s.isna().any():
+            groups["missing"].append(col)
+        if kind in ("int", "float"):
+            values = s.dropna().astype(float)
+            skewed = len(values) > 10 and values.min() >= 0 and abs(float(values.skew())) > 2
+            groups["skewed" if skewed else "numeric"].append(col)
+        elif kind == "datetime":
+            groups["dates"].append(col)
+        else:
+            if kind == "str" and s.nunique() > 0.5 * len(s) and len(s) > 20:
+                notes.append(f"'{col}' left out: mostly unique text (an id or free text).")
+                continue
+            groups["categorical" if s.nunique() <= max_one_hot else "high_cardinality"].append(col)
+    transforms = {"numeric": {"transform": "standard"}, "skewed": {"transform": "log"},
+                  "categorical": {"transform": "one_hot", "min_frequency": 0.005},
+                  "high_cardinality": {"transform": "target_encode"},
+                  "dates": {"transform": "date_parts", "parts": ["year", "month", "dayofweek"]},
+                  "missing": {"transform": "missing_indicator"}}
+    features = [{"name": name, **transforms[name], "columns": cols}
+                for name, cols in groups.items() if cols]
+    if not features:
+        raise DataError("No usable feature columns: every column is the target, excluded or an id.")
+    if exclude:
+        notes.append(f"Left out on purpose: {', '.join(exclude)} (ids, bookkeeping or sensitive "
+                     "features; add them back deliberately if the model may use them).")
+    return {"target": target, "features": features}, notes
+
+
+def spec_to_yaml(spec: dict[str, Any], notes: list[str] = ()) -> str:
+    """The features config as commented YAML, ready to edit."""
+    import yaml
+
+    head = ["# Feature definitions compiled by `omg feature extract` into one fitted scikit-learn",
+            "# pipeline (format: docs/features_format.md). Transforms: " + ", ".join(TRANSFORMS) + "."]
+    head += [f"# {n}" for n in notes]
+    body = yaml.safe_dump({k: v for k, v in spec.items() if v is not None}, sort_keys=False,
+                          default_flow_style=None, width=100)
+    return "\n".join(head) + "\n" + body

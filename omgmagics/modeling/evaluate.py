@@ -1,0 +1,328 @@
+"""Evaluation of one model on the test split (core layer).
+
+Always: the brief's metrics with bootstrap confidence intervals, the confusion matrix (classifiers) and a
+paired test against the best baseline when one was logged. ``comprehensive`` adds ROC, precision-recall
+and calibration curves (or residual plots), per-slice metrics and SHAP explanations; ``fairness`` the
+fairlearn group metrics on the brief's sensitive features; ``robustness`` the degradation curves.
+
+Everything is validated (model, feature set, sensitive and slice columns) before anything is logged.
+Results go to the notebook (the report), to the model's MLflow run (metrics ``test_*``, plots, the JSON)
+and to ``reports/evaluation.json``, which the model card and the phase 3 gate read.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import DataError
+
+EVALUATION_FILE = "evaluation.json"
+
+
+def resolve_model(project: Any, tracking: Any, ref: str | None) -> tuple[Any, str | None, str]:
+    """(model, its MLflow run id or None, a label). Default: the champion, else the newest
+    tuned or trained run."""
+    from .models import load_model
+    from .tracking import MODEL_ARTIFACT
+
+    if ref is None:
+        mv = tracking.alias_version("champion")
+        if mv is not None:
+            ref = f"models:/{tracking.model_name}@champion"
+        else:
+            runs = [r for kind in ("tune", "train") for r in tracking.runs(kind=kind, max_results=1)]
+            if not runs:
+                raise DataError("No model to evaluate: no champion and no tuned or trained run. Train "
+                                "one (`omg train train` / `omg train tune`) or pass --model.")
+            newest = max(runs, key=lambda r: r.info.start_time)
+            ref = f"runs:/{newest.info.run_id}/{MODEL_ARTIFACT}"
+    model = load_model(project, ref)
+    run_id = model.meta.get("run_id")
+    if run_id:
+        try:
+            run = tracking.client.get_run(run_id)
+            if run.info.experiment_id != tracking.experiment_id or run.info.lifecycle_stage != "active":
+                run_id = None
+        except Exception:  # noqa: BLE001 - a bundle from another store
+            run_id = None
+    label = model.meta.get("run_name") or model.model_type
+    return model, run_id, f"{label} ({ref})"
+
+
+def scores_from_predictions(df: Any, task: str) -> Any:
+    """Model scores from a logged predictions table (see ``train.predictions_frame``)."""
+    import numpy as np
+
+    if task == "regression":
+        return df["y_pred"].to_numpy(dtype=float)
+    cols = sorted((c for c in df.columns if c.startswith("score_")), key=lambda c: int(c[6:]))
+    return df[cols].to_numpy(dtype=float) if cols else df["score"].to_numpy(dtype=float)
+
+
+def versus_baseline(tracking: Any, data: Any, scores: Any, metric: str, run_id: str | None,
+                    n_boot: int, seed: int) -> dict[str, Any] | None:
+    """Paired test of the model against the newest ``baseline`` run on the same test rows."""
+    import numpy as np
+
+    from .stats import significance
+
+    runs = tracking.runs(kind="baseline", max_results=1)
+    if not runs or runs[0].info.run_id == run_id:
+        return None
+    base = runs[0]
+    if base.data.tags.get("omg.feature_set") != data.ref:
+        return {"baseline_run": base.info.run_id, "skipped": f"the baseline was run on "
+                f"{base.data.tags.get('omg.feature_set')}, the model on {data.ref}"}
+    preds = tracking.predictions(base.info.run_id).set_index("row_id")
+    missing = set(data.ids["test"]) - set(preds.index)
+    if missing:
+        return {"baseline_run": base.info.run_id, "skipped": f"{len(missing)} test rows have no "
+                "baseline prediction"}
+    other = scores_from_predictions(preds.loc[data.ids["test"]].reset_index(), data.task)
+    sig = significance(metric, data.task, data.y["test"], np.asarray(scores), other, n_boot, seed)
+    sig.update(baseline_run=base.info.run_id,
+               baseline=base.data.tags.get("omg.best_baseline", "baseline"))
+    return sig
+
+
+def evaluate_model(project: Any, model_ref: str | None = None, *, features: str | None = None,
+                   comprehensive: bool = False, fairness: bool = False, robustness: bool = False,
+                   slices: list[str] | None = None, n_bootstrap: int = 1000, shap_rows: int = 200,
+                   progress: Callable[..., Any] | None = None) -> Any:
+    """Evaluate a model on the test split; see the module docstring.
+
+    Parameters
+    ----------
+    model_ref : str, optional
+        A bundle folder, ``models:/NAME@alias``, a run name or id (default: champion, else newest).
+    slices : list of str, optional
+        Columns for per-slice metrics (feature columns or raw columns of the test split); default
+        with `comprehensive`: the sensitive features.
+
+    Returns
+    -------
+    Report
+    """
+    import numpy as np
+    import pandas as pd
+
+    from ..atomic import write_json
+    from ..metrics import get_metric, score
+    from ..results import Report, jsonable
+    from . import plots
+    from .data import load_model_data, test_attributes
+    from .fairness import fairness_report, require_sensitive
+    from .stats import bootstrap_ci
+    from .tracking import connect
+    from .train import metric_names
+
+    if n_bootstrap < 0:
+        raise DataError(f"--bootstrap must be >= 0, got {n_bootstrap}.")
+    tracking = connect(project)
+    model, run_id, label = resolve_model(project, tracking, model_ref)
+    data = load_model_data(project, features or model.meta.get("feature_set"))
+    if not data.has("test"):
+        raise DataError(f"Feature set {data.ref} has no test split to evaluate on.")
+    missing = [c for c in model.feature_names if c not in data.feature_names]
+    if missing:
+        raise DataError(f"The model takes features that {data.ref} lacks: {', '.join(missing[:10])}. "
+                        "Evaluate on the feature set it was trained on.")
+    data.feature_names = list(model.feature_names)
+    for split, frame in data.frames.items():
+        data.X[split] = frame[model.feature_names].to_numpy(dtype=np.float64)
+    task = data.task
+    primary, secondary = metric_names(project, task)
+    sensitive = require_sensitive(project) if fairness else []
+    attrs = test_attributes(project, data, sensitive, "sensitive feature") if sensitive else None
+    slice_cols = slices if slices is not None else (project.sensitive_features if comprehensive else [])
+    slice_frame = None
+    if slice_cols:
+        try:
+            slice_frame = test_attributes(project, data, slice_cols, "slice column")
+        except DataError:
+            if slices is not None:
+                raise
+            slice_frame = None  # default slices are best effort
+
+    steps = ["metrics", *(["curves", "slices", "shap"] if comprehensive else []),
+             *(["fairness"] if fairness else []), *(["robustness"] if robustness else [])]
+    bar = progress(total=len(steps), desc="evaluate") if progress is not None else None
+
+    def step(name: str) -> None:
+        if bar is not None:
+            bar.set_description(f"evaluate: {name}")
+            bar.update(1)
+
+    y = data.y["test"]
+    scores = model.predict_scores(data.X["test"])
+    seed = project.seed
+    rows = []
+    out: dict[str, Any] = {"model": {"ref": label, "run_id": run_id, "type": model.model_type,
+                                     "family": model.family},
+                           "feature_set": data.ref, "task": task, "test_rows": int(len(y)),
+                           "primary_metric": primary,
+                           "threshold": project.config.get_path("brief.objective.threshold"),
+                           "greater_is_better": get_metric(primary).greater_is_better}
+    figures: dict[str, bytes] = {}
+    tables: dict[str, Any] = {}
+    messages: list[str] = []
+    try:
+        for m in [primary, *secondary]:
+            lo, hi = bootstrap_ci(m, y, scores, task, n_bootstrap, seed)
+            rows.append({"metric": m, "value": score(m, y, scores, task), "ci_low": lo, "ci_high": hi})
+        out["metrics"] = {r["metric"]: {k: r[k] for k in ("value", "ci_low", "ci_high")} for r in rows}
+        out["bootstrap"] = n_bootstrap
+        tables["test metrics (95% bootstrap CI)"] = pd.DataFrame(rows)
+        if task != "regression":
+            pred = scores.argmax(axis=1) if scores.ndim == 2 else (scores >= 0.5).astype(int)
+            from sklearn.metrics import confusion_matrix
+
+            cm = confusion_matrix(y, pred, labels=list(range(data.n_classes)))
+            labels = [str(c) for c in data.classes]
+            out["confusion_matrix"] = {"labels": labels, "matrix": cm.tolist()}
+            figures["confusion_matrix"] = plots.to_png(plots.confusion(cm, labels))
+        vs = versus_baseline(tracking, data, scores, primary, run_id, max(n_bootstrap, 200), seed)
+        if vs is not None:
+            out["vs_baseline"] = vs
+            if "skipped" in vs:
+                messages.append(f"No paired test against the baseline: {vs['skipped']}.")
+            else:
+                verdict = "significantly better than" if vs["significant"] else \
+                    "not significantly better than"
+                messages.append(f"{vs['test']} vs the best baseline ({vs['baseline']}): "
+                                f"{primary} {vs['a']:.4f} vs {vs['b']:.4f}, p = {vs['p_value']:.3g}: "
+                                f"{verdict} the baseline.")
+        step("metrics")
+        if comprehensive:
+            if task == "regression":
+                figures["residuals"] = plots.to_png(plots.residuals(y, scores))
+            elif scores.ndim == 1:
+                figures["roc_pr_calibration"] = plots.to_png(plots.curves(y, scores))
+                from sklearn.metrics import brier_score_loss
+
+                out["calibration"] = {"brier_score": float(brier_score_loss(y, scores)),
+                                      "expected_calibration_error": _ece(y, scores)}
+            step("curves")
+            if slice_frame is not None:
+                out["slices"], tables["slices"] = _slices(slice_frame, y, scores, task,
+                                                          [primary, *secondary])
+            step("slices")
+            try:
+                from .explain import shap_summary
+
+                shap = shap_summary(model, data, rows=shap_rows, seed=seed)
+                out["shap"] = {"explainer": shap["explainer"], "rows": shap["rows"],
+                               "global": shap["global"],
+                               "local": shap["local"].to_dict(orient="records")}
+                figures["shap_importance"] = shap["figure"]
+                tables["SHAP local explanations"] = shap["local"]
+            except Exception as exc:  # noqa: BLE001 - explanations must not sink an evaluation
+                messages.append(f"SHAP explanations failed: {type(exc).__name__}: {exc}")
+            step("shap")
+        if fairness:
+            thresholds = {k: project.config.get_path(f"fairness.{k}") for k in
+                          ("demographic_parity_difference", "equalized_odds_difference")}
+            fr = fairness_report(y, scores, attrs, task=task, metric=primary, thresholds=thresholds)
+            out["fairness"] = {k: fr[k] for k in ("features", "checks", "thresholds",
+                                                  "min_group_size", "passed")}
+            messages += fr["messages"]
+            tables["fairness"] = fr["summary"]
+            for col, table in fr["tables"].items():
+                tables[f"fairness by {col}"] = table
+                if "selection_rate" in table:
+                    figures[f"fairness_{col}"] = plots.to_png(plots.group_bars(
+                        table, col, ["selection_rate", "true_positive_rate", "false_positive_rate"],
+                        f"Group rates by {col}"))
+            step("fairness")
+        if robustness:
+            from .robustness import robustness_curves
+
+            top = next(iter(out.get("shap", {}).get("global", {})), None)
+            rb = robustness_curves(model, data, primary, seed=seed, shift_feature=top)
+            out["robustness"] = {k: v for k, v in rb.items()}
+            figures["robustness"] = plots.to_png(plots.degradation(rb["curves"], primary))
+            tables["robustness"] = pd.DataFrame([{"perturbation": n, "strength": lvl, primary: v}
+                                                 for n, pts in rb["curves"].items() for lvl, v in pts])
+            messages += [f"Limitation: {s}" for s in rb["limitations"]]
+            if rb["imputed"]:
+                messages.append("The model cannot take missing values: the missing-value curve fills "
+                                "them with training means.")
+            step("robustness")
+    finally:
+        if bar is not None:
+            bar.close()
+    out["created"] = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+    out["messages"] = messages
+    out = jsonable(out)
+    flat = {f"test_{r['metric']}": r["value"] for r in rows}
+    flat.update({f"test_{r['metric']}_ci_low": r["ci_low"] for r in rows})
+    flat.update({f"test_{r['metric']}_ci_high": r["ci_high"] for r in rows})
+    for col, entry in out.get("fairness", {}).get("features", {}).items():
+        for key in ("demographic_parity_difference", "equalized_odds_difference"):
+            if key in entry:
+                flat[f"fairness_{col}_{key}"] = entry[key]
+
+    def log_all(log: Any) -> None:
+        log.metrics(flat)
+        for name, png in figures.items():
+            log.png(png, f"evaluation/{name}.png")
+        log.json(out, f"evaluation/{EVALUATION_FILE}")
+
+    if run_id is not None:
+        log_all(tracking.append(run_id))
+        out["mlflow_run"] = run_id
+    else:
+        with tracking.run(f"evaluate-{model.model_type}", "evaluate", feature_set=data.ref,
+                          model_type=model.model_type, tags={"omg.model_ref": label}) as log:
+            log_all(log)
+            out["mlflow_run"] = log.run_id
+    path = write_json(project.reports_dir / EVALUATION_FILE, out)
+    summary = {"model": label, "feature set": data.ref, "test rows": len(y)}
+    for r in rows[:3]:
+        summary[r["metric"]] = f"{r['value']:.4f} [{r['ci_low']:.4f}, {r['ci_high']:.4f}]"
+    if out.get("fairness"):
+        summary["fairness"] = "pass" if out["fairness"]["passed"] else "fail"
+    if out.get("robustness"):
+        summary["robustness limitations"] = len(out["robustness"]["limitations"])
+    return Report(f"Evaluation of {model.model_type} on the test split of {data.ref}", summary=summary,
+                  tables=tables, figures=figures, messages=messages,
+                  artifacts={"evaluation": str(path), "mlflow run": str(out["mlflow_run"])},
+                  data=out, value=out)
+
+
+def _ece(y: Any, p: Any, bins: int = 10) -> float:
+    import numpy as np
+
+    edges = np.quantile(p, np.linspace(0, 1, bins + 1))
+    which = np.clip(np.searchsorted(edges, p, side="right") - 1, 0, bins - 1)
+    total = 0.0
+    for b in range(bins):
+        m = which == b
+        if m.any():
+            total += m.mean() * abs(float(y[m].mean()) - float(p[m].mean()))
+    return float(total)
+
+
+def _slices(frame: Any, y: Any, scores: Any, task: str, metrics: list[str]) -> tuple[list, Any]:
+    import pandas as pd
+
+    from ..metrics import score
+
+    rows = []
+    for col in frame.columns:
+        values = frame[col]
+        if pd.api.types.is_numeric_dtype(values) and values.nunique() > 10:
+            values = pd.qcut(values, 4, duplicates="drop").astype(str)
+        values = values.astype(object).where(values.notna(), "missing").astype(str)
+        for group in sorted(values.unique()):
+            m = (values == group).to_numpy()
+            row = {"column": col, "value": group, "rows": int(m.sum())}
+            if task != "regression":
+                row["positive rate"] = float(y[m].mean()) if scores.ndim == 1 else None
+            for metric in metrics:
+                row[metric] = score(metric, y[m], scores[m], task) if m.sum() > 1 else float("nan")
+            rows.append(row)
+    table = pd.DataFrame(rows)
+    return table.to_dict(orient="records"), table

@@ -1,0 +1,535 @@
+"""Hyper-parameter tuning with Optuna (core layer).
+
+A study per model type (``PROJECT-MODEL``) in the project's SQLite file ``optuna.db`` by default, or any
+Optuna storage URL (``tuning.storage`` / ``--storage``, e.g. PostgreSQL shared by many workers). TPE
+samples the search space; trials report the validation metric every few boosting rounds (XGBoost and
+LightGBM callbacks) or every epoch (MLP) and a median pruner stops the unpromising ones. ``--trials N``
+is the study's total: a study that was interrupted continues where it stopped, and stale trials of a
+dead worker are failed by the heartbeat and retried. The best trial is refitted, logged to MLflow and
+registered as ``challenger``.
+
+Search spaces: a default per model type, overridable per parameter in ``omg.yaml``
+(``tuning.search_space.MODEL.PARAM``) or a ``--space`` YAML file. A parameter is a fixed value, a
+range ``{low, high, log, step, type}`` or ``{choices: [...]}``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, DataError, UsageError
+
+REPORT_EVERY = 10  # boosting rounds between reports to the pruner (one storage write each)
+BOOST_CAP = {"n_estimators": 1000}
+SPACES: dict[str, dict[str, Any]] = {
+    "xgboost": {
+        **BOOST_CAP,
+        "learning_rate": {"low": 0.01, "high": 0.3, "log": True},
+        "max_depth": {"low": 2, "high": 10},
+        "min_child_weight": {"low": 1.0, "high": 20.0, "log": True},
+        "subsample": {"low": 0.5, "high": 1.0},
+        "colsample_bytree": {"low": 0.4, "high": 1.0},
+        "reg_lambda": {"low": 1e-3, "high": 10.0, "log": True},
+        "reg_alpha": {"low": 1e-3, "high": 10.0, "log": True},
+    },
+    "lightgbm": {
+        **BOOST_CAP,
+        "learning_rate": {"low": 0.01, "high": 0.3, "log": True},
+        "num_leaves": {"low": 8, "high": 256, "log": True},
+        "min_child_samples": {"low": 5, "high": 100, "log": True},
+        "subsample": {"low": 0.5, "high": 1.0},
+        "subsample_freq": 1,
+        "colsample_bytree": {"low": 0.4, "high": 1.0},
+        "reg_lambda": {"low": 1e-3, "high": 10.0, "log": True},
+    },
+    "mlp": {
+        "hidden_sizes": {"choices": [[32], [64, 32], [128, 64], [256, 128, 64]]},
+        "learning_rate": {"low": 1e-4, "high": 1e-2, "log": True},
+        "dropout": {"low": 0.0, "high": 0.5},
+        "weight_decay": {"low": 1e-6, "high": 1e-2, "log": True},
+        "batch_size": {"choices": [128, 256, 512]},
+        "epochs": 60,
+    },
+    "random_forest": {
+        "n_estimators": {"low": 50, "high": 400, "log": True},
+        "max_depth": {"low": 3, "high": 20},
+        "min_samples_leaf": {"low": 1, "high": 20, "log": True},
+        "max_features": {"low": 0.2, "high": 1.0},
+    },
+    "extra_trees": {
+        "n_estimators": {"low": 50, "high": 400, "log": True},
+        "max_depth": {"low": 3, "high": 20},
+        "min_samples_leaf": {"low": 1, "high": 20, "log": True},
+        "max_features": {"low": 0.2, "high": 1.0},
+    },
+    "hist_gradient_boosting": {
+        "learning_rate": {"low": 0.01, "high": 0.3, "log": True},
+        "max_leaf_nodes": {"low": 8, "high": 128, "log": True},
+        "min_samples_leaf": {"low": 5, "high": 100, "log": True},
+        "l2_regularization": {"low": 1e-4, "high": 10.0, "log": True},
+    },
+    "decision_tree": {"max_depth": {"low": 2, "high": 16},
+                      "min_samples_leaf": {"low": 1, "high": 50, "log": True}},
+    "logistic_regression": {"C": {"low": 1e-3, "high": 100.0, "log": True}},
+    "ridge": {"alpha": {"low": 1e-3, "high": 100.0, "log": True}},
+    "knn": {"n_neighbors": {"low": 3, "high": 50, "log": True}},
+}
+RANGE_KEYS = {"low", "high", "log", "step", "type"}
+
+
+def check_space(model: str, space: dict[str, Any], valid: list[str], where: str) -> dict[str, Any]:
+    """Normalise a search space: each parameter becomes ``{"fixed": v}``, ``{"choices": [...]}`` or a
+    range ``{"type", "low", "high", "log", "step"}``.
+
+    Raises
+    ------
+    ConfigError
+        Unknown parameter (listing the valid ones), low > high, log with low <= 0, bad keys.
+    """
+    from ..errors import did_you_mean
+
+    if not isinstance(space, dict) or not space:
+        raise ConfigError(f"{where}: the search space for '{model}' must be a non-empty mapping of "
+                          "parameter names to ranges.")
+    out: dict[str, Any] = {}
+    for name, spec in space.items():
+        label = f"{where}: {model}.{name}"
+        if name not in valid:
+            raise ConfigError(f"{label}: unknown hyper-parameter '{name}' for model '{model}'."
+                              f"{did_you_mean(name, valid)} Valid: {', '.join(valid)}.")
+        if not isinstance(spec, dict):
+            out[name] = {"fixed": spec}
+            continue
+        if "choices" in spec:
+            extra = set(spec) - {"choices"}
+            if extra or not isinstance(spec["choices"], list) or not spec["choices"]:
+                raise ConfigError(f"{label}: a categorical parameter is {{choices: [a, b, ...]}} with "
+                                  "a non-empty list and no other key.")
+            out[name] = {"choices": spec["choices"]}
+            continue
+        bad = set(spec) - RANGE_KEYS
+        if bad or "low" not in spec or "high" not in spec:
+            raise ConfigError(f"{label}: a range needs low and high (optional log, step, type: int|float)"
+                              f"{'; unknown key(s): ' + ', '.join(sorted(bad)) if bad else ''}.")
+        low, high = spec["low"], spec["high"]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)):
+            raise ConfigError(f"{label}: low and high must be numbers, got {low!r} and {high!r}.")
+        if low > high:
+            raise ConfigError(f"{label}: low {low} > high {high}. Swap them.")
+        log = bool(spec.get("log", False))
+        if log and low <= 0:
+            raise ConfigError(f"{label}: a log range needs low > 0, got {low}.")
+        kind = spec.get("type") or ("int" if isinstance(low, int) and isinstance(high, int) else "float")
+        if kind not in ("int", "float"):
+            raise ConfigError(f"{label}: type must be int or float, got {kind!r}.")
+        if log and spec.get("step") is not None:
+            raise ConfigError(f"{label}: step and log cannot be combined.")
+        out[name] = {"type": kind, "low": low, "high": high, "log": log, "step": spec.get("step")}
+    return out
+
+
+def resolve_space(project: Any, model: str, valid: list[str],
+                  space_file: str | os.PathLike | None = None) -> dict[str, Any]:
+    """The default space of `model`, with ``omg.yaml`` and `space_file` overrides, normalised."""
+    from ..config import read_yaml
+
+    space = dict(SPACES.get(model, {}))
+    override = project.config.get_path(f"tuning.search_space.{model}") or {}
+    where = "omg.yaml tuning.search_space"
+    if override and not isinstance(override, dict):
+        raise ConfigError(f"{where}.{model} must be a mapping of parameter names to ranges.")
+    space.update(override)
+    if space_file is not None:
+        data = read_yaml(space_file, "search space file") or {}
+        if isinstance(data, dict) and isinstance(data.get(model), dict):
+            data = data[model]
+        if not isinstance(data, dict):
+            raise ConfigError(f"{space_file}: a search space is a mapping PARAM: {{low, high}}.")
+        space.update(data)
+        where = str(space_file)
+    if not space:
+        raise ConfigError(f"No default search space for model '{model}'. Give one in omg.yaml "
+                          f"(tuning.search_space.{model}) or with --space FILE. Models with a default: "
+                          f"{', '.join(sorted(SPACES))}.")
+    return check_space(model, space, valid, where)
+
+
+def suggest(trial: Any, space: dict[str, Any]) -> dict[str, Any]:
+    """Draw one parameter set from a normalised space."""
+    params = {}
+    for name, spec in space.items():
+        if "fixed" in spec:
+            params[name] = spec["fixed"]
+        elif "choices" in spec:
+            # Optuna's categorical values must be scalars: lists (hidden_sizes) go by their JSON text.
+            keys = [json.dumps(c) if isinstance(c, (list, dict)) else c for c in spec["choices"]]
+            pick = trial.suggest_categorical(name, keys)
+            params[name] = json.loads(pick) if isinstance(pick, str) and pick[:1] in "[{" else pick
+        elif spec["type"] == "int":
+            params[name] = trial.suggest_int(name, int(spec["low"]), int(spec["high"]),
+                                             step=int(spec["step"] or 1), log=spec["log"])
+        else:
+            params[name] = trial.suggest_float(name, float(spec["low"]), float(spec["high"]),
+                                               step=spec["step"], log=spec["log"])
+    return params
+
+
+def decode_params(space: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """Optuna's stored params (lists as JSON text) plus fixed values -> model parameters."""
+    out = {k: spec["fixed"] for k, spec in space.items() if "fixed" in spec}
+    for k, v in params.items():
+        out[k] = json.loads(v) if isinstance(v, str) and v[:1] in "[{" else v
+    return out
+
+
+def default_storage(project: Any) -> str:
+    return str(project.config.get_path("tuning.storage") or
+               f"sqlite:///{Path(project.root).resolve() / 'optuna.db'}")
+
+
+def redact(url: str) -> str:
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - not a SQLAlchemy URL
+        return url
+
+
+def make_storage(url: str) -> Any:
+    """An Optuna storage: RDB with a heartbeat (stale trials failed and retried once)."""
+    import optuna
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+    if url.startswith(("sqlite", "postgresql", "mysql", "oracle", "mssql")):
+        kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # heartbeats are flagged experimental
+                return RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=30, grace_period=120,
+                                  heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
+                                      max_retry=1))
+        except Exception as exc:  # noqa: BLE001 - driver missing, server down ...
+            raise ConfigError(f"Cannot open the Optuna storage {redact(url)}: "
+                              f"{str(exc).splitlines()[0]}. Check the URL and that its database "
+                              "driver is installed.") from None
+    if url.startswith(("journal:", "file:")):
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        return JournalStorage(JournalFileBackend(url.split(":", 1)[1]))
+    raise ConfigError(f"Unsupported Optuna storage URL {redact(url)}: use sqlite:///PATH, "
+                      "postgresql://..., mysql://... or journal:PATH. (optuna "
+                      f"{optuna.__version__})")
+
+
+def _pruner(name: str) -> Any:
+    import optuna
+
+    if name == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2 * REPORT_EVERY)
+    if name == "hyperband":
+        return optuna.pruners.HyperbandPruner(min_resource=REPORT_EVERY)
+    if name == "none":
+        return optuna.pruners.NopPruner()
+    raise UsageError(f"Unknown pruner '{name}'. Available: hyperband, median, none.")
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def make_objective(mt: Any, space: dict[str, Any], data: Any, *, metric: str, seed: int,
+                   early_stopping_rounds: int | None, model_threads: int | None) -> Callable:
+    """The Optuna objective: fit on train, report/prune on validation, return the validation score."""
+    import optuna
+
+    from ..metrics import get_metric, score
+    from .models import eval_metric, fit_model
+
+    higher = get_metric(metric).greater_is_better
+    _, step_higher = eval_metric(mt.family, metric, data.task, data.n_classes)
+    flip = step_higher != higher
+
+    def objective(trial: Any) -> float:
+        params = suggest(trial, space)
+
+        def on_step(step: int, value: float) -> None:
+            trial.report(-value if flip else value, step)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned at step {step}")
+
+        fit = fit_model(mt, params, data, metric=metric, seed=seed,
+                        early_stopping_rounds=early_stopping_rounds, on_step=on_step,
+                        report_every=1 if mt.family == "mlp" else REPORT_EVERY, n_jobs=model_threads)
+        if fit.best_iteration is not None:
+            trial.set_user_attr("best_iteration", int(fit.best_iteration))
+        return score(metric, data.y["val"], fit.model.predict_scores(data.X["val"]), data.task)
+
+    return objective
+
+
+def _worker(root: str, model: str, study_name: str, storage: str, trials: int,
+            timeout: float | None, features: str | None, space_file: str | None, seed: int,
+            pruner: str, model_threads: int) -> None:
+    """A separate worker process sharing the study (``--workers``)."""
+    import optuna
+
+    from ..project import Project
+    from .data import load_model_data
+    from .models import get_model_type
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    warnings.filterwarnings("ignore")
+    project = Project.at(root)
+    data = load_model_data(project, features)
+    mt = get_model_type(model, project.objective_type)
+    space = resolve_space(project, model, mt.valid_params(project.objective_type), space_file)
+    study = optuna.load_study(study_name=study_name, storage=make_storage(storage),
+                              sampler=optuna.samplers.TPESampler(seed=seed), pruner=_pruner(pruner))
+    objective = make_objective(mt, space, data, metric=project.primary_metric, seed=project.seed,
+                               early_stopping_rounds=_early_stop(mt), model_threads=model_threads)
+    _optimize(study, objective, trials, timeout, 1, None)
+
+
+def _early_stop(mt: Any) -> int | None:
+    return 10 if mt.family == "mlp" else (50 if mt.family in ("xgboost", "lightgbm") else None)
+
+
+def _finished(study: Any) -> int:
+    from optuna.trial import TrialState
+
+    return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)))
+
+
+def _optimize(study: Any, objective: Callable, trials: int, timeout: float | None, n_jobs: int,
+              on_trial: Callable | None) -> None:
+    from optuna.study import MaxTrialsCallback
+    from optuna.trial import TrialState
+
+    remaining = trials - _finished(study)
+    if remaining <= 0:
+        return
+    callbacks = [MaxTrialsCallback(trials, states=(TrialState.COMPLETE, TrialState.PRUNED))]
+    if on_trial is not None:
+        callbacks.append(on_trial)
+    study.optimize(objective, n_trials=remaining, timeout=timeout, n_jobs=n_jobs,
+                   callbacks=callbacks, gc_after_trial=False)
+
+
+def tune_model(project: Any, model: str = "xgboost", *, trials: int | None = None,
+               timeout: float | None = None, n_jobs: int = 1, workers: int = 1,
+               storage: str | None = None, study_name: str | None = None,
+               features: str | None = None, space_file: str | os.PathLike | None = None,
+               pruner: str = "median", name: str | None = None, register: bool = True,
+               progress: Callable[..., Any] | None = None) -> Any:
+    """Run (or resume) an Optuna study for `model`, then refit and log its best trial.
+
+    Parameters
+    ----------
+    trials : int
+        The study's total of finished trials (default ``tuning.n_trials`` or 50); a resumed study
+        only runs the missing ones.
+    timeout : float, optional
+        Seconds after which no new trial starts (default ``tuning.timeout_s``).
+    n_jobs : int
+        Parallel trials in this process (threads).
+    workers : int
+        Processes sharing the study through its storage (this one included).
+    storage : str, optional
+        Optuna storage URL (default ``tuning.storage`` or the project's ``optuna.db``).
+    pruner : {"median", "hyperband", "none"}
+
+    Returns
+    -------
+    Report
+        Value: the refitted best :class:`~omgmagics.modeling.models.OmgModel`.
+    """
+    import multiprocessing as mp
+    import time
+
+    import optuna
+    import pandas as pd
+
+    from ..metrics import get_metric
+    from ..results import Report
+    from . import plots
+    from .data import load_model_data
+    from .models import fit_model, get_model_type
+    from .tracking import connect
+    from .train import metric_names, record_model
+
+    trials = trials if trials is not None else int(project.config.get_path("tuning.n_trials", 50))
+    timeout = timeout if timeout is not None else project.config.get_path("tuning.timeout_s")
+    if trials < 1:
+        raise UsageError(f"--trials must be at least 1, got {trials}.")
+    if timeout is not None and timeout <= 0:
+        raise UsageError(f"--timeout must be a positive number of seconds, got {timeout}.")
+    if n_jobs < 1 or workers < 1:
+        raise UsageError(f"--n-jobs and --workers must be at least 1, got {n_jobs} and {workers}.")
+    _pruner(pruner)
+    task = project.objective_type
+    mt = get_model_type(model, task)
+    space = resolve_space(project, mt.name, mt.valid_params(task), space_file)
+    data = load_model_data(project, features)
+    if not data.has("val"):
+        raise DataError(f"Feature set {data.ref} has no validation split; tuning scores trials on it. "
+                        "Store train/val/test splits in phase 2.")
+    primary, secondary = metric_names(project, task)
+    direction = "maximize" if get_metric(primary).greater_is_better else "minimize"
+    url = storage or default_storage(project)
+    study_name = study_name or project.config.get_path("tuning.study") or f"{project.name}-{mt.name}"
+    store = make_storage(url)
+    attrs = {"model": mt.name, "metric": primary, "feature_set": data.ref}
+    try:
+        existing = optuna.load_study(study_name=study_name, storage=store)
+    except KeyError:
+        existing = None
+    if existing is not None:
+        old = existing.user_attrs
+        for key, value in attrs.items():
+            if key in old and old[key] != value:
+                raise ConfigError(f"Study '{study_name}' in {redact(url)} was run with {key} "
+                                  f"{old[key]!r}, not {value!r}. Resume it with the same {key}, or "
+                                  "start a new study with --study NAME.")
+        if existing.direction.name.lower() != direction:
+            raise ConfigError(f"Study '{study_name}' {existing.direction.name.lower()}s, but "
+                              f"{primary} must be {direction}d. Start a new study with --study NAME.")
+    tracking = connect(project)
+    seed = project.seed
+    threads = max(1, _cores() // (n_jobs * workers))
+    quiet_level = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    t0 = time.perf_counter()
+    procs: list[Any] = []
+    bar = None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            # A resumed study must not replay the random start-up draws of its first session.
+            before = 0 if existing is None else _finished(existing)
+            study = optuna.create_study(study_name=study_name, storage=store, direction=direction,
+                                        sampler=optuna.samplers.TPESampler(seed=seed + before),
+                                        pruner=_pruner(pruner), load_if_exists=True)
+            for key, value in attrs.items():
+                study.set_user_attr(key, value)
+            objective = make_objective(mt, space, data, metric=primary, seed=seed,
+                                       early_stopping_rounds=_early_stop(mt), model_threads=threads)
+            if workers > 1 and before < trials:
+                ctx = mp.get_context("spawn")
+                for i in range(1, workers):
+                    proc = ctx.Process(target=_worker, daemon=True, args=(
+                        str(project.root), mt.name, study_name, url, trials, timeout, features,
+                        str(space_file) if space_file else None, seed + before + i, pruner,
+                        threads))
+                    proc.start()
+                    procs.append(proc)
+            on_trial = None
+            if progress is not None and before < trials:
+                bar = progress(total=trials - before, desc=f"tune {mt.name}")
+
+                def on_trial(study: Any, trial: Any) -> None:
+                    bar.update(1)
+                    try:
+                        bar.set_postfix({f"best {primary}": f"{study.best_value:.4f}"}, refresh=False)
+                    except ValueError:
+                        pass
+            _optimize(study, objective, trials, timeout, n_jobs, on_trial)
+            for proc in procs:
+                proc.join()
+    finally:
+        for proc in procs:
+            if proc.is_alive():
+                proc.terminate()
+        if bar is not None:
+            bar.close()
+        optuna.logging.set_verbosity(quiet_level)
+    elapsed = time.perf_counter() - t0
+    from optuna.trial import TrialState
+
+    done = study.get_trials(deepcopy=False)
+    complete = [t for t in done if t.state == TrialState.COMPLETE]
+    pruned = [t for t in done if t.state == TrialState.PRUNED]
+    if not complete:
+        raise DataError(f"Study '{study_name}' has no completed trial ({len(pruned)} pruned, "
+                        f"{len(done) - len(pruned)} failed or running). Run more --trials or loosen "
+                        "the search space.")
+    best = study.best_trial
+    params = decode_params(space, best.params)
+    fit = fit_model(mt, params, data, metric=primary, seed=seed,
+                    early_stopping_rounds=_early_stop(mt), n_jobs=None)
+    figures: dict[str, bytes] = {}
+    values = [t.value if t.state == TrialState.COMPLETE else None for t in done]
+    best_so_far, cur = [], None
+    for v in values:
+        if v is not None and (cur is None or (v > cur if direction == "maximize" else v < cur)):
+            cur = v
+        best_so_far.append(cur)
+    figures["optimization_history"] = plots.to_png(plots.optimization_history(values, best_so_far,
+                                                                              primary))
+    importances: dict[str, float] = {}
+    messages = []
+    if len(complete) >= 3:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                importances = optuna.importance.get_param_importances(study)
+            figures["param_importances"] = plots.to_png(plots.barh(
+                list(importances), list(importances.values()), "Hyper-parameter importance (fANOVA)",
+                "importance"))
+        except (RuntimeError, ValueError) as exc:
+            messages.append(f"Parameter importances not computed: {exc}")
+    else:
+        messages.append("Parameter importances need at least 3 completed trials.")
+    trials_df = study.trials_dataframe(attrs=("number", "value", "state", "params", "duration"))
+    trials_df["duration"] = trials_df["duration"].dt.total_seconds() if "duration" in trials_df \
+        else None
+    new = _finished(study) - before
+    run_name = name or f"tuned-{mt.name}"
+
+    def extra(log, run_id):  # noqa: ANN001
+        for fname in ("optimization_history", "param_importances"):
+            if fname in figures:
+                log.png(figures[fname], f"plots/{fname}.png")
+        log.table(trials_df.astype({c: str for c in trials_df.columns
+                                    if trials_df[c].dtype == object}), "tuning/trials.parquet")
+        log.json({"study": study_name, "storage": redact(url), "space": space,
+                  "importances": importances, "best_trial": best.number}, "tuning/study.json")
+
+    rec = record_model(
+        tracking, project, data, fit, name=run_name, kind="tune",
+        params={"model_type": mt.name, "study": study_name, "trials": trials, "pruner": pruner,
+                "feature_set": data.ref, **{f"params.{k}": v for k, v in fit.model.params.items()}},
+        metrics=[primary, *secondary], register=register,
+        extra_metrics={"best_trial_value": best.value, "n_trials_complete": len(complete),
+                       "n_trials_pruned": len(pruned), "tuning_time_s": elapsed},
+        extra_tags={"omg.study": study_name, "omg.storage": redact(url),
+                    "omg.best_trial": best.number}, extra=extra)
+    figures.update(rec["figures"])
+    if new == 0:
+        messages.append(f"The study already had {before} finished trials (--trials {trials}); no new "
+                        "trial ran. Raise --trials to continue it.")
+    elif before:
+        messages.append(f"Resumed study '{study_name}': {before} finished trials before, {new} now.")
+    summary = {"study": study_name, "storage": redact(url), "trials": len(done),
+               "completed": len(complete), "pruned": len(pruned), "new this call": new,
+               f"best val {primary}": best.value}
+    if "test" in rec["scores"]:
+        summary[f"test {primary}"] = rec["scores"]["test"][primary]
+    summary.update({"time (s)": round(elapsed, 1), "mlflow run": run_name})
+    if rec["version"]:
+        summary["registered"] = f"{tracking.model_name} v{rec['version']} (challenger)"
+    best_table = pd.DataFrame([{"parameter": k, "value": json.dumps(v) if isinstance(v, list) else v}
+                               for k, v in params.items()])
+    top = trials_df[trials_df["state"] == "COMPLETE"].sort_values(
+        "value", ascending=direction == "minimize").head(10)
+    return Report(f"Tuned {mt.name} on {data.ref}: {len(complete)} completed / {len(pruned)} pruned "
+                  "trials", summary=summary, tables={"best parameters": best_table, "top trials": top},
+                  figures=figures, messages=messages,
+                  artifacts={"mlflow run": f"runs:/{rec['run_id']}/model", "study": redact(url)},
+                  data={"run_id": rec["run_id"], "best_params": params, "best_value": best.value},
+                  value=fit.model)
