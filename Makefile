@@ -11,7 +11,7 @@ export MPLBACKEND := Agg
 DEMO_DIR ?= demo
 NAME ?=
 
-.PHONY: setup demo test bench export clean-nbs lint clean
+.PHONY: setup system-deps demo test bench export clean-nbs lint clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "omg needs Python 3.11, found " + sys.version.split()[0]'
@@ -32,7 +32,13 @@ demo: setup
 	@ls -1 $(DEMO_DIR)/adult-income/reports/
 	@echo "Manifest: $$(ls -d $(abspath $(DEMO_DIR))/adult-income/runs/*/manifest.json | tail -1)"
 
-test: setup
+# System packages the tests need (browser tests drive Debian's chromium).
+system-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium for the browser tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+test: setup system-deps
 	$(BIN)/pytest
 
 bench: setup

@@ -21,6 +21,32 @@ ANY = object()  # a free-form value or mapping
 OPT_STR = (str, type(None))
 OPT_NUM = (int, float, type(None))
 
+# Serving settings (phase 4): the keys of one environment, which `serving.staging`,
+# `serving.production` and a `--config staging.yaml` file share; see omgmagics.deploy.settings.
+SERVING_ENV_SPEC: dict[str, Any] = {
+    "bundle": OPT_STR,               # models/NAME/VERSION; null: the newest bundle
+    "host": OPT_STR,                 # bind address; 127.0.0.1 unless you mean it
+    "port": (int, type(None)),       # 0: any free port
+    "max_batch": (int, type(None)),  # records per request
+    "max_body_mb": OPT_NUM,          # request body limit
+    "auth_token_env": OPT_STR,       # environment variable holding a bearer token; null: no auth
+    "log": {"flush_records": (int, type(None)), "flush_seconds": OPT_NUM,
+            "max_buffer": (int, type(None))},
+    "validation": {"rows": (int, type(None)), "load_requests": (int, type(None)),
+                   "load_rps": OPT_NUM, "concurrency": (int, type(None))},
+}
+SERVING_SPEC: dict[str, Any] = {
+    **SERVING_ENV_SPEC,
+    "staging": SERVING_ENV_SPEC,
+    "production": SERVING_ENV_SPEC,
+    "canary": {"steps": (list, type(None)), "window_requests": (int, type(None)),
+               "max_error_rate": OPT_NUM, "max_latency_p99_ms": OPT_NUM,
+               "traffic_requests": (int, type(None))},
+    "kubernetes": {"namespace": OPT_STR, "image": OPT_STR, "storage_uri": OPT_STR,
+                   "replicas": (int, type(None)), "cpu": OPT_STR, "memory": OPT_STR,
+                   "service_port": (int, type(None))},
+}
+
 # The schema: a nested dict of key -> type, tuple of types, nested spec, or ANY.
 SPEC: dict[str, Any] = {
     "project": {"name": str, "description": OPT_STR, "created": OPT_STR, "kit_version": OPT_STR},
@@ -62,7 +88,7 @@ SPEC: dict[str, Any] = {
     "tuning": {"storage": OPT_STR, "study": OPT_STR, "n_trials": (int, type(None)),
                "timeout_s": OPT_NUM, "search_space": (dict, type(None))},
     "features": {"name": OPT_STR, "config": OPT_STR},
-    "serving": ANY,
+    "serving": SERVING_SPEC,
     "monitoring": ANY,
     "retraining": ANY,
     "gates": ANY,

@@ -81,11 +81,21 @@ def _phase1(project: Any) -> GateResult:
 
 
 def _phase2(project: Any) -> GateResult:
-    return _none(2, "issue #4")
+    # Criteria in omgmagics/dataprep/gate.py: schema validation passed, splits intact (and leakage
+    # reported), data dictionary, the project's feature set stored with its pipeline from these splits.
+    from .dataprep.gate import phase2_criteria
+
+    criteria, note = phase2_criteria(project)
+    return GateResult.from_criteria(2, criteria, note)
 
 
 def _phase3(project: Any) -> GateResult:
-    return _none(3, "issue #5")
+    # Criteria in omgmagics/modeling/gate.py: test metric vs threshold (or a significant win over the
+    # best baseline when the brief sets none), fairness differences, a registered champion.
+    from .modeling.gate import phase3_criteria
+
+    criteria, note = phase3_criteria(project)
+    return GateResult.from_criteria(3, criteria, note)
 
 
 def _phase4(project: Any) -> GateResult:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import NotImplementedYetError
-from ._registry import Context, arg, command, planned
+from ._registry import Context, arg, command
 
 P1 = "issue #3 (Phase 1: discovery)"
 P2 = "issue #4 (Phase 2: data & features)"
@@ -14,16 +14,53 @@ DATA = arg("--data", metavar="PATH|DATAFRAME", default=None,
            help="input table: a csv/parquet/jsonl path or a DataFrame variable of the notebook "
                 "(default: the project's data)")
 
-planned(
+
+def _optional_fraction(text: str) -> float | None:
+    """A number, or none/null (so a notebook parameter ``sample_frac = None`` passes through)."""
+    if text.strip().lower() in ("none", "null", ""):
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number (or none)") from None
+
+
+def _table(ns: argparse.Namespace, ctx: Context, project, stage: str = "raw"):
+    """The input table and its lineage: ``--data``, else the project's current table for `stage`."""
+    from ..dataprep.steps import current_table, raw_table, table_info
+
+    if ns.data is not None:
+        df = ctx.table(ns.data, project.root)
+        return df, table_info(project, df, ns.data)
+    return raw_table(project) if stage == "raw" else current_table(project)
+
+
+@command(
     "data", "collect",
-    arg("--sources", metavar="YAML", default="sources.yaml",
-        help="sources file: csv, parquet, json lines, or SQL queries on SQLite/DuckDB files"),
+    arg("--sources", metavar="YAML", default=None,
+        help="sources file: csv, parquet, json lines, or SQL queries on SQLite/DuckDB files "
+             "(default: sources.yaml; without one, the project's data.source is collected)"),
     arg("--output", metavar="DIR", default="data/raw",
         help="folder for the collected parquet files (never overwritten)"),
+    arg("--sample-frac", type=_optional_fraction, default=None,
+        help="keep a seeded share of each source's rows (default, or 'none': data.sample_frac of "
+             "omg.yaml)"),
     help="load csv/parquet/json/SQL sources into data/raw/ with lineage (source, rows, sha256)",
-    examples=["collect --sources sources.yaml --output data/raw"],
-    issue=P2,
+    description=(
+        "Load every source of the sources file (csv, parquet, json lines, a SQL query on a SQLite or\n"
+        "DuckDB file, or the bundled demo data) into data/raw/NAME.parquet, with a lineage record per\n"
+        "source in data/raw/lineage.json: location, query, rows, columns, sha256, time. Every source\n"
+        "is read and checked before anything is written; an existing raw file is never replaced\n"
+        "(the same content again is a no-op). Format: docs/sources_format.md."
+    ),
+    examples=["collect", "collect --sources sources.yaml --output data/raw"],
 )
+def collect(ns: argparse.Namespace, ctx: Context):
+    from ..dataprep.steps import collect_step
+
+    return collect_step(ctx.project(), sources=ns.sources, output=ns.output,
+                        sample_frac=ns.sample_frac, progress=ctx.progress)
+
 
 @command(
     "data", "validate",
@@ -38,6 +75,8 @@ planned(
         help="where to write the audit's HTML profile (default: reports/data_audit.html)"),
     arg("--sample-frac", type=float, default=None,
         help="profile a seeded sample of this share of rows (stated in the report)"),
+    arg("--force", action="store_true",
+        help="with --infer: replace an existing schema file (it is kept by default)"),
     help="validate data against a schema, or audit it (--audit)",
     examples=["validate --audit --report data_audit.html", "validate --schema schema.yaml --strict",
               "validate --infer --schema schema.yaml"],
@@ -56,35 +95,75 @@ def _validate_audit(ns: argparse.Namespace, ctx: Context):
 
 def _validate_schema(ns: argparse.Namespace, ctx: Context):
     """``validate --schema`` / ``--infer``: schema checks (Phase 2)."""
-    raise NotImplementedYetError(f"`{ctx.name('data', 'validate')} --schema` is not implemented yet: "
-                                 f"it lands with {P2}.")
+    from ..dataprep.steps import infer_step, validate_step
+
+    project = ctx.project()
+    df, info = _table(ns, ctx, project)
+    if ns.infer:
+        return infer_step(project, df, info["path"], schema=ns.schema, force=ns.force)
+    return validate_step(project, df, info["path"], schema=ns.schema, strict=ns.strict, info=info)
 
 
-planned(
+@command(
     "data", "label",
     DATA,
     arg("--strategy", choices=["weak_supervision", "majority_vote"], default="weak_supervision",
-        help="how labeling-function votes become labels"),
-    arg("--functions", metavar="MODULE", default="projectlib.labeling",
-        help="module with the labeling functions (exported by nbdev from the notebook)"),
-    arg("--gold", metavar="COL", default=None, help="column with known labels, for empirical accuracy"),
+        help="how labeling-function votes become labels: a Dawid-Skene label model that learns each "
+             "function's accuracy, or a plain majority vote"),
+    arg("--functions", metavar="MODULE", default=None,
+        help="module with the labeling functions (exported by nbdev from the notebook), or a .py file "
+             "(default: projectlib.labeling if the project has it, else projectlib.features)"),
+    arg("--gold", metavar="COL", default=None,
+        help="column with known labels, for empirical accuracy (default: the known target values)"),
+    arg("--hide-share", type=float, default=None,
+        help="hide this share of the known labels first and report the agreement with them "
+             "(default: data.unlabeled_share of omg.yaml, else 0)"),
+    arg("--min-confidence", type=float, default=0.0,
+        help="leave rows whose label-model confidence is below this unlabelled"),
     help="labeling functions voted into labels by a label model; coverage/conflict table",
-    examples=["label --strategy weak_supervision"],
-    issue=P2,
+    description=(
+        "Run the project's labeling functions on every row, combine their votes with a label model and\n"
+        "fill in the target of unlabelled rows. The report has a per-function coverage / overlap /\n"
+        "conflict / accuracy table and both label models' accuracy on known labels. Writes\n"
+        "data/processed/labeled.parquet (with row_id and label_source), which `split` then uses."
+    ),
+    examples=["label --strategy weak_supervision", "label --hide-share 0.2",
+              "label --functions labeling.py --strategy majority_vote"],
 )
+def label(ns: argparse.Namespace, ctx: Context):
+    from ..dataprep.steps import label_step
 
-planned(
+    project = ctx.project()
+    df, info = _table(ns, ctx, project)
+    return label_step(project, df, info, functions=ns.functions, strategy=ns.strategy, gold=ns.gold,
+                      hide_share=ns.hide_share, min_confidence=ns.min_confidence,
+                      progress=ctx.progress)
+
+
+@command(
     "data", "augment",
     arg("--strategy", choices=["smote", "random_over", "random_under"], default="smote",
         help="rebalancing method (SMOTENC is used when categorical columns exist)"),
     arg("--split", default="train", help="which split to augment; only 'train' is allowed"),
     arg("--k-neighbors", type=int, default=5, help="SMOTE neighbours"),
+    arg("--ratio", type=float, default=None,
+        help="wanted minority/majority ratio after resampling, two classes only (default: balanced)"),
     help="rebalance the training split only (imbalanced-learn)",
-    examples=["augment --strategy smote"],
-    issue=P2,
+    description=(
+        "Rebalance the classes of data/processed/train.parquet with imbalanced-learn and write\n"
+        "data/processed/train_augmented.parquet (train.parquet is kept); validation and test are never\n"
+        "touched. `omg feature extract` fits on the augmented split while it is current."
+    ),
+    examples=["augment --strategy smote", "augment --strategy random_over --ratio 0.5"],
 )
+def augment(ns: argparse.Namespace, ctx: Context):
+    from ..dataprep.steps import augment_step
 
-planned(
+    return augment_step(ctx.project(), split=ns.split, strategy=ns.strategy,
+                        k_neighbors=ns.k_neighbors, ratio=ns.ratio)
+
+
+@command(
     "data", "split",
     DATA,
     arg("--train", type=float, default=0.7, help="training share"),
@@ -92,7 +171,23 @@ planned(
     arg("--test", type=float, default=0.15, help="test share"),
     arg("--group", metavar="COL", default=None, help="keep each group in one split"),
     arg("--time", metavar="COL", default=None, help="time-ordered split: no future rows in training"),
+    arg("--no-stratify", action="store_true",
+        help="plain random split instead of keeping class shares equal across splits"),
     help="stratified, group or time-ordered split; deterministic; leakage checks",
-    examples=["split --train 0.7 --val 0.15 --test 0.15"],
-    issue=P2,
+    description=(
+        "Split the labelled table (or the raw one) into data/processed/{train,val,test}.parquet, each\n"
+        "with a stable integer row_id, plus split_manifest.json. Stratified by default (identical\n"
+        "rows kept in one split, weakly labelled rows in training only); --group COL keeps groups\n"
+        "whole; --time COL orders by time. Fractions must sum to 1; the same seed gives the same split.\n"
+        "The report checks for identical rows across splits and shows the class balance per split."
+    ),
+    examples=["split --train 0.7 --val 0.15 --test 0.15", "split --group customer_id",
+              "split --time signup_date --train 0.8 --val 0.1 --test 0.1"],
 )
+def split(ns: argparse.Namespace, ctx: Context):
+    from ..dataprep.steps import split_step
+
+    project = ctx.project()
+    df, info = _table(ns, ctx, project, stage="current")
+    return split_step(project, df, info, (ns.train, ns.val, ns.test), group=ns.group, time=ns.time,
+                      stratify=not ns.no_stratify)

@@ -2,35 +2,94 @@
 
 from __future__ import annotations
 
-from ._registry import arg, planned
+import argparse
 
-P2 = "issue #4 (Phase 2: data & features)"
+from ..errors import UsageError
+from ._registry import Context, arg, command
 
-planned(
+
+@command(
     "feature", "extract",
-    arg("--config", metavar="YAML", default="features.yaml",
-        help="declarative feature definitions compiled to one fitted scikit-learn pipeline"),
+    arg("--config", metavar="YAML", default=None,
+        help="declarative feature definitions compiled to one fitted scikit-learn pipeline "
+             "(default: features.config of omg.yaml, else features.yaml)"),
+    arg("--infer", action="store_true",
+        help="write a starting features config from the training split instead of extracting"),
+    arg("--force", action="store_true",
+        help="with --infer: replace an existing features config (it is kept by default)"),
+    arg("--no-augmented", action="store_true",
+        help="fit on data/processed/train.parquet even when an augmented training split is current"),
     help="declarative transforms compiled to one fitted scikit-learn pipeline, reused by serving",
-    examples=["extract --config features.yaml"],
-    issue=P2,
+    description=(
+        "Compile features.yaml (scaling, log, bins, one-hot / ordinal / target encoding, date parts,\n"
+        "ratios and differences, missing-value flags, custom functions of projectlib) into one\n"
+        "scikit-learn Pipeline, fit it on the training split only and transform every split. The\n"
+        "fitted pipeline (skops, no pickle) and the features are staged in data/processed/features/\n"
+        "for `select` and `store`. Format: docs/features_format.md."
+    ),
+    examples=["extract --infer", "extract --config features.yaml"],
 )
+def extract(ns: argparse.Namespace, ctx: Context):
+    from ..features.steps import extract_step, infer_features_step
 
-planned(
+    project = ctx.project()
+    if ns.force and not ns.infer:
+        raise UsageError("--force only applies with --infer (it replaces the features config).")
+    if ns.infer:
+        return infer_features_step(project, ns.config, force=ns.force,
+                                   use_augmented=not ns.no_augmented)
+    return extract_step(project, ns.config, use_augmented=not ns.no_augmented)
+
+
+@command(
     "feature", "select",
     arg("--method", choices=["mutual_info", "variance", "correlation", "model"], default="mutual_info",
         help="selection method"),
-    arg("--k", type=int, default=50, help="how many features to keep"),
+    arg("--k", type=int, default=None,
+        help="how many features to keep (default: 50, or all when there are fewer)"),
+    arg("--threshold", type=float, default=0.95,
+        help="correlation method: skip a feature correlated above this with one already kept"),
+    arg("--max-rows", type=int, default=20000,
+        help="score on a seeded sample of at most this many training rows"),
     help="rank and keep the best features; scores table and plot",
-    examples=["select --method mutual_info --k 50"],
-    issue=P2,
+    description=(
+        "Score the extracted training features (mutual information for classification or regression,\n"
+        "variance, a correlation filter, or random-forest importance), keep the best k and record the\n"
+        "selection; `store` keeps those columns and appends the selection to the saved pipeline."
+    ),
+    examples=["select --method mutual_info --k 50", "select --method correlation --threshold 0.9"],
 )
+def select(ns: argparse.Namespace, ctx: Context):
+    from ..features.steps import select_step
 
-planned(
+    if ns.max_rows < 10:
+        raise UsageError(f"--max-rows must be at least 10, got {ns.max_rows}.")
+    return select_step(ctx.project(), method=ns.method, k=ns.k, threshold=ns.threshold,
+                       max_rows=ns.max_rows)
+
+
+@command(
     "feature", "store",
-    arg("--name", default=None, help="feature set name"),
-    arg("--version", default=None, help="version to write, e.g. v1 (existing versions are immutable)"),
+    arg("--name", default=None, help="feature set name (default: features.name of omg.yaml)"),
+    arg("--version", default=None,
+        help="version to write, e.g. v1 (default: the next free one; existing versions are immutable)"),
     arg("--list", action="store_true", help="list stored feature sets and versions"),
+    arg("--duckdb", action="store_true",
+        help="also (re)build features/catalog.duckdb with one SQL view per version and NAME_latest"),
     help="immutable versioned feature sets: parquet + manifest, atomic writes, NAME@vN",
-    examples=["store --name project_features --version v1", "store --list"],
-    issue=P2,
+    description=(
+        "Write the extracted (and selected) features as a new immutable version features/NAME/vN/:\n"
+        "one parquet file per split, the fitted pipeline and manifest.json (schema, row counts,\n"
+        "sha256, feature definitions, raw input columns, selection, lineage, creation time). The\n"
+        "version appears whole or not at all. Load it with NAME@vN or NAME@latest."
+    ),
+    examples=["store --name project_features --version v1", "store --list", "store --duckdb"],
 )
+def store(ns: argparse.Namespace, ctx: Context):
+    from ..features.steps import list_step, store_step
+
+    if ns.list:
+        if ns.name or ns.version:
+            raise UsageError("--list takes no --name or --version: it lists every stored version.")
+        return list_step(ctx.project(), duckdb=ns.duckdb)
+    return store_step(ctx.project(), name=ns.name, version=ns.version, duckdb=ns.duckdb)

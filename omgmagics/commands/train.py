@@ -1,39 +1,103 @@
-"""``%omgtrain`` / ``omg train``: baseline, train, tune, evaluate, compare (command layer)."""
+"""``%omgtrain`` / ``omg train``: baseline, train, tune, evaluate, compare, card (command layer)."""
 
 from __future__ import annotations
 
-from ._registry import arg, planned
+import argparse
 
-P3 = "issue #5 (Phase 3: model development)"
+from ..errors import UsageError
+from ._registry import Context, arg, command
+
 FEATURES = arg("--features", metavar="NAME@VERSION", default=None,
                help="feature set from the store (default: the project's latest)")
 
-planned(
+
+def _names(text: str | None, option: str) -> list[str] | None:
+    if text is None:
+        return None
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise UsageError(f"{option} '{text}' names nothing. Give comma-separated names, e.g. "
+                         f"{option} a,b.")
+    return names
+
+
+@command(
     "train", "baseline",
     arg("--data", metavar="PATH|DATAFRAME", default=None, help="a feature table instead of --features"),
     FEATURES,
     arg("--target", default=None, help="target column (default: the brief's target)"),
     arg("--cv", type=int, default=5, help="cross-validation folds"),
+    arg("--models", default="dummy,linear,tree",
+        help="comma-separated baselines: dummy, linear, tree, or scikit-learn model types such as "
+             "random_forest"),
     help="dummy, linear and tree baselines, cross-validated, one leaderboard",
-    examples=["baseline --features project_features@v1"],
-    issue=P3,
+    description=(
+        "Cross-validate a dummy (prior / mean), a linear and a tree model on the training split: one\n"
+        "leaderboard with mean and std of the brief's metrics, fit and predict time. Each baseline is\n"
+        "logged to MLflow (run 'baseline' holds the best one and its test predictions)."
+    ),
+    examples=["baseline", "baseline --features project_features@v1 --cv 3",
+              "baseline --data features.parquet --target label"],
 )
+def baseline(ns: argparse.Namespace, ctx: Context):
+    from ..modeling.baseline import run_baselines
 
-planned(
+    project = ctx.project()
+    if ns.data is not None and ns.features is not None:
+        raise UsageError("Pass either --data or --features, not both.")
+    table = ctx.table(ns.data, project.root) if ns.data is not None else None
+    return run_baselines(project, features=ns.features, table=table, table_name=ns.data or "table",
+                         target=ns.target, cv=ns.cv, models=_names(ns.models, "--models"),
+                         progress=ctx.progress)
+
+
+@command(
     "train", "train",
     arg("--config", metavar="YAML", default="experiment.yaml",
         help="experiment file: model type, hyper-parameters, feature set, early stopping, seed"),
     arg("--name", default=None, help="run name in MLflow"),
+    arg("--model", default=None,
+        help="model type, overriding the file's (xgboost, lightgbm, mlp, random_forest, ...)"),
+    FEATURES,
+    arg("--no-register", action="store_true",
+        help="do not add the model to the registry (default: registered as challenger)"),
+    arg("--init", action="store_true",
+        help="write a documented example experiment file at --config (it must not exist) and stop"),
     help="train the configured model and log it to MLflow",
-    examples=["train --config experiment.yaml"],
-    issue=P3,
+    description=(
+        "Train the model an experiment file describes (model type, hyper-parameters, feature set,\n"
+        "early stopping on the validation split, seed) and log params, metrics, learning curve,\n"
+        "test predictions and the model in a safe format (xgboost UBJ, LightGBM text, skops, torch\n"
+        "state dict) to MLflow. `--init` writes a documented example file."
+    ),
+    examples=["train --config experiment.yaml", "train --init", "train --model mlp --name mlp-v1"],
 )
+def train(ns: argparse.Namespace, ctx: Context):
+    from ..modeling.train import resolve_path, train_model, write_experiment_template
+    from ..results import Report
 
-planned(
+    project = ctx.project()
+    if ns.init:
+        path = write_experiment_template(ns.config)
+        return Report(f"Wrote the example experiment file {path}", artifacts={"experiment": str(path)},
+                      messages=[f"Edit it, then run `{ctx.name('train', 'train')} --config "
+                                f"{ns.config}`."])
+    overrides = {"name": ns.name, "model": ns.model, "features": ns.features}
+    if ns.no_register:
+        overrides["register"] = False
+    config = ns.config
+    if ns.model and ns.config == "experiment.yaml" and not resolve_path(ns.config, project).is_file():
+        config = None  # --model alone trains that model with its defaults
+    return train_model(project, config, overrides=overrides)
+
+
+@command(
     "train", "tune",
     arg("--model", default="xgboost", help="model type to tune: xgboost, lightgbm, mlp, or a "
         "scikit-learn estimator name"),
-    arg("--trials", type=int, default=50, help="number of Optuna trials"),
+    arg("--trials", type=int, default=None,
+        help="total finished trials of the study (default: omg.yaml tuning.n_trials or 50); a "
+             "resumed study runs only the missing ones"),
     arg("--timeout", type=float, default=None, help="stop after this many seconds"),
     arg("--n-jobs", type=int, default=1, help="parallel trials in this process"),
     arg("--storage", metavar="URL", default=None,
@@ -41,29 +105,90 @@ planned(
     arg("--study", default=None, help="study name (default: PROJECT-MODEL)"),
     arg("--workers", type=int, default=1, help="local worker processes sharing the study"),
     FEATURES,
+    arg("--space", metavar="YAML", default=None,
+        help="search space file overriding the defaults: PARAM: {low, high, log} | {choices: [...]}"),
+    arg("--pruner", choices=["median", "hyperband", "none"], default="median",
+        help="pruning of unpromising trials on intermediate validation scores"),
+    arg("--name", default=None, help="MLflow run name of the refitted best trial "
+        "(default: tuned-MODEL)"),
+    arg("--no-register", action="store_true", help="do not register the best model as challenger"),
     help="Optuna study with pruning, resumable, best trial logged to MLflow",
-    examples=["tune --model xgboost --trials 100"],
-    issue=P3,
+    description=(
+        "Tune hyper-parameters with Optuna: TPE sampling, a median pruner on intermediate validation\n"
+        "scores (XGBoost/LightGBM rounds, MLP epochs), storage in the project's optuna.db or any\n"
+        "Optuna storage URL; a study resumes where it stopped. The best trial is refitted, logged to\n"
+        "MLflow with the optimization history and parameter importances, and registered."
+    ),
+    examples=["tune --model xgboost --trials 100", "tune --model mlp --trials 30 --timeout 600",
+              "tune --model xgboost --trials 200 --storage postgresql://user@db/optuna --workers 4"],
 )
+def tune(ns: argparse.Namespace, ctx: Context):
+    from ..modeling.tune import tune_model
 
-planned(
+    return tune_model(ctx.project(), ns.model, trials=ns.trials, timeout=ns.timeout, n_jobs=ns.n_jobs,
+                      workers=ns.workers, storage=ns.storage, study_name=ns.study,
+                      features=ns.features, space_file=ns.space, pruner=ns.pruner, name=ns.name,
+                      register=not ns.no_register, progress=ctx.progress)
+
+
+@command(
     "train", "evaluate",
-    arg("--model", default=None, help="model to evaluate (default: the latest tuned/trained run)"),
+    arg("--model", default=None,
+        help="model to evaluate: a run name, models:/NAME@alias or a bundle folder (default: the "
+             "champion, else the latest tuned/trained run)"),
     arg("--comprehensive", action="store_true",
         help="metrics with bootstrap CIs, curves, calibration, slices"),
     arg("--fairness", action="store_true", help="fairlearn group metrics on the sensitive features"),
     arg("--robustness", action="store_true", help="degradation under noise, missing values, shift"),
     arg("--slices", default=None, help="comma-separated columns for per-slice metrics"),
+    arg("--bootstrap", type=int, default=1000, help="bootstrap resamples for confidence intervals"),
     FEATURES,
     help="test-split evaluation with CIs, fairness, robustness and SHAP; feeds the model card",
-    examples=["evaluate --comprehensive --fairness --robustness"],
-    issue=P3,
+    examples=["evaluate --comprehensive --fairness --robustness",
+              "evaluate --model tuned-xgboost --slices sex,age"],
 )
+def evaluate(ns: argparse.Namespace, ctx: Context):
+    from ..modeling.evaluate import evaluate_model
 
-planned(
+    return evaluate_model(ctx.project(), ns.model, features=ns.features,
+                          comprehensive=ns.comprehensive, fairness=ns.fairness,
+                          robustness=ns.robustness, slices=_names(ns.slices, "--slices"),
+                          n_bootstrap=ns.bootstrap, progress=ctx.progress)
+
+
+@command(
     "train", "compare",
     arg("--experiments", default=None, help="comma-separated run names, e.g. baseline,v1,v2"),
+    arg("--alpha", type=float, default=0.05, help="significance level of the paired tests"),
+    arg("--bootstrap", type=int, default=1000, help="resamples of the paired bootstrap"),
+    arg("--no-promote", action="store_true",
+        help="do not move the registry alias champion to the best run"),
+    arg("--adr", metavar="PATH", default=None,
+        help="where to write the decision (default: decisions/adr-001-model-choice.md)"),
     help="side-by-side runs from MLflow with a significance test on the test set",
-    examples=["compare --experiments baseline,v1,v2"],
-    issue=P3,
+    description=(
+        "Put runs side by side (metrics, params, feature set, size, latency) and test the best one\n"
+        "against each other on the same test rows: McNemar for classifiers, paired bootstrap\n"
+        "otherwise. The best run becomes the registry's champion; the decision is written as an ADR."
+    ),
+    examples=["compare --experiments baseline,v1,v2", "compare"],
 )
+def compare(ns: argparse.Namespace, ctx: Context):
+    from ..modeling.compare import compare_runs
+
+    if ns.bootstrap < 1:
+        raise UsageError(f"--bootstrap must be at least 1, got {ns.bootstrap}.")
+    return compare_runs(ctx.project(), _names(ns.experiments, "--experiments"), alpha=ns.alpha,
+                        n_bootstrap=ns.bootstrap, promote=not ns.no_promote, adr=ns.adr)
+
+
+@command(
+    "train", "card",
+    arg("--output", metavar="PATH", default=None, help="where to write it (default: docs/model_card.md)"),
+    help="write docs/model_card.md from the brief, the data and the evaluation",
+    examples=["card"],
+)
+def card(ns: argparse.Namespace, ctx: Context):
+    from ..modeling.model_card import write_model_card
+
+    return write_model_card(ctx.project(), ns.output)

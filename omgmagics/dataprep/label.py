@@ -162,8 +162,8 @@ def dawid_skene(L: Any, k: int, gold: Any | None = None, prior: Any | None = Non
         clamp = gold >= 0
         T[clamp] = np.eye(k)[gold[clamp]]
     fixed = None if anchored else np.asarray(prior if prior is not None else T.mean(0), dtype=float)
-    it, conf, est_prior = 0, None, None
-    for it in range(1, max_iter + 1):
+    iterations, conf, est_prior = 0, None, None
+    for iterations in range(1, max_iter + 1):  # noqa: B007 - the count is reported
         est_prior = fixed if fixed is not None else (T.sum(0) + smoothing) / (n + k * smoothing)
         conf = np.stack([T.T @ V[j] for j in range(m)]) + smoothing
         conf /= conf.sum(2, keepdims=True)
@@ -184,7 +184,7 @@ def dawid_skene(L: Any, k: int, gold: Any | None = None, prior: Any | None = Non
     right = np.einsum("c,jcc->j", est_prior, conf[:, :, :k])
     voted = np.einsum("c,jc->j", est_prior, 1 - conf[:, :, k])
     return {"posterior": T, "prior": est_prior, "confusion": conf, "accuracy": right / voted,
-            "iterations": it, "semi_supervised": anchored}
+            "iterations": iterations, "semi_supervised": anchored}
 
 
 def function_table(L: Any, names: list[str], classes: list[Any], gold: Any | None,

@@ -106,23 +106,44 @@ def is_numeric(s: pd.Series) -> bool:
     return pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s)
 
 
-def codes_for(s: pd.Series, bins: int = 32, top: int = 100) -> tuple[np.ndarray, int]:
+QUANTILE_SAMPLE = 200_000  # quantile edges and quartiles come from a seeded sample this large
+
+
+def sample_values(finite: np.ndarray, size: int = QUANTILE_SAMPLE, seed: int = 0) -> np.ndarray:
+    """At most `size` values of `finite`, drawn with a fixed seed (for quantile estimates)."""
+    if len(finite) <= size:
+        return finite
+    return finite[np.random.default_rng(seed).integers(0, len(finite), size)]
+
+
+def factorized(s: pd.Series) -> tuple[np.ndarray, pd.Index]:
+    """``pd.factorize`` with missing values as -1, codes as int32."""
+    codes, uniques = pd.factorize(s, use_na_sentinel=True)
+    return codes.astype(np.int32, copy=False), uniques
+
+
+def codes_for(s: pd.Series, bins: int = 32, top: int = 100,
+              factors: tuple[np.ndarray, Any] | None = None) -> tuple[np.ndarray, int]:
     """Small integer codes of a column for contingency counts: ``(codes, n_codes)``.
 
-    Numbers with more than ``2 * bins`` distinct values are cut at their quantiles; other values keep
-    their identity, except that only the `top` most frequent text values do (the rest share one code),
-    so an identifier cannot look predictive just because every value is unique. Missing values get
-    their own code.
+    Numbers with more than ``2 * bins`` distinct values are cut at their quantiles (estimated on a
+    seeded sample); other values keep their identity, except that only the `top` most frequent values
+    do (the rest share one code). Missing values get their own code.
+
+    Parameters
+    ----------
+    factors : tuple, optional
+        ``factorized(s)`` when the caller already has it.
     """
     if pd.api.types.is_datetime64_any_dtype(s):
         s = pd.Series(s.to_numpy(dtype="datetime64[ns]").view("int64"), index=s.index).where(s.notna())
-    if is_numeric(s):
+    if factors is None and is_numeric(s):
         values = s.to_numpy(dtype="float64", na_value=np.nan)
         finite = values[np.isfinite(values)]
         stride = max(1, len(finite) // 8192)
         if len(np.unique(finite[::stride])) > 2 * bins:
             return _binned(values, finite, bins)
-    codes, uniques = pd.factorize(s, use_na_sentinel=True)
+    codes, uniques = factors if factors is not None else factorized(s)
     n = len(uniques)
     if is_numeric(s) and n > 2 * bins:  # the strided look above missed them (e.g. sorted data)
         values = s.to_numpy(dtype="float64", na_value=np.nan)
@@ -130,30 +151,40 @@ def codes_for(s: pd.Series, bins: int = 32, top: int = 100) -> tuple[np.ndarray,
     if n > top:
         counts = np.bincount(codes[codes >= 0], minlength=n)
         keep = np.argsort(-counts, kind="stable")[:top]
-        remap = np.full(n, top, dtype=np.int64)
-        remap[keep] = np.arange(len(keep))
-        codes = np.where(codes >= 0, remap[np.maximum(codes, 0)], -1)
-        n = top + 1
-    codes = np.where(codes < 0, n, codes)
-    return codes.astype(np.int64), n + 1
+        remap = np.full(n + 1, top, dtype=np.int32)
+        remap[keep] = np.arange(len(keep), dtype=np.int32)
+        remap[n] = top + 1  # missing (code -1 indexes the last slot)
+        return remap[codes], top + 2
+    return np.where(codes < 0, n, codes).astype(np.int32), n + 1
 
 
 def _binned(values: np.ndarray, finite: np.ndarray, bins: int) -> tuple[np.ndarray, int]:
-    edges = np.unique(np.quantile(finite, np.linspace(0, 1, bins + 1)[1:-1]))
-    codes = np.searchsorted(edges, values, side="right")
+    edges = np.unique(np.quantile(sample_values(finite), np.linspace(0, 1, bins + 1)[1:-1]))
+    codes = np.searchsorted(edges, values, side="right").astype(np.int32)
     n = len(edges) + 1
     codes[~np.isfinite(values)] = n
-    return codes.astype(np.int64), n + 1
+    return codes, n + 1
 
 
-def single_feature_scores(df: pd.DataFrame, features: list[str], target: str, task: str) -> pd.DataFrame:
-    """How well each feature alone predicts the target, in 0..1 (1: perfectly).
+def single_feature_scores(df: pd.DataFrame, features: list[str], target: str, task: str,
+                          codes: dict[str, tuple[np.ndarray, int]] | None = None,
+                          seed: int = 0) -> pd.DataFrame:
+    """How well each feature alone predicts the target, out of sample, in 0..1 (1: perfectly).
 
-    Classification: the accuracy of predicting the majority class of each value (or quantile bin) of
-    the feature, rescaled so that 0 is the majority-class baseline and 1 is perfect,
-    ``(purity - base) / (1 - base)``. Regression: the correlation ratio eta squared of the target over
-    the feature's values or bins (share of target variance explained). Rows without a label are left
-    out. A leaked copy of the target scores 1.
+    The labeled rows are split into two seeded halves. Each half is predicted from the other half's
+    target distribution per value (or quantile bin) of the feature, shrunk toward the overall one by
+    one pseudo-row, so values seen in one half only (identifiers, rare categories) earn nothing. The
+    score is a skill score against predicting the overall distribution, clipped to 0..1:
+
+    - classification: Brier skill score, ``1 - Brier(feature) / Brier(class prior)``;
+    - regression: out-of-sample R squared of the per-value means.
+
+    A copy of the target scores about 1; a useless feature 0. One ``bincount`` per feature.
+
+    Parameters
+    ----------
+    codes : dict, optional
+        ``{feature: codes_for(df[feature])}`` computed once by the caller and reused.
 
     Returns
     -------
@@ -161,28 +192,49 @@ def single_feature_scores(df: pd.DataFrame, features: list[str], target: str, ta
         ``feature, score`` sorted by score, highest first.
     """
     labeled = df[target].notna().to_numpy()
-    y = df.loc[labeled, target]
+    every = bool(labeled.all())
+    y = df[target] if every else df.loc[labeled, target]
+    half = (np.random.default_rng(seed).random(len(y)) < 0.5).astype(np.int64)
     rows = []
+
+    def feature_codes(col: str) -> tuple[np.ndarray, int]:
+        x, n = codes[col] if codes is not None and col in codes else codes_for(df[col])
+        return (x if every else x[labeled]).astype(np.int64), n
+
     if task == "classification":
         y_codes, classes = pd.factorize(y)
         k = len(classes)
-        base = np.bincount(y_codes, minlength=k).max() / len(y_codes)
+        inner = y_codes.astype(np.int64) * 2 + half  # (class, half) in one index
         for col in features:
-            x, n = codes_for(df.loc[labeled, col])
-            table = np.bincount(x * k + y_codes, minlength=n * k).reshape(n, k)
-            purity = table.max(axis=1).sum() / len(y_codes)
-            score = 0.0 if base >= 1 else (purity - base) / (1 - base)
-            rows.append((col, float(np.clip(score, 0, 1))))
+            x, n = feature_codes(col)
+            t = np.bincount(x * (2 * k) + inner, minlength=n * 2 * k).reshape(n, k, 2).astype(float)
+            loss = base = 0.0
+            for a in (0, 1):
+                ta, tb = t[:, :, a], t[:, :, 1 - a]
+                prior = tb.sum(axis=0) / max(tb.sum(), 1.0)
+                p = (tb + prior) / (tb.sum(axis=1, keepdims=True) + 1.0)
+                # Brier over the rows of bin j: n_j (1 + sum_k p_k^2) - 2 sum_k count_jk p_k
+                na = ta.sum(axis=1)
+                loss += float((na * (1 + (p ** 2).sum(axis=1))).sum() - 2 * (ta * p).sum())
+                base += float(na.sum() * (1 + (prior ** 2).sum()) - 2 * (ta.sum(axis=0) * prior).sum())
+            rows.append((col, float(np.clip(1 - loss / base, 0, 1)) if base > 0 else 0.0))
     else:
         yv = y.to_numpy(dtype="float64")
-        total = ((yv - yv.mean()) ** 2).sum()
+        y2 = yv ** 2
         for col in features:
-            x, n = codes_for(df.loc[labeled, col])
-            counts = np.bincount(x, minlength=n)
-            sums = np.bincount(x, weights=yv, minlength=n)
-            means = np.divide(sums, counts, out=np.zeros(n), where=counts > 0)
-            between = (counts * (means - yv.mean()) ** 2).sum()
-            rows.append((col, float(np.clip(between / total, 0, 1)) if total > 0 else 0.0))
+            x, n = feature_codes(col)
+            idx = x * 2 + half
+            cnt = np.bincount(idx, minlength=2 * n).reshape(n, 2).astype(float)
+            sm = np.bincount(idx, yv, 2 * n).reshape(n, 2)
+            sq = np.bincount(idx, y2, 2 * n).reshape(n, 2)
+            sse = base = 0.0
+            for a in (0, 1):
+                b = 1 - a
+                mean_b = sm[:, b].sum() / max(cnt[:, b].sum(), 1.0)
+                mu = (sm[:, b] + mean_b) / (cnt[:, b] + 1.0)
+                sse += float((sq[:, a] - 2 * mu * sm[:, a] + cnt[:, a] * mu ** 2).sum())
+                base += float((sq[:, a] - 2 * mean_b * sm[:, a] + cnt[:, a] * mean_b ** 2).sum())
+            rows.append((col, float(np.clip(1 - sse / base, 0, 1)) if base > 0 else 0.0))
     out = pd.DataFrame(rows, columns=["feature", "score"])
     return out.sort_values("score", ascending=False, kind="stable").reset_index(drop=True)
 

@@ -60,8 +60,15 @@ def _categorical_start() -> list[tuple[str, Any]]:
 def compile_feature(feat: dict[str, Any], seed: int = 42) -> Any:
     """One checked feature definition as an (unfitted) scikit-learn transformer."""
     from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import (KBinsDiscretizer, MinMaxScaler, OneHotEncoder, OrdinalEncoder,
-                                       RobustScaler, StandardScaler, TargetEncoder)
+    from sklearn.preprocessing import (
+        KBinsDiscretizer,
+        MinMaxScaler,
+        OneHotEncoder,
+        OrdinalEncoder,
+        RobustScaler,
+        StandardScaler,
+        TargetEncoder,
+    )
 
     from . import transformers as tr
 

@@ -185,8 +185,8 @@ def infer_spec(df: Any, target: str | None, exclude: tuple[str, ...] = (),
     """A starting features config from a training DataFrame, and notes on what was left out.
 
     Numeric columns are standardised (log first when strongly skewed and non-negative), text columns
-    one-hot encoded (target-encoded above `max_one_hot` categories), dates split into parts, and
-    missing values flagged. `exclude` (ids, sensitive features ...) and the target are left out.
+    one-hot encoded (target-encoded above `max_one_hot` categories; a missing value is a category of
+    its own), dates split into parts, and missing numbers and dates flagged. `exclude` (ids, sensitive features ...) and the target are left out.
     """
     from ..dataprep.schema import dtype_family
 
@@ -198,8 +198,8 @@ def infer_spec(df: Any, target: str | None, exclude: tuple[str, ...] = (),
             continue
         s = df[col]
         kind = dtype_family(s)
-        if s.isna().any():
-            groups["missing"].append(col)
+        if s.isna().any() and kind in ("int", "float", "datetime"):
+            groups["missing"].append(col)  # text columns get a __missing__ category instead
         if kind in ("int", "float"):
             values = s.dropna().astype(float)
             skewed = len(values) > 10 and values.min() >= 0 and abs(float(values.skew())) > 2

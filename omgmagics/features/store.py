@@ -5,13 +5,17 @@ Each version is an immutable folder ``features/NAME/VERSION/`` holding one parqu
 creation time). A version is written into a temporary folder and renamed into place, so a crash leaves
 either the whole version or nothing; writing an existing version is refused.
 
-Load with ``load_feature_set(project, "NAME@v1")`` or ``"NAME@latest"``.
+Load with ``load_feature_set(project.features_dir, "NAME@v1")`` or ``"NAME@latest"``. Besides the splits a
+version may hold more files (the fitted feature pipeline ``pipeline.skops``), listed with their sha256
+in the manifest. :func:`write_duckdb_catalog` builds an optional DuckDB file with one SQL view per
+version (and ``NAME_latest``) over the parquet files, for exploration.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import re
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,6 +82,26 @@ class FeatureSet:
         """A row id kept beside the features (not a feature) to join back to the raw splits."""
         return self.manifest.get("id_column")
 
+    @property
+    def feature_columns(self) -> list[str]:
+        """The feature columns (every column but the target and the id)."""
+        first = next(iter(self.splits.values()))
+        return [c for c in first.columns if c not in (self.target, self.id_column)]
+
+    @property
+    def pipeline_path(self) -> Path | None:
+        """The fitted feature pipeline stored with this version, if any."""
+        rel = self.manifest.get("pipeline")
+        return self.path / rel if rel else None
+
+    def load_pipeline(self) -> Any:
+        """The fitted feature pipeline (raw columns in, this set's feature columns out)."""
+        from .extract import load_pipeline
+
+        if self.pipeline_path is None:
+            raise DataError(f"Feature set {self.ref} was stored without a pipeline.")
+        return load_pipeline(self.pipeline_path)
+
 
 def parse_ref(ref: str) -> tuple[str, str]:
     """``"name@v2"`` -> (name, "v2"); ``"name"`` -> (name, "latest")."""
@@ -110,8 +134,15 @@ def list_feature_sets(root: Path) -> dict[str, list[str]]:
             if p.is_dir() and not p.name.startswith(".") and list_versions(root, p.name)}
 
 
+def next_version(root: Path, name: str) -> str:
+    """The first free version of `name`: ``v1``, or one above the latest."""
+    have = list_versions(root, name)
+    return f"v{int(VERSION_RE.match(have[-1]).group(1)) + 1}" if have else "v1"
+
+
 def write_feature_set(root: Path, name: str, version: str, splits: dict[str, Any],
-                      target: str | None, extra: dict[str, Any] | None = None) -> Path:
+                      target: str | None, extra: dict[str, Any] | None = None,
+                      files: dict[str, Any] | None = None) -> Path:
     """Write a new immutable version atomically and return its folder.
 
     Parameters
@@ -123,7 +154,10 @@ def write_feature_set(root: Path, name: str, version: str, splits: dict[str, Any
     target : str or None
         The target column, present in every split.
     extra : dict, optional
-        More manifest entries: feature definitions, selection, lineage ...
+        More manifest entries: ``id_column``, ``pipeline``, ``features``, ``raw_columns``, ``selection``,
+        ``lineage`` ... A ``row_id`` column is recorded as ``id_column`` unless `extra` says otherwise.
+    files : dict of str to bytes or path, optional
+        More files to store in the version folder (e.g. ``{"pipeline.skops": path}``).
 
     Raises
     ------
@@ -138,10 +172,13 @@ def write_feature_set(root: Path, name: str, version: str, splits: dict[str, Any
         raise UsageError(unknown_choice("split", sorted(bad)[0], SPLITS))
     dest = Path(root) / name / version
     if dest.exists():
-        have = list_versions(root, name)
-        nxt = f"v{int(VERSION_RE.match(have[-1]).group(1)) + 1}" if have else "v1"
         raise UsageError(f"Feature set {name}@{version} already exists and versions are immutable. "
-                         f"Write a new version (next free: {nxt}).")
+                         f"Write a new version (next free: {next_version(root, name)}).")
+    if not splits:
+        raise DataError("No splits to store: pass at least a train split.")
+    for fname in files or {}:
+        if "/" in fname or "\\" in fname or fname in ("manifest.json",) or fname.startswith("."):
+            raise UsageError(f"Extra file name '{fname}' must be a plain file name (not manifest.json).")
     manifest: dict[str, Any] = {
         "name": name, "version": version, "target": target,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
@@ -157,7 +194,20 @@ def write_feature_set(root: Path, name: str, version: str, splits: dict[str, Any
                                          "sha256": sha256_file(path)}
         first = next(iter(splits.values()))
         manifest["schema"] = {str(c): str(t) for c, t in first.dtypes.items()}
+        manifest["rows"] = int(sum(len(df) for df in splits.values()))
+        if "row_id" in first.columns:
+            manifest["id_column"] = "row_id"
         manifest.update(extra or {})
+        id_col = manifest.get("id_column")
+        manifest["feature_columns"] = [str(c) for c in first.columns if c not in (target, id_col)]
+        manifest["files"] = {}
+        for fname, content in (files or {}).items():
+            path = tmp / fname
+            if isinstance(content, (bytes, bytearray)):
+                path.write_bytes(content)
+            else:
+                shutil.copyfile(content, path)
+            manifest["files"][fname] = {"sha256": sha256_file(path)}
         write_json(tmp / "manifest.json", manifest)
     return dest
 
@@ -191,4 +241,67 @@ def load_feature_set(root: Path, ref: str, verify: bool = True) -> FeatureSet:
             raise DataError(f"{path} does not match the sha256 in its manifest: the stored feature set "
                             "was modified. Restore it or write a new version.")
         splits[split] = pd.read_parquet(path)
+    for fname, info in manifest.get("files", {}).items():
+        path = folder / fname
+        if verify and (not path.is_file() or sha256_file(path) != info["sha256"]):
+            raise DataError(f"{path} is missing or does not match the sha256 in its manifest: the stored "
+                            "feature set was modified. Restore it or write a new version.")
     return FeatureSet(name, version, folder, splits, manifest)
+
+
+def feature_set_table(root: Path) -> Any:
+    """Every stored version as a table: name, version, created, rows per split, features, target."""
+    import json
+
+    import pandas as pd
+
+    rows = []
+    for name, versions in list_feature_sets(root).items():
+        for version in versions:
+            m = json.loads((Path(root) / name / version / "manifest.json").read_text())
+            sel = m.get("selection") or {}
+            rows.append({"name": name, "version": version, "created": m.get("created"),
+                         **{s: m.get("splits", {}).get(s, {}).get("rows") for s in SPLITS},
+                         "features": len(m.get("feature_columns") or m.get("schema", {})),
+                         "target": m.get("target"),
+                         "selection": f"{sel.get('method')} k={sel.get('k')}" if sel else "",
+                         "pipeline": m.get("pipeline") or ""})
+    return pd.DataFrame(rows, columns=["name", "version", "created", *SPLITS, "features", "target",
+                                       "selection", "pipeline"])
+
+
+def write_duckdb_catalog(root: Path, filename: str = "catalog.duckdb") -> Path:
+    """A DuckDB file with a view per stored version (``NAME_vN``) and ``NAME_latest``.
+
+    Each view is the union of the version's splits with a ``split`` column. The file is rebuilt
+    atomically; views read the parquet files in place (absolute paths).
+    """
+    import duckdb
+
+    from ..atomic import atomic_path
+
+    root = Path(root)
+    sets = list_feature_sets(root)
+    target = root / filename
+    with atomic_path(target, suffix=".duckdb") as tmp:
+        tmp.unlink()  # duckdb creates the file itself
+        con = duckdb.connect(str(tmp))
+        try:
+            for name, versions in sets.items():
+                for version in versions:
+                    folder = (root / name / version).resolve()
+                    manifest = json_load(folder / "manifest.json")
+                    parts = [f"SELECT *, '{split}' AS split FROM read_parquet('{folder / info['file']}')"
+                             for split, info in manifest["splits"].items()]
+                    sql = " UNION ALL BY NAME ".join(parts)
+                    con.execute(f'CREATE VIEW "{name}_{version}" AS {sql}')
+                con.execute(f'CREATE VIEW "{name}_latest" AS SELECT * FROM "{name}_{versions[-1]}"')
+        finally:
+            con.close()
+    return target
+
+
+def json_load(path: Path) -> Any:
+    import json
+
+    return json.loads(Path(path).read_text())

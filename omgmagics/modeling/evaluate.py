@@ -53,7 +53,6 @@ def resolve_model(project: Any, tracking: Any, ref: str | None) -> tuple[Any, st
 
 def scores_from_predictions(df: Any, task: str) -> Any:
     """Model scores from a logged predictions table (see ``train.predictions_frame``)."""
-    import numpy as np
 
     if task == "regression":
         return df["y_pred"].to_numpy(dtype=float)

@@ -24,7 +24,7 @@ from typing import Any
 
 from ..errors import ConfigError, DataError, UsageError
 
-REPORT_EVERY = 10  # boosting rounds between reports to the pruner (one storage write each)
+REPORT_EVERY = 25  # boosting rounds between reports to the pruner (each costs storage round trips)
 BOOST_CAP = {"n_estimators": 1000}
 SPACES: dict[str, dict[str, Any]] = {
     "xgboost": {

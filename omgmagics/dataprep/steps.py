@@ -1,0 +1,365 @@
+"""Phase 2 data steps on a project's folders (core layer).
+
+Each ``*_step`` reads its inputs from the project (or takes a DataFrame), calls the pure functions of
+the other ``dataprep`` modules and writes its outputs atomically where the next step finds them::
+
+    data/raw/NAME.parquet + lineage.json          collect
+    reports/validation.json, docs/data_dictionary.md   validate --schema
+    data/processed/labeled.parquet + labeled.json      label
+    data/processed/{train,val,test}.parquet + split_manifest.json   split
+    data/processed/train_augmented.parquet + augment.json           augment
+
+A later step uses an earlier step's output only while it is current: the labelled table while the
+raw data it came from is unchanged, the augmented training split while ``train.parquet`` is the one
+it was made from (sha256 recorded in the sidecar JSON files).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from ..atomic import atomic_path, sha256_file, write_json, write_text
+from ..errors import ConfigError, DataError, UsageError
+from ..results import Report
+from ._util import now_iso, read_json_or
+from .split import SPLITS
+
+LABELED, LABELED_META = "labeled.parquet", "labeled.json"
+SPLIT_MANIFEST = "split_manifest.json"
+AUGMENTED, AUGMENT_META = "train_augmented.parquet", "augment.json"
+VALIDATION = "validation.json"
+
+
+def resolve(project: Any, path: str | Path | None, default: str) -> Path:
+    """A path given on the command line: absolute as is, relative from the project folder."""
+    p = Path(path if path is not None else default).expanduser()
+    return p if p.is_absolute() else project.root / p
+
+
+def rel(project: Any, path: Path) -> str:
+    """`path` relative to the project folder when inside it (for reports and manifests)."""
+    try:
+        return str(Path(path).resolve().relative_to(project.root.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _target(project: Any) -> str:
+    target = project.target
+    if not target:
+        raise ConfigError("omg.yaml has no brief.objective.target. Set the target column there.")
+    return target
+
+
+def _write_parquet(df: Any, path: Path) -> str:
+    with atomic_path(path, suffix=".parquet") as tmp:
+        df.to_parquet(tmp, index=False)
+    return sha256_file(path)
+
+
+# --- collect -------------------------------------------------------------------------------------
+def project_source_spec(project: Any) -> dict[str, Any]:
+    """The project's configured source (``data.source``: the demo data or a file) as a source entry."""
+    source = project.config.get_path("data.source", "demo")
+    if source in (None, "demo"):
+        return {"name": "adult", "kind": "demo", "options": {}}
+    path = resolve(project, source, source)
+    kinds = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl",
+             ".ndjson": "jsonl"}
+    kind = kinds.get(path.suffix.lower())
+    if kind is None:
+        raise ConfigError(f"data.source {source} has an unknown file type '{path.suffix}'. Use csv, "
+                          "parquet or jsonl, or list the source in sources.yaml.")
+    name = re.sub(r"[^A-Za-z0-9_-]", "_", path.stem) or "source"
+    return {"name": name, "kind": kind, "path": str(path),
+            "options": {"sep": "\t"} if path.suffix.lower() == ".tsv" else {}}
+
+
+def collect_step(project: Any, sources: str | None = None, output: str | None = None,
+                 sample_frac: float | None = None, progress: Any = None) -> Report:
+    """Collect the sources of `sources` (default ``sources.yaml``) into `output` (``data/raw``).
+
+    Without a sources file (and none named), the project's own ``data.source`` is collected.
+    `sample_frac` defaults to ``data.sample_frac``.
+    """
+    from .sources import collect, load_sources
+
+    path = resolve(project, sources, project.config.get_path("data.sources", "sources.yaml"))
+    note = None
+    if sources is None and not path.is_file():
+        specs = [project_source_spec(project)]
+        note = (f"No {path.name} in the project: collected the project's data.source "
+                f"({specs[0].get('path', 'the bundled demo data')}). List more sources in {path.name}.")
+    else:
+        specs = load_sources(path)
+    if sample_frac is None:
+        sample_frac = project.config.get_path("data.sample_frac")
+    out = resolve(project, output, "data/raw")
+    report = collect(specs, out, sample_frac=sample_frac, seed=project.seed, progress=progress)
+    if note:
+        report.messages.insert(0, note)
+    return report
+
+
+def raw_table(project: Any) -> tuple[Any, dict[str, Any]]:
+    """The collected raw table (the only source in ``data/raw``), or the project's source if none.
+
+    Raises
+    ------
+    UsageError
+        When several sources were collected: name one with ``--data``.
+    """
+    import pandas as pd
+
+    from .sources import LINEAGE_FILE, content_sha256
+
+    lineage = read_json_or(project.raw_dir / LINEAGE_FILE, {"sources": {}})["sources"]
+    present = {n: r for n, r in lineage.items() if (project.raw_dir / r["file"]).is_file()}
+    if len(present) > 1:
+        raise UsageError("Several raw sources are collected (" + ", ".join(sorted(present)) + "). "
+                         "Name one with --data data/raw/NAME.parquet, or join them into one table first.")
+    if present:
+        (name, record), = present.items()
+        path = project.raw_dir / record["file"]
+        return pd.read_parquet(path), {"path": rel(project, path), "content_sha256":
+                                       record.get("content_sha256"), "rows": record.get("rows")}
+    df = project.load_source_data()
+    return df, {"path": "project data.source (not collected)", "content_sha256": content_sha256(df),
+                "rows": len(df)}
+
+
+def table_info(project: Any, df: Any, ref: str) -> dict[str, Any]:
+    """Lineage facts about a table given with ``--data``."""
+    from .sources import content_sha256
+
+    return {"path": ref, "content_sha256": content_sha256(df), "rows": len(df)}
+
+
+def current_table(project: Any) -> tuple[Any, dict[str, Any]]:
+    """The table the split starts from: the labelled table while it is current, else the raw one."""
+    import pandas as pd
+
+    raw, info = raw_table(project)
+    meta = read_json_or(project.processed_dir / LABELED_META, None)
+    labeled = project.processed_dir / LABELED
+    if meta and labeled.is_file() and meta.get("input", {}).get("content_sha256") == \
+            info.get("content_sha256"):
+        return pd.read_parquet(labeled), {"path": rel(project, labeled),
+                                          "sha256": sha256_file(labeled), "labeled_from": info}
+    return raw, info
+
+
+# --- validate ------------------------------------------------------------------------------------
+def _roles(project: Any) -> dict[str, str]:
+    roles = {c: "sensitive" for c in project.sensitive_features}
+    if project.time_column:
+        roles[project.time_column] = "time"
+    id_col = project.config.get_path("data.id_column")
+    if id_col:
+        roles[id_col] = "id"
+    if project.target:
+        roles[project.target] = "target"
+    return roles
+
+
+def write_dictionary(project: Any, df: Any, schema: dict[str, Any], source: str) -> Path:
+    from .dictionary import data_dictionary
+
+    audit = project.reports_dir / "data_audit.html"
+    text = data_dictionary(df, schema, title=f"Data dictionary: {project.name}", source=source,
+                           roles=_roles(project), audit=rel(project, audit) if audit.is_file() else None,
+                           generated=now_iso()[:10])
+    return write_text(project.docs_dir / "data_dictionary.md", text)
+
+
+def infer_step(project: Any, df: Any, source: str, schema: str | None = None,
+               force: bool = False) -> Report:
+    """Write a starting schema inferred from `df` (an existing schema is kept unless `force`)."""
+    from .schema import check_schema, infer_schema, load_schema, schema_to_yaml
+
+    path = resolve(project, schema, project.config.get_path("data.schema", "schema.yaml"))
+    if path.exists() and not force:
+        report = Report(f"Kept the existing schema {rel(project, path)}",
+                        summary={"schema": rel(project, path), "written": "no"},
+                        artifacts={"schema": str(path)})
+        report.messages.append("A schema already exists and may hold your edits, so it was not "
+                               "replaced. Pass --force to infer a new one over it.")
+        write_dictionary(project, df, load_schema(path), source)
+        return report
+    id_cols = tuple(c for c in [project.config.get_path("data.id_column")] if c)
+    inferred = infer_schema(df, id_columns=id_cols)
+    write_text(path, schema_to_yaml(inferred, source))
+    checked = check_schema(inferred, path.name)
+    dictionary = write_dictionary(project, df, checked, source)
+    cols = inferred["columns"]
+    import pandas as pd
+
+    table = pd.DataFrame([{"column": c, "dtype": r["dtype"], "nullable": r["nullable"],
+                           "rules": ", ".join(k for k in r if k not in ("dtype", "nullable",
+                                                                        "description"))}
+                          for c, r in cols.items()])
+    report = Report(f"Inferred a schema for {len(cols)} columns from {source}",
+                    summary={"schema": rel(project, path), "columns": len(cols), "rows": len(df)},
+                    tables={"inferred rules": table},
+                    artifacts={"schema": str(path), "data dictionary": str(dictionary)})
+    report.messages.append("Review the ranges and allowed values (they are what this data shows), "
+                           "add descriptions, then validate with --schema --strict.")
+    return report
+
+
+def validate_step(project: Any, df: Any, source: str, schema: str | None = None,
+                  strict: bool = False, info: dict[str, Any] | None = None) -> Report:
+    """Validate `df` against the schema, record the result and regenerate the data dictionary.
+
+    Raises
+    ------
+    DataError
+        With `strict`, after recording the result, when any rule is broken.
+    """
+    from .schema import load_schema, strict_error, validate_frame
+
+    path = resolve(project, schema, project.config.get_path("data.schema", "schema.yaml"))
+    checked = load_schema(path)
+    report = validate_frame(df, checked, source=source)
+    record = {"status": report.summary["status"], "strict": strict, "schema": rel(project, path),
+              "schema_sha256": sha256_file(path), "data": info or {"path": source},
+              "rows": len(df), "violations": report.data["violations"], "validated_at": now_iso()}
+    record_path = write_json(project.reports_dir / VALIDATION, record)
+    dictionary = write_dictionary(project, df, checked, source)
+    report.artifacts.update({"validation record": str(record_path),
+                             "data dictionary": str(dictionary)})
+    if strict and report.summary["status"] != "pass":
+        raise strict_error(report, source)
+    return report
+
+
+# --- label ---------------------------------------------------------------------------------------
+LF_MODULES = ("projectlib.labeling", "projectlib.features")
+
+
+def default_functions_module(project: Any) -> str:
+    """``projectlib.labeling`` when the project has it, else ``projectlib.features`` (nbdev exports
+    a phase notebook's ``#| export`` cells into one module, the 02_data notebook's into features)."""
+    for module in LF_MODULES:
+        if (project.root / (module.replace(".", "/") + ".py")).is_file():
+            return module
+    return LF_MODULES[0]
+
+
+def label_step(project: Any, df: Any, info: dict[str, Any], functions: str | None = None,
+               strategy: str = "weak_supervision", gold: str | None = None,
+               hide_share: float | None = None, min_confidence: float = 0.0,
+               progress: Any = None) -> Report:
+    """Label the unlabelled rows with the project's labeling functions; write ``labeled.parquet``."""
+    from .label import label_frame, load_labeling_functions
+
+    if hide_share is None:
+        hide_share = float(project.config.get_path("data.unlabeled_share", 0.0) or 0.0)
+    functions = functions or default_functions_module(project)
+    lfs = load_labeling_functions(functions, project.root)
+    report = label_frame(df, lfs, _target(project), strategy=strategy, gold=gold,
+                         hide_share=hide_share, seed=project.seed, min_confidence=min_confidence,
+                         progress=progress)
+    path = project.processed_dir / LABELED
+    sha = _write_parquet(report.value, path)
+    meta = {"input": info, "functions": functions, "strategy": strategy, "hide_share": hide_share,
+            "summary": report.summary, "rows": len(report.value), "sha256": sha,
+            "labeled_at": now_iso()}
+    meta_path = write_json(project.processed_dir / LABELED_META, meta)
+    report.artifacts.update({"labelled table": str(path), "labelling record": str(meta_path)})
+    return report
+
+
+# --- split ---------------------------------------------------------------------------------------
+def split_step(project: Any, df: Any, info: dict[str, Any], fractions: tuple[float, float, float],
+               group: str | None = None, time: str | None = None, stratify: bool = True) -> Report:
+    """Split `df` and write the three splits and the split manifest to ``data/processed``."""
+    from .split import check_fractions, split_frame, split_report
+
+    check_fractions(*fractions)
+    target = _target(project)
+    splits = split_frame(df, target, fractions, seed=project.seed, group=group, time=time,
+                         stratify=stratify, objective=project.objective_type)
+    mode = "group" if group else "time" if time else "stratified" if stratify else "random"
+    report = split_report(splits, target, fractions, mode, project.seed, group, time,
+                          project.objective_type)
+    files = {}
+    for name, part in splits.items():
+        path = project.processed_dir / f"{name}.parquet"
+        files[name] = {"file": path.name, "rows": len(part), "sha256": _write_parquet(part, path)}
+    manifest = {"mode": mode, "fractions": dict(zip(SPLITS, fractions, strict=True)),
+                "seed": project.seed, "target": target, "group": group, "time": time,
+                "id_column": "row_id", "input": info, "splits": files,
+                "max_row_id": int(max(int(p["row_id"].max()) for p in splits.values())),
+                "leakage": report.data["leakage"], "balance": report.data["balance"],
+                "created": now_iso()}
+    manifest_path = write_json(project.processed_dir / SPLIT_MANIFEST, manifest)
+    report.artifacts.update({name: str(project.processed_dir / f["file"]) for name, f in files.items()})
+    report.artifacts["split manifest"] = str(manifest_path)
+    return report
+
+
+def read_split_manifest(project: Any) -> dict[str, Any]:
+    """The split manifest; raises :class:`DataError` when the data was not split yet."""
+    manifest = read_json_or(project.processed_dir / SPLIT_MANIFEST, None)
+    if manifest is None:
+        raise DataError(f"No splits in {rel(project, project.processed_dir)}. Split the data first with "
+                        "`omg data split`.")
+    return manifest
+
+
+def load_split(project: Any, name: str) -> Any:
+    """One split (``train``, ``val``, ``test``) as written by :func:`split_step`, checked by sha256."""
+    import pandas as pd
+
+    manifest = read_split_manifest(project)
+    path = project.processed_dir / manifest["splits"][name]["file"]
+    if not path.is_file() or sha256_file(path) != manifest["splits"][name]["sha256"]:
+        raise DataError(f"{rel(project, path)} is missing or differs from the split manifest. Split the "
+                        "data again with `omg data split`.")
+    return pd.read_parquet(path)
+
+
+# --- augment -------------------------------------------------------------------------------------
+def augment_step(project: Any, split: str = "train", strategy: str = "smote", k_neighbors: int = 5,
+                 ratio: float | None = None) -> Report:
+    """Rebalance the training split; write ``train_augmented.parquet`` (``train.parquet`` is kept)."""
+    from .augment import augment_frame, check_split
+
+    check_split(split)
+    manifest = read_split_manifest(project)
+    train = load_split(project, "train")
+    report = augment_frame(train, _target(project), strategy=strategy, k_neighbors=k_neighbors,
+                           seed=project.seed, ratio=ratio, next_id=manifest["max_row_id"] + 1)
+    path = project.processed_dir / AUGMENTED
+    sha = _write_parquet(report.value, path)
+    meta = {"strategy": strategy, "method": report.summary["method"], "k_neighbors": k_neighbors,
+            "ratio": ratio, "seed": project.seed, "train_sha256": manifest["splits"]["train"]["sha256"],
+            "rows_before": len(train), "rows_after": len(report.value), "sha256": sha,
+            "synthetic_row_ids_from": manifest["max_row_id"] + 1,
+            "class_counts": report.tables["class counts"].to_dict(orient="records"),
+            "augmented_at": now_iso()}
+    meta_path = write_json(project.processed_dir / AUGMENT_META, meta)
+    report.artifacts.update({"augmented training split": str(path), "augmentation record": str(meta_path)})
+    report.messages.append("`omg feature extract` fits on the augmented training split while it is "
+                           "current (--no-augmented to use the original one).")
+    return report
+
+
+def training_split(project: Any, use_augmented: bool = True) -> tuple[Any, dict[str, Any]]:
+    """The training split to fit features on: the augmented one while current, else ``train``."""
+    import pandas as pd
+
+    manifest = read_split_manifest(project)
+    meta = read_json_or(project.processed_dir / AUGMENT_META, None)
+    path = project.processed_dir / AUGMENTED
+    if use_augmented and meta and path.is_file() and \
+            meta.get("train_sha256") == manifest["splits"]["train"]["sha256"] and \
+            sha256_file(path) == meta.get("sha256"):
+        return pd.read_parquet(path), {"file": rel(project, path), "augmented": True,
+                                       "strategy": meta["strategy"], "sha256": meta["sha256"]}
+    return load_split(project, "train"), {"file": rel(project, project.processed_dir / "train.parquet"),
+                                          "augmented": False,
+                                          "sha256": manifest["splits"]["train"]["sha256"]}

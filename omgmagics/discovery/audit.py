@@ -1,0 +1,257 @@
+"""The data audit (core layer): checklist + fg-data-profiling HTML report + ``data_audit.json``.
+
+The checklist (:mod:`.checks`) always runs on every row. The HTML profile is fg-data-profiling's
+``ProfileReport``: its full mode up to :data:`PROFILE_MINIMAL_ROWS` rows, its minimal mode above,
+and above :data:`PROFILE_MAX_ROWS` rows (or when a fraction is asked for) on a seeded sample that the
+report states. Nothing is written until everything is computed, and both files are written
+atomically, so bad input leaves no partial report.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import html
+import io
+import json
+import os
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..atomic import sha256_file, write_json, write_text
+from ..errors import DataError, UsageError
+from ..results import Report, jsonable
+from . import checks
+from .brief import Brief
+
+PROFILE_MINIMAL_ROWS = 20_000   # the profile's full mode above this costs minutes (correlations, plots)
+PROFILE_MAX_ROWS = 200_000      # the minimal profile of more rows costs more than a minute on 2 cores
+CATEGORY_MAX_DISTINCT = 50      # text columns with at most this many values are profiled as categories
+STATUS_ORDER = {"fail": 0, "warn": 1, "pass": 2}
+
+
+def source_info(declared: str | None, root: str | os.PathLike, *, ref: str | None = None,
+                path: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Describe where an audited table came from, for the checklist's "sources" item.
+
+    Parameters
+    ----------
+    declared : str or None
+        ``data.source`` of ``omg.yaml`` ("demo" or a path).
+    root : path-like
+        The project folder (relative paths are resolved from it).
+    ref : str, optional
+        The notebook DataFrame variable the user named, if any.
+    path : path-like, optional
+        The file the user named, if any.
+    """
+    from ..datasets import ADULT_ATTRIBUTION
+
+    if path is not None:
+        p = Path(path).resolve()
+        return {"kind": "file", "location": str(p), "sha256": sha256_file(p) if p.is_file() else None,
+                "bytes": p.stat().st_size if p.is_file() else None}
+    if declared in (None, "demo"):
+        demo = {"kind": "demo", "location": ADULT_ATTRIBUTION}
+        return {"kind": "dataframe", "location": ref, "declared": "demo: " + ADULT_ATTRIBUTION} if ref \
+            else demo
+    p = Path(declared)
+    p = p if p.is_absolute() else Path(root) / p
+    if ref:
+        return {"kind": "dataframe", "location": ref, "declared": str(p) if p.exists() else None}
+    return source_info(None, root, path=p)
+
+
+def read_lineage(raw_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """Lineage records written by data collection under ``data/raw`` (any ``*lineage*.json`` or
+    ``manifest.json``): a list of records, or a mapping holding ``sources``/``records``."""
+    raw = Path(raw_dir)
+    if not raw.is_dir():
+        return []
+    records: list[dict[str, Any]] = []
+    for path in sorted([*raw.rglob("*lineage*.json"), *raw.rglob("manifest.json")]):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict):
+            data = data.get("sources") or data.get("records") or [data]
+        records += [r for r in data if isinstance(r, dict)] if isinstance(data, list) else []
+    return records
+
+
+def _profile_frame(df: pd.DataFrame, sample_frac: float | None, max_rows: int, seed: int
+                   ) -> tuple[pd.DataFrame, str]:
+    n = len(df)
+    if sample_frac is not None:
+        if not 0 < sample_frac <= 1:
+            raise UsageError(f"--sample-frac must be in (0, 1], got {sample_frac}.")
+        k = max(2, round(n * sample_frac))
+        note = f"a seeded random sample of {k:,} of {n:,} rows ({sample_frac:.0%}, as asked)"
+    elif max_rows and n > max_rows:
+        k = max_rows
+        note = (f"a seeded random sample of {k:,} of {n:,} rows (above {max_rows:,} rows the profile "
+                "samples; the checklist uses every row)")
+    else:
+        return df, f"all {n:,} rows"
+    return df.sample(n=min(k, n), random_state=seed).sort_index(), note
+
+
+def profile_html(df: pd.DataFrame, *, title: str, description: str, minimal: bool) -> str:
+    """fg-data-profiling's HTML report of `df` (its own progress bars silenced)."""
+    try:
+        from data_profiling import ProfileReport
+    except ImportError:  # pragma: no cover - part of the kit's [data] extra
+        raise DataError("The audit's profile needs fg-data-profiling: pip install 'omgmagics[data]' "
+                        "(or run with --no-profile for the checklist alone).") from None
+    frame = df.copy(deep=False)
+    for col in frame.columns:
+        s = frame[col]
+        if s.dtype == object and s.nunique(dropna=True) <= CATEGORY_MAX_DISTINCT:
+            frame[col] = s.astype("category")  # profiled as categories, not as free text
+    frame.columns = [str(c) for c in frame.columns]
+    with contextlib.redirect_stderr(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        report = ProfileReport(frame, minimal=minimal, title=title, progress_bar=False,
+                               dataset={"description": description, "creator": "omg data audit"})
+        return report.to_html()
+
+
+def checklist_frame(items: list[checks.Item]) -> pd.DataFrame:
+    return pd.DataFrame([{"section": i.section, "check": i.check, "status": i.status,
+                          "evidence": i.evidence} for i in items])
+
+
+def _checklist_section(items: list[checks.Item], note: str, verdict: str) -> str:
+    colours = {"pass": "#1a7f37", "warn": "#9a6700", "fail": "#cf222e"}
+    rows = "".join(
+        f"<tr><td>{html.escape(i.section)}</td><td>{html.escape(i.check)}</td>"
+        f'<td style="color:{colours[i.status]};font-weight:bold">{i.status}</td>'
+        f"<td>{html.escape(i.evidence)}<br><small style=\"color:#57606a\">rule: "
+        f"{html.escape(i.rule)}</small></td></tr>" for i in items)
+    return ('<div class="container-fluid" id="omg-audit-checklist" style="padding:1em 2em">'
+            f"<h2>Audit checklist: {html.escape(verdict)}</h2>"
+            f'<p style="color:#57606a">{html.escape(note)}</p>'
+            '<table class="table table-sm table-striped"><thead><tr><th>section</th><th>check</th>'
+            f"<th>status</th><th>evidence</th></tr></thead><tbody>{rows}</tbody></table></div>")
+
+
+def _inject(page: str, section: str) -> str:
+    for marker in ("<div class=content>", '<div class="content">', "<body>"):
+        if marker in page:
+            return page.replace(marker, marker + section, 1)
+    return section + page
+
+
+def audit_data(df: pd.DataFrame, brief: Brief, *, html_path: str | os.PathLike | None,
+               json_path: str | os.PathLike, source: dict[str, Any],
+               lineage: list[dict[str, Any]] | None = None, sample_frac: float | None = None,
+               profile_rows: int = PROFILE_MAX_ROWS, minimal_rows: int = PROFILE_MINIMAL_ROWS,
+               what: str = "the data", step: Callable[[str], None] | None = None) -> Report:
+    """Audit `df` against `brief`: checklist, HTML profile, JSON record.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+    brief : Brief
+    html_path : path-like or None
+        Where to write the profile report with the checklist on top; None: no profile.
+    json_path : path-like
+        Where to write the checklist and column statistics (``reports/data_audit.json``).
+    source : dict
+        Where the table came from (:func:`source_info`).
+    lineage : list of dict, optional
+        Collection lineage records (:func:`read_lineage`).
+    sample_frac : float, optional
+        Profile a seeded sample of this share of rows (the checklist always uses every row).
+    profile_rows : int
+        Above this many rows the profile uses a seeded sample of this size (0: never sample).
+    minimal_rows : int
+        Above this many profiled rows the profile runs in minimal mode.
+    step : callable, optional
+        Called with the name of each step as it starts (progress reporting).
+
+    Returns
+    -------
+    Report
+        The checklist table (``value`` is that DataFrame), verdict, counts and files written.
+
+    Raises
+    ------
+    DataError, ConfigError
+        Before anything is written, when the data or the brief cannot be audited.
+    """
+    t0 = time.perf_counter()
+    tick = step or (lambda name: None)
+    tick("brief and input checks")
+    target_facts = brief.check_data(df, what)
+    result = checks.run_checklist(df, brief, target_facts, source=source, lineage=lineage, step=tick)
+    items: list[checks.Item] = result["items"]
+    counts = {s: sum(i.status == s for i in items) for s in ("pass", "warn", "fail")}
+    verdict = "fail" if counts["fail"] else "warn" if counts["warn"] else "pass"
+    t_checks = time.perf_counter() - t0
+    profile: dict[str, Any] | None = None
+    page = None
+    if html_path is not None:
+        tick("profile report (fg-data-profiling)")
+        frame, rows_note = _profile_frame(df, sample_frac, profile_rows, brief.seed)
+        minimal = len(frame) > minimal_rows
+        mode = (f"minimal mode (above {minimal_rows:,} rows)" if minimal else "full mode")
+        note = (f"Profile: fg-data-profiling, {mode}, on {rows_note}. Checklist: every row "
+                f"({len(df):,}), {counts['pass']} pass, {counts['warn']} warn, {counts['fail']} fail.")
+        t1 = time.perf_counter()
+        page = profile_html(frame, title=f"Data audit: {brief.name}", description=note, minimal=minimal)
+        page = _inject(page, _checklist_section(items, note, verdict))
+        profile = {"path": str(html_path), "mode": "minimal" if minimal else "full",
+                   "rows_profiled": len(frame), "rows_total": len(df), "sampled": len(frame) < len(df),
+                   "note": note, "seconds": round(time.perf_counter() - t1, 2)}
+    doc = {
+        "kind": "omg.data_audit", "version": 1,
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "project": brief.name,
+        "data": {"rows": len(df), "columns": df.shape[1], "features": len(result["details"]["features"]),
+                 "memory_mb": round(float(df.memory_usage(deep=False).sum()) / 2**20, 1),
+                 "source": source, "lineage": lineage or []},
+        "brief": {"task": brief.task, "target": brief.target, "positive_label": brief.positive_label,
+                  "primary_metric": brief.metric, "sensitive_features": brief.sensitive,
+                  "time_column": brief.time_column, "id_column": brief.id_column,
+                  "exclude_columns": brief.exclude_columns},
+        "status": verdict, "counts": counts,
+        "failed": [i.id for i in items if i.status == "fail"],
+        "warnings": [i.id for i in items if i.status == "warn"],
+        "items": [i.to_dict() for i in items],
+        "rules": checks.RULES,
+        "columns": result["columns"], "personal_data": result["personal_data"],
+        "single_feature_scores": result["single_feature"],
+        "details": result["details"], "target": target_facts, "profile": profile,
+        "seconds": {"checklist": round(t_checks, 2), "total": round(time.perf_counter() - t0, 2)},
+    }
+    # Everything is computed: only now touch the disk, each file atomically.
+    artifacts = {}
+    if page is not None:
+        write_text(html_path, page)
+        artifacts["profile report"] = str(html_path)
+    write_json(json_path, jsonable(doc))
+    artifacts["audit record"] = str(json_path)
+    table = checklist_frame(items)
+    messages = [f"{i.check}: {i.evidence}" for i in sorted(items, key=lambda i: STATUS_ORDER[i.status])
+                if i.status == "fail"]
+    if profile:
+        messages.append(profile["note"])
+    summary = {"verdict": verdict, "pass": counts["pass"], "warn": counts["warn"], "fail": counts["fail"],
+               "rows": len(df), "columns": df.shape[1], "target": brief.target,
+               "seconds": round(time.perf_counter() - t0, 1)}
+    tables = {"checklist": table}
+    if len(result["personal_data"]):
+        tables["personal data"] = result["personal_data"]
+    tables["columns"] = result["columns"]
+    return Report(title=f"Data audit: {brief.name} ({counts['pass']} pass, {counts['warn']} warn, "
+                        f"{counts['fail']} fail)",
+                  summary=summary, tables=tables, messages=messages, artifacts=artifacts,
+                  data={"status": verdict, "failed": doc["failed"], "warnings": doc["warnings"]},
+                  value=table)

@@ -1,0 +1,169 @@
+"""End to end on tiny demo data, with the real clients: the five phase notebooks through the lifecycle
+runner (papermill), the review bundle in headless Chromium, and a phase notebook run in a real JupyterLab.
+
+One lifecycle run (module fixture) feeds every test here. Screenshots land in ``test-artifacts/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from omgmagics.project import PHASES, Project
+from omgmagics.runner import run_lifecycle
+
+from .conftest import TINY_FRAC, set_yaml_value
+
+pytestmark = pytest.mark.slow
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                                    reason="Debian's chromium is installed by `make test` (system-deps)")
+
+
+@pytest.fixture(scope="module")
+def lifecycle(tmp_path_factory):
+    from omgmagics.scaffold import init_project
+
+    parent = tmp_path_factory.mktemp("e2e")
+    init_project("tiny", parent=parent)
+    root = parent / "tiny"
+    set_yaml_value(root / "omg.yaml", "sample_frac", str(TINY_FRAC))
+    project = Project.at(root)
+    report = run_lifecycle(project, phases=[1, 2, 3, 4, 5], params={"n_trials": 2})
+    return project, report.value
+
+
+def test_every_phase_notebook_runs_green(lifecycle):
+    project, manifest = lifecycle
+    failed = {p: s.get("error") or s.get("gate_summary") for p, s in manifest["phases"].items()
+              if s["status"] != "passed"}
+    assert manifest["status"] == "passed", failed
+    for phase, folder in PHASES.items():
+        html = project.reports_dir / f"phase{phase}_{folder.split('_', 1)[1]}.html"
+        assert html.is_file() and html.stat().st_size > 1000
+    saved = json.loads((project.runs_dir / manifest["run_id"] / "manifest.json").read_text())
+    assert [saved["phases"][str(p)]["status"] for p in PHASES] == ["passed"] * 5
+    # nbdev export ran in the project: its module carries the notebooks' export cells.
+    assert "def capital_net" in (project.root / "projectlib" / "features.py").read_text()
+
+
+@needs_chromium
+def test_review_bundle_in_a_real_browser(lifecycle):
+    from playwright.sync_api import sync_playwright
+
+    project, _ = lifecycle
+    index = project.reports_dir / "index.html"
+    assert index.is_file()
+    ARTIFACTS.mkdir(exist_ok=True)
+    problems: list[str] = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}")
+                if m.type == "error" else None)
+        page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+        page.on("requestfailed", lambda r: problems.append(f"failed request: {r.url}"))
+        page.goto(index.as_uri())
+        page.screenshot(path=str(ARTIFACTS / "review-index.png"), full_page=True)
+        links = page.eval_on_selector_all("a[href]", "els => els.map(e => e.href)")
+        assert len(links) >= 5
+        for url in links:
+            if not url.startswith("file://"):
+                continue
+            page.goto(url)
+            broken = page.eval_on_selector_all(
+                "img", "imgs => imgs.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.alt || i.src.slice(0, 60))")
+            if broken:
+                problems.append(f"broken image(s) on {url}: {broken}")
+            name = re.sub(r"[^A-Za-z0-9_.-]", "_", url.rsplit("/", 1)[-1])
+            page.screenshot(path=str(ARTIFACTS / f"review-{name}.png"), full_page=False)
+        browser.close()
+    assert problems == []
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def jupyterlab(lifecycle):
+    project, _ = lifecycle
+    port, token = _free_port(), secrets.token_hex(16)
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(project.root / ".jupyter-test"),
+           "JUPYTER_RUNTIME_DIR": str(project.root / ".jupyter-test" / "runtime")}
+    bindir = str(Path(sys.executable).parent)
+    env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={project.root}",
+         "--ServerApp.open_browser=False", "--allow-root", "--LabApp.news_url=", "--LabApp.check_for_updates_class="
+         "jupyterlab.NeverCheckForUpdate"],
+        stdout=subprocess.DEVNULL, stderr=open(project.root / "jupyterlab.log", "wb"), env=env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2)
+                break
+            except OSError:
+                if time.time() > deadline or proc.poll() is not None:
+                    raise RuntimeError((project.root / "jupyterlab.log").read_text()[-2000:]) from None
+                time.sleep(0.5)
+        yield base, token, project
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@needs_chromium
+def test_phase_notebook_runs_in_real_jupyterlab(jupyterlab):
+    from playwright.sync_api import sync_playwright
+
+    base, token, project = jupyterlab
+    ARTIFACTS.mkdir(exist_ok=True)
+    nb = "notebooks/01_discovery/01_discovery.ipynb"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(f"{base}/lab/tree/{nb}?token={token}")
+        page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
+        page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
+        page.locator("li.lm-MenuBar-item", has_text="Run").first.click()
+        page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+        n_code = page.locator(".jp-CodeCell").count()
+        # Done when every code cell has a number in its prompt and the kernel is idle again.
+        page.wait_for_function(
+            """n => { const ps = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]
+                       .map(e => e.textContent.trim());
+                      return ps.length === n && ps.every(t => /\\[\\d+\\]/.test(t)); }""",
+            arg=n_code, timeout=150_000)
+        page.wait_for_timeout(500)
+        page.screenshot(path=str(ARTIFACTS / "jupyterlab-01_discovery.png"), full_page=True)
+        errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
+        error_texts = [t for t in errors.all_inner_texts() if "Error" in t or "Traceback" in t]
+        tables = page.locator(".jp-RenderedHTMLCommon table").count()
+        widgets = page.locator(".widget-progress, .jp-OutputArea-output .progress").count()
+        browser.close()
+    assert error_texts == []
+    assert tables >= 1, "the magics' rich HTML output did not render"
+    assert widgets >= 1, "no progress widget rendered"
