@@ -167,3 +167,37 @@ def test_phase_notebook_runs_in_real_jupyterlab(jupyterlab):
     assert error_texts == []
     assert tables >= 1, "the magics' rich HTML output did not render"
     assert widgets >= 1, "no progress widget rendered"
+
+
+def _get_json(url: str, body: dict | None = None) -> dict:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"},
+                                 method="POST" if body is not None else "GET")
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.loads(resp.read())
+
+
+def test_mlflow_ui_serves_our_runs_over_rest(lifecycle, run_cli):
+    """`omg ml ui` starts MLflow's server on the project's store; its REST API shows our records."""
+    project, _ = lifecycle
+    port, dash = _free_port(), _free_port()
+    code, out, err = run_cli(["ml", "ui", "--port", port, "--dashboard-port", dash], cwd=project.root)
+    assert code == 0, err
+    base = f"http://127.0.0.1:{port}/api/2.0/mlflow"
+    try:
+        assert f"http://127.0.0.1:{port}" in out
+        name = project.config.get_path("tracking.experiment")
+        exp = _get_json(f"{base}/experiments/get-by-name?experiment_name={name}")["experiment"]
+        runs = _get_json(f"{base}/runs/search", {"experiment_ids": [exp["experiment_id"]],
+                                                  "max_results": 100}).get("runs", [])
+        assert runs, "no runs in the project's experiment"
+        assert any(r["data"].get("metrics") for r in runs)
+        model = project.config.get_path("tracking.registered_model")
+        registered = _get_json(f"{base}/registered-models/get?name={model}")["registered_model"]
+        assert "champion" in {a["alias"] for a in registered.get("aliases", [])}
+        if (project.root / "optuna.db").is_file():
+            assert f"http://127.0.0.1:{dash}" in out
+            urllib.request.urlopen(f"http://127.0.0.1:{dash}/", timeout=10)
+    finally:
+        code, out, _ = run_cli(["ml", "ui", "--stop"], cwd=project.root)
+    assert code == 0 and out.startswith("Stopped: mlflow")

@@ -146,9 +146,17 @@ def report(ns: argparse.Namespace, ctx: Context):
     return result
 
 
-planned(
+@command(
     "ml", "ui",
     arg("--port", type=int, default=5000, help="port for the MLflow UI on 127.0.0.1"),
+    arg("--dashboard-port", type=int, default=8080, help="port for optuna-dashboard on 127.0.0.1"),
+    arg("--stop", action="store_true", help="stop the UIs started for this project"),
     help="start MLflow's UI (and optuna-dashboard) on the project's stores",
-    issue="issue #8 (reports and real clients)",
+    examples=["ui", "ui --port 5001", "ui --stop"],
 )
+def ui(ns: argparse.Namespace, ctx: Context):
+    from ..uis import start_uis, stop_uis
+
+    if ns.stop:
+        return stop_uis(ctx.project())
+    return start_uis(ctx.project(), port=ns.port, dashboard_port=ns.dashboard_port)
