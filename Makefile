@@ -33,10 +33,16 @@ demo: setup
 	@echo "Manifest: $$(ls -d $(abspath $(DEMO_DIR))/adult-income/runs/*/manifest.json | tail -1)"
 
 # System packages the tests need (browser tests drive Debian's chromium).
+# System packages the tests need: Debian's chromium (browser tests) and PostgreSQL server
+# (a throwaway cluster on 127.0.0.1 for the scale-out tests, started and stopped by the tests).
 system-deps:
-	@command -v chromium >/dev/null 2>&1 || { \
-	  echo "installing Debian's chromium for the browser tests"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@missing=""; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages for the tests:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
 
 test: setup system-deps
 	$(BIN)/pytest

@@ -48,6 +48,38 @@ SERVING_SPEC: dict[str, Any] = {
 }
 
 # The schema: a nested dict of key -> type, tuple of types, nested spec, or ANY.
+# Operations settings (phase 5): `monitoring:` of omg.yaml, which a `--config monitoring.yaml` file
+# overrides with the same keys; defaults and meaning in omgmagics.ops.settings.
+OPT_INT = (int, type(None))
+MONITORING_SPEC: dict[str, Any] = {
+    "predictions": OPT_STR,          # folder of the prediction log (monitoring/predictions)
+    "feedback": OPT_STR,             # ground truth joined by request_id (monitoring/feedback.jsonl)
+    "reference": OPT_STR,            # default drift reference (monitoring/reference.parquet)
+    "window": OPT_STR,               # time bucket of the monitor's series, e.g. 1d
+    "thresholds": {
+        "latency_p50_ms": OPT_NUM, "latency_p99_ms": OPT_NUM, "error_rate": OPT_NUM,
+        "min_volume": OPT_NUM, "max_volume": OPT_NUM, "missing_share": OPT_NUM,
+        "metric_min": OPT_NUM, "min_labels": OPT_INT,
+    },
+    "drift": {
+        "window": OPT_STR, "bins": OPT_INT, "psi_bins": OPT_INT, "sample_size": OPT_INT,
+        "max_categories": OPT_INT, "alpha": OPT_NUM, "correction": OPT_STR, "effect": OPT_STR,
+        "min_effect": OPT_NUM, "psi_moderate": OPT_NUM, "psi_high": OPT_NUM,
+        "js_threshold": OPT_NUM, "wasserstein_threshold": OPT_NUM, "drift_share": OPT_NUM,
+        "min_rows": OPT_INT, "features": (list, type(None)), "categorical": (list, type(None)),
+        "prediction": OPT_STR, "alert_on": (list, type(None)),
+    },
+}
+RETRAINING_SPEC: dict[str, Any] = {
+    "phases": (list, type(None)),      # lifecycle phases a retrain re-runs ([2, 3])
+    "min_improvement": OPT_NUM,        # challenger must beat the champion by this much
+    "eval_window": OPT_STR,            # the latest labeled window the two are compared on
+    "eval_min_labels": OPT_INT,        # fewer labels there: no comparison, no promotion
+    "rollout": OPT_STR,                # canary | direct | none
+    "schedule": OPT_STR,               # the schedule trigger holds when the last retrain is older
+    "params": (dict, type(None)),      # extra notebook parameters for the retrain run
+}
+
 SPEC: dict[str, Any] = {
     "project": {"name": str, "description": OPT_STR, "created": OPT_STR, "kit_version": OPT_STR},
     "brief": {
@@ -89,8 +121,8 @@ SPEC: dict[str, Any] = {
                "timeout_s": OPT_NUM, "search_space": (dict, type(None))},
     "features": {"name": OPT_STR, "config": OPT_STR},
     "serving": SERVING_SPEC,
-    "monitoring": ANY,
-    "retraining": ANY,
+    "monitoring": MONITORING_SPEC,
+    "retraining": RETRAINING_SPEC,
     "gates": ANY,
     "seed": int,
 }

@@ -77,3 +77,14 @@ def ipython(_shell):
     for name in [n for n in _shell.user_ns if n not in keep and not n.startswith("_")]:
         del _shell.user_ns[name]
     return _shell
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A throwaway PostgreSQL cluster on 127.0.0.1 for the whole session (see tests/postgres.py)."""
+    from .postgres import find_bin, postgres_cluster
+
+    if find_bin() is None:
+        pytest.skip("PostgreSQL server binaries missing (make test installs Debian's postgresql)")
+    with postgres_cluster() as url:
+        yield url

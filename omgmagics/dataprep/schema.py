@@ -28,6 +28,7 @@ violation at once: column, rule, count and example values.
 
 from __future__ import annotations
 
+import datetime as _dt
 import re
 import warnings
 from pathlib import Path
@@ -42,7 +43,7 @@ DTYPES = ("int", "float", "str", "bool", "datetime", "category")
 NUM = (int, float)
 COLUMN_SPEC: dict[str, Any] = {
     "dtype": str, "nullable": bool, "required": bool, "unique": bool,
-    "min": (int, float, str), "max": (int, float, str), "allowed": list, "regex": str,
+    "min": (int, float, str, _dt.date), "max": (int, float, str, _dt.date), "allowed": list, "regex": str,
     "description": (str, type(None)),
 }
 TABLE_SPEC: dict[str, Any] = {"min_rows": (int, type(None)), "max_rows": (int, type(None)),

@@ -206,8 +206,9 @@ def derive_risks(df: pd.DataFrame, brief: Brief, facts: dict[str, Any], items: d
         unit = "ms" if key.endswith("_ms") else "MB"
         if got > limit:
             risks.append(_risk(
-                f"Constraint {key}", "high",
-                f"the prototype's {label} is {got:g} {unit}, above the brief's {limit:g} {unit}",
+                f"Constraint {key}", "medium",
+                f"the prototype's {label} is {got:g} {unit}, above the brief's {limit:g} {unit} "
+                f"({serving['measured']})",
                 "Smaller models, quantization or ONNX export (phase 4); batch requests"))
         elif got > 0.5 * limit:
             risks.append(_risk(

@@ -290,3 +290,172 @@ def count_current(source: Source, ref: Reference, *, time_column: str | None = N
     if counts.rows is None:
         counts.rows = np.zeros(W, dtype=np.int64)
     return counts
+
+
+@dataclass
+class FeatureDrift:
+    """The statistics and verdict of one feature in one window."""
+
+    feature: str
+    kind: str
+    test: str
+    statistic: float
+    p_value: float
+    psi: float
+    js_distance: float
+    wasserstein_norm: float
+    ref_rows: int
+    cur_rows: int
+    missing_ref: float
+    missing_cur: float
+    labels: list[str]
+    ref_share: np.ndarray
+    cur_share: np.ndarray
+    p_adjusted: float = float("nan")
+    drifted: bool | None = None
+    severity: str = "none"
+    note: str = ""
+
+
+def _feature_stats(b: Binning, r: np.ndarray, c: np.ndarray, ref: Reference, cur: Counts,
+                   w: int) -> FeatureDrift:
+    n_r, n_c = int(r.sum()), int(c.sum())
+    miss_r = r[0] / n_r if n_r else float("nan")
+    miss_c = c[0] / n_c if n_c else float("nan")
+    if b.kind == NUMERIC:
+        d = stats.ks_statistic(r, c)
+        p = stats.ks_pvalue(d, n_r, n_c)
+        rc = np.bincount(b.coarse, weights=r, minlength=b.n_coarse)
+        cc = np.bincount(b.coarse, weights=c, minlength=b.n_coarse)
+        wn = _wasserstein_norm(b, r, c, ref.counts.sums[b.name][0], cur.sums[b.name][w],
+                               float(ref.counts.sq[b.name][0]))
+        test = "KS"
+    else:
+        d, p, _ = stats.chi2_homogeneity(r, c)
+        rc, cc, wn, test = r, c, float("nan"), "chi-square"
+    return FeatureDrift(b.name, b.kind, test, d, p, stats.psi(rc, cc), stats.js_distance(rc, cc), wn,
+                        n_r, n_c, miss_r, miss_c, b.labels(), stats.proportions(rc),
+                        stats.proportions(cc))
+
+
+def _wasserstein_norm(b: Binning, r: np.ndarray, c: np.ndarray, rs: np.ndarray, cs: np.ndarray,
+                      rsq: float) -> float:
+    rv, cv = r[1:], c[1:]
+    if rv.sum() == 0 or cv.sum() == 0:
+        return float("nan")
+    # every non-empty bin is one atom at the mean of its values
+    rm, cm = rv > 0, cv > 0
+    dist = stats.wasserstein(rs[1:][rm] / rv[rm], rv[rm], cs[1:][cm] / cv[cm], cv[cm])
+    n = rv.sum()
+    mean_shifted = rs[1:].sum() / n - b.shift
+    std = float(np.sqrt(max(rsq / n - mean_shifted ** 2, 0.0)))
+    if std <= 1e-12 * max(1.0, abs(b.shift)):
+        return 0.0 if dist <= 0 else 1.0  # a constant reference: any change is a full change
+    return dist / std
+
+
+@dataclass
+class WindowDrift:
+    """Every feature of one window, the dataset verdict and prediction drift."""
+
+    window: Any
+    rows: int
+    features: list[FeatureDrift]
+    prediction: FeatureDrift | None
+    drifted: list[str]
+    judged: int
+    share: float
+    dataset_drift: bool
+    notes: list[str]
+
+    def table(self) -> Any:
+        import pandas as pd
+
+        rows = []
+        for f in self.features + ([self.prediction] if self.prediction else []):
+            rows.append({
+                "feature": f.feature + (" (prediction)" if f is self.prediction else ""),
+                "kind": f.kind, "test": f.test, "statistic": f.statistic, "p_value": f.p_value,
+                "p_adjusted": f.p_adjusted, "psi": f.psi, "js_distance": f.js_distance,
+                "wasserstein_norm": f.wasserstein_norm, "missing_ref": f.missing_ref,
+                "missing_cur": f.missing_cur,
+                "drift": {True: "fail", False: "pass", None: "not judged"}[f.drifted],
+                "severity": f.severity, "note": f.note})
+        df = pd.DataFrame(rows)
+        if not df.empty:
+            df = df.assign(_o=df["drift"].map({"fail": 0, "not judged": 2}).fillna(1)) \
+                .sort_values(["_o", "psi"], ascending=[True, False], kind="stable").drop(columns="_o")
+        return df.reset_index(drop=True)
+
+
+def compare(ref: Reference, cur: Counts, w: int = 0, window: Any = None) -> WindowDrift:
+    """Statistics and verdicts of window `w` of the current counts against the reference."""
+    s = ref.settings
+    results, notes = [], []
+    pred = None
+    for name, b in ref.binnings.items():
+        if b.skipped:
+            notes.append(f"{name}: not compared, {b.skipped}.")
+            continue
+        fd = _feature_stats(b, ref.counts.bins[name][0], cur.bins[name][w], ref, cur, w)
+        if min(fd.ref_rows, fd.cur_rows) < int(s["min_rows"]):
+            fd.note = f"too few rows to judge ({min(fd.ref_rows, fd.cur_rows)} < {s['min_rows']})"
+            fd.p_value = float("nan")
+        if name == ref.prediction:
+            pred = fd
+        else:
+            results.append(fd)
+    judged = [f for f in results + ([pred] if pred else []) if not np.isnan(f.p_value)]
+    adj = stats.adjust_pvalues([f.p_value for f in judged], s["correction"])
+    effect_attr = EFFECTS[s["effect"]]
+    for f, pa in zip(judged, adj, strict=True):
+        f.p_adjusted = float(pa)
+        effect = getattr(f, effect_attr)
+        f.drifted = bool(pa < float(s["alpha"]) and effect >= float(s["min_effect"]))
+        if f.drifted:
+            f.severity = "high" if f.psi >= float(s["psi_high"]) else (
+                "moderate" if f.psi >= float(s["psi_moderate"]) else "low")
+    n_judged = sum(1 for f in results if f.drifted is not None)
+    drifted = [f.feature for f in results if f.drifted]
+    share = len(drifted) / n_judged if n_judged else float("nan")
+    rows = int(cur.rows[w]) if cur.rows is not None else 0
+    return WindowDrift(window, rows, results, pred, drifted, n_judged, share,
+                       bool(n_judged and share >= float(s["drift_share"])), notes)
+
+
+def detect(reference: Any, current: Any, features: list[str] | None = None, *,
+           prediction: str | None = None, time_column: str | None = None, windows: list[Any] | None = None,
+           categorical: list[str] | None = None, settings: dict[str, Any] | None = None,
+           batch_rows: int | None = None) -> list[WindowDrift]:
+    """Drift of `current` against `reference`, whole or per window: the library entry point.
+
+    Parameters
+    ----------
+    reference, current : DataFrame, path or :class:`~omgmagics.ops.sources.Source`
+        Tables; paths may be parquet files, partitioned parquet folders, csv or json lines.
+    features : list of str, optional
+        Columns to compare (default: the reference's columns other than `prediction` and
+        `time_column`).
+    prediction : str, optional
+        A model output column compared as prediction drift (not counted in the dataset share).
+    time_column, windows : optional
+        Split `current` into these :class:`~omgmagics.ops.windows.Window` by its time column.
+    settings : dict, optional
+        Overrides of :data:`DEFAULTS`.
+
+    Returns
+    -------
+    list of WindowDrift
+        One per window (one without windows).
+    """
+    from .sources import BATCH_ROWS, open_source
+
+    ref_src = open_source(reference, "reference", batch_rows=batch_rows or BATCH_ROWS)
+    cur_src = open_source(current, "current", batch_rows=batch_rows or BATCH_ROWS)
+    if features is None:
+        features = [c for c in ref_src.columns if c not in (prediction, time_column)]
+    ref = profile_reference(ref_src, features, prediction=prediction, categorical=categorical,
+                            settings=settings)
+    counts = count_current(cur_src, ref, time_column=time_column, windows=windows)
+    return [compare(ref, counts, w, windows[w] if windows else None)
+            for w in range(len(windows) if windows else 1)]

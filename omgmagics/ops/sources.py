@@ -151,7 +151,11 @@ class PandasBatch(Batch):
         return len(self.df)
 
     def numeric(self, col: str) -> np.ndarray:
+        import pandas as pd
+
         s = self.df[col]
+        if not pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
+            s = pd.to_numeric(s, errors="coerce")  # a value that is not a number counts as missing
         return s.to_numpy(dtype=np.float64, na_value=np.nan)
 
     def codes(self, col: str, vocab: list[str]) -> np.ndarray:

@@ -1,0 +1,271 @@
+"""``optim quantize``: torch dynamic int8 (or fp16/bf16) for the MLP, ONNX export for tree models.
+
+Dynamic int8 quantization stores each ``nn.Linear`` weight as int8 with a scale and quantizes the
+activations on the fly; nothing else in the network changes, so no calibration data is needed. Tree
+ensembles have no weights to quantize (their thresholds are float32 comparisons already): what
+applies to them is an export to ONNX, run by onnxruntime, measured the same way.
+
+Every run reports size, latency and the primary metric before -> after on the validation split and
+refuses to write a model whose metric drops more than ``max_drop`` unless ``force``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..errors import DataError, UsageError, unknown_choice
+from ..results import Report
+from . import measure
+from .models import (TORCH_VARIANTS, TREE_FAMILIES, OptimizedModel, build_torch_variant, describe,
+                     load_any_model, model_label, resolve_ref, torch_quiet)
+
+PRECISIONS = ("int8", "fp16", "bf16")
+EXPORTS = ("torch", "onnx", "auto")
+ONNX_OPSET = 15
+
+
+def _torch_variant(model: Any, precision: str) -> OptimizedModel:
+    """The MLP's network quantized (int8) or cast (fp16/bf16), weights copied over."""
+    import copy
+
+    import torch
+    from torch import nn
+
+    variant = TORCH_VARIANTS[precision]
+    net = copy.deepcopy(model.estimator.network).eval()
+    with torch_quiet():
+        if precision == "int8":
+            qnet = torch.ao.quantization.quantize_dynamic(net, {nn.Linear}, dtype=torch.qint8)
+        else:
+            qnet = net.to(torch.float16 if precision == "fp16" else torch.bfloat16)
+    meta = {k: v for k, v in model.meta.items() if k not in ("format", "format_version", "file")}
+    meta.update({"task": model.task, "feature_names": model.feature_names, "classes": model.classes,
+                 "positive_label": model.positive_label, "model_type": model.model_type,
+                 "architecture": model.estimator.architecture, "params": model.params})
+    out = OptimizedModel(variant, qnet, meta)
+    try:
+        probe = out.predict_scores(measure.batch_of([[0.0] * len(model.feature_names)], 4))
+    except (RuntimeError, NotImplementedError) as exc:
+        raise UsageError(f"{precision} is not supported by torch on this CPU "
+                         f"({str(exc).splitlines()[0]}). Use --precision int8.") from None
+    import numpy as np
+
+    if not np.all(np.isfinite(probe)):
+        raise UsageError(f"{precision} gives non-finite outputs for this network on this CPU. Use "
+                         "--precision int8.")
+    # A round trip through the saved form proves the weights reload into a fresh network.
+    build_torch_variant(meta["architecture"], variant)
+    return out
+
+
+def _onnx_payload(model: Any) -> bytes:
+    """The model exported to ONNX (float32 input ``input``)."""
+    n = len(model.feature_names)
+    est = model.estimator
+    try:
+        if model.family == "xgboost":
+            from onnxmltools.convert import convert_xgboost
+            from onnxmltools.convert.common.data_types import FloatTensorType
+
+            onx = convert_xgboost(est, initial_types=[("input", FloatTensorType([None, n]))],
+                                  target_opset=ONNX_OPSET)
+        elif model.family == "lightgbm":
+            from onnxmltools.convert import convert_lightgbm
+            from onnxmltools.convert.common.data_types import FloatTensorType
+
+            onx = convert_lightgbm(est, initial_types=[("input", FloatTensorType([None, n]))],
+                                   target_opset=ONNX_OPSET, zipmap=False)
+        else:
+            from skl2onnx import convert_sklearn
+            from skl2onnx.common.data_types import FloatTensorType
+
+            options = {id(est): {"zipmap": False}} if model.task != "regression" else None
+            onx = convert_sklearn(est, initial_types=[("input", FloatTensorType([None, n]))],
+                                  target_opset=ONNX_OPSET, options=options)
+    except ImportError as exc:
+        raise UsageError(f"ONNX export needs onnx, onnxruntime, onnxmltools and skl2onnx ({exc}). "
+                         "Install them: pip install 'omgmagics[optim]'.") from None
+    except Exception as exc:  # noqa: BLE001 - converters raise many kinds of errors
+        raise DataError(f"Exporting {model.model_type} to ONNX failed: {type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0] if str(exc) else ''}. Serve the model as it "
+                        "is (package it without quantizing).") from None
+    return onx.SerializeToString()
+
+
+def _onnx_variant(model: Any) -> OptimizedModel:
+    from .models import _onnx_session
+
+    payload = _onnx_payload(model)
+    meta = {k: v for k, v in model.meta.items() if k not in ("format", "format_version", "file")}
+    meta.update({"task": model.task, "feature_names": model.feature_names, "classes": model.classes,
+                 "positive_label": model.positive_label, "model_type": model.model_type,
+                 "params": model.params, "onnx_opset": ONNX_OPSET})
+    return OptimizedModel("onnx", _onnx_session(payload), meta, payload)
+
+
+def route(model: Any, precision: str, export: str) -> str:
+    """``torch`` or ``onnx``: what applies to this model, or a UsageError saying what does."""
+    if precision not in PRECISIONS:
+        raise UsageError(unknown_choice("precision", precision, PRECISIONS))
+    if export not in EXPORTS:
+        raise UsageError(unknown_choice("export", export, EXPORTS))
+    if isinstance(model, OptimizedModel):
+        raise UsageError(f"{model.source} is already optimized ({model.variant}). Quantize the "
+                         "original model (e.g. --model champion).")
+    if model.family == "mlp":
+        if export == "onnx":
+            raise UsageError("ONNX export is for tree and scikit-learn models; the torch MLP is "
+                             "quantized with torch: use --export torch (or auto).")
+        return "torch"
+    if model.family in TREE_FAMILIES:
+        if export == "torch":
+            kind = "tree ensemble" if model.family != "sklearn" else "scikit-learn model"
+            raise UsageError(
+                f"{model.model_type} is a {kind}: torch dynamic quantization applies only to the "
+                "MLP's Linear layers, and tree thresholds are already float32 comparisons. What "
+                "applies instead is an ONNX export run by onnxruntime: use --export onnx (or auto).")
+        return "onnx"
+    raise UsageError(f"Cannot quantize a {model.family} model ({model.model_type}).")
+
+
+def compare(before: Any, after: Any, data: measure.EvalData) -> dict[str, Any]:
+    """Metric, size, latency and agreement of two models on the validation split."""
+    import numpy as np
+
+    out: dict[str, Any] = {}
+    for name, m in (("before", before), ("after", after)):
+        timing = measure.time_batches(m, data.X, [1, 1024], repeats=40, budget_s=3.0)
+        out[name] = {"metric": measure.metric_value(m, data), "size_bytes": measure.model_size(m),
+                     "p50_ms": timing[0]["p50_ms"], "p99_ms": timing[0]["p99_ms"],
+                     "rows_per_s": timing[1]["rows_per_s"]}
+    s0, s1 = before.predict_scores(data.X), after.predict_scores(data.X)
+    out["max_score_diff"] = float(np.max(np.abs(np.asarray(s0) - np.asarray(s1))))
+    if before.task != "regression":
+        out["label_agreement"] = float(np.mean(before.predict_encoded(data.X) ==
+                                               after.predict_encoded(data.X)))
+    out["drop"] = measure.metric_drop(data.metric, out["before"]["metric"], out["after"]["metric"])
+    return out
+
+
+def comparison_table(cmp: dict[str, Any], metric: str) -> Any:
+    import pandas as pd
+
+    b, a = cmp["before"], cmp["after"]
+
+    def ratio(x: Any, y: Any) -> float | None:
+        return None if not x or y is None else y / x
+
+    rows = [
+        {"measure": f"val {metric}", "before": b["metric"], "after": a["metric"],
+         "after/before": ratio(b["metric"], a["metric"])},
+        {"measure": "size (KB)", "before": b["size_bytes"] / 1024, "after": a["size_bytes"] / 1024,
+         "after/before": ratio(b["size_bytes"], a["size_bytes"])},
+        {"measure": "p50 batch 1 (ms)", "before": b["p50_ms"], "after": a["p50_ms"],
+         "after/before": ratio(b["p50_ms"], a["p50_ms"])},
+        {"measure": "p99 batch 1 (ms)", "before": b["p99_ms"], "after": a["p99_ms"],
+         "after/before": ratio(b["p99_ms"], a["p99_ms"])},
+        {"measure": "rows/s batch 1024", "before": b["rows_per_s"], "after": a["rows_per_s"],
+         "after/before": ratio(b["rows_per_s"], a["rows_per_s"])},
+    ]
+    return pd.DataFrame(rows)
+
+
+def check_drop(cmp: dict[str, Any], metric: str, max_drop: float, force: bool, what: str) -> list[str]:
+    """Refuse (DataError) when the metric drops more than `max_drop`, unless `force`."""
+    b, a, drop = cmp["before"]["metric"], cmp["after"]["metric"], cmp["drop"]
+    if drop > max_drop:
+        text = (f"{what} lowers val {metric} from {b:.4f} to {a:.4f} (drop {drop:.4f} > --max-drop "
+                f"{max_drop})")
+        if not force:
+            raise DataError(f"Refused: {text}; nothing was written. Pass --force to write it anyway, "
+                            "raise --max-drop, or serve the original model.")
+        return [f"Written despite the drop because of --force: {text}."]
+    return []
+
+
+def default_output(project: Any, label: str, variant: str) -> Path:
+    return Path(project.models_dir) / "optimized" / f"{label}-{variant}"
+
+
+def resolve_output(project: Any, output: str | None, label: str, variant: str) -> Path:
+    if not output:
+        return default_output(project, label, variant)
+    path = Path(output)
+    return path if path.is_absolute() else Path(project.root) / path
+
+
+def quantize_model(project: Any, model_ref: str | None = None, precision: str = "int8",
+                   export: str = "torch", max_drop: float = 0.01, force: bool = False,
+                   output: str | None = None, features: str | None = None) -> Report:
+    """Quantize the MLP (torch) or export a tree model to ONNX; report before -> after.
+
+    Parameters
+    ----------
+    precision : {"int8", "fp16", "bf16"}
+        For the MLP. Tree models keep float32 (the ONNX export is what applies to them).
+    export : {"torch", "onnx", "auto"}
+        ``auto`` picks torch for the MLP and ONNX for tree and scikit-learn models.
+    max_drop : float
+        Largest accepted drop of the primary metric on the validation split.
+    output : str, optional
+        The folder to write (default ``models/optimized/LABEL-VARIANT``).
+
+    Raises
+    ------
+    UsageError
+        For a combination that does not apply (a tree model with ``--export torch`` ...).
+    DataError
+        For a model that cannot be loaded, or a metric drop beyond `max_drop` without `force`.
+    """
+    if max_drop < 0:
+        raise UsageError(f"--max-drop must be >= 0, got {max_drop}.")
+    ref = resolve_ref(project, model_ref)
+    model = load_any_model(project, ref)
+    how = route(model, precision, export)
+    data = measure.eval_data(project, model, features)
+    from .profile import parameter_count
+
+    base_params = parameter_count(model)
+    optimized = _torch_variant(model, precision) if how == "torch" else _onnx_variant(model)
+    cmp = compare(model, optimized, data)
+    what = f"{precision} quantization" if how == "torch" else "the ONNX export"
+    messages = check_drop(cmp, data.metric, max_drop, force, what)
+    label = model_label(model, ref)
+    dest = resolve_output(project, output, label, optimized.variant)
+    optimized.meta["base"] = {"ref": ref, "source": str(model.source), "variant": describe(model)["variant"],
+                              **({"registry": model.meta["registry"]} if model.meta.get("registry")
+                                 else {})}
+    optimized.meta["optimization"] = {"kind": "quantize", "precision": precision if how == "torch"
+                                      else "fp32", "export": how, "feature_set": data.ref,
+                                      "metric": data.metric, "before": cmp["before"],
+                                      "after": cmp["after"], "drop": cmp["drop"],
+                                      "max_drop": max_drop, "forced": bool(messages),
+                                      "base_parameters": base_params}
+    optimized.save(dest)
+    b, a = cmp["before"], cmp["after"]
+    summary = {"model": ref, "method": f"torch dynamic {precision}" if how == "torch"
+               else "ONNX export (onnxruntime)",
+               f"val {data.metric}": f"{b['metric']:.4f} -> {a['metric']:.4f}",
+               "metric drop": round(cmp["drop"], 5), "size": f"{b['size_bytes'] / 1024:.1f} KB -> "
+               f"{a['size_bytes'] / 1024:.1f} KB ({a['size_bytes'] / b['size_bytes']:.2f}x)",
+               "p50 batch 1": f"{b['p50_ms']:.3f} ms -> {a['p50_ms']:.3f} ms",
+               "max |score diff|": cmp["max_score_diff"]}
+    if "label_agreement" in cmp:
+        summary["label agreement"] = round(cmp["label_agreement"], 5)
+    if how == "onnx" and precision != "int8":
+        messages.append(f"--precision {precision} does not apply to tree models; they stay float32.")
+    if how == "onnx":
+        messages.append("Tree models are not quantized: their split thresholds are float32 "
+                        "comparisons already. The ONNX export with onnxruntime is what applies; "
+                        "its gain is latency, not size.")
+    else:
+        messages.append("Only the Linear layers are quantized (dynamic: activations are quantized "
+                        "on the fly per batch); input standardisation stays float32. Latency gains "
+                        "depend on the CPU's int8 kernels and show mostly on large batches.")
+    report = Report(f"{'Quantized' if how == 'torch' else 'Exported'} {model.model_type} "
+                    f"({optimized.variant}), written to {dest.name}", summary=summary,
+                    tables={"before -> after": comparison_table(cmp, data.metric)},
+                    messages=messages, artifacts={"model": str(dest)},
+                    data={"comparison": cmp, "path": str(dest)}, value=optimized)
+    return report
