@@ -111,6 +111,7 @@ SPEC: dict[str, Any] = {
         "sample_frac": OPT_NUM,
         "id_column": OPT_STR,
         "unlabeled_share": OPT_NUM,
+        "exclude_columns": (list, type(None)),  # kept in the data, never used as model inputs
     },
     "fairness": {
         "demographic_parity_difference": OPT_NUM,

@@ -50,7 +50,25 @@ def read_table(path: str | os.PathLike, **kwargs: Any) -> Any:
     except Exception as exc:  # noqa: BLE001
         raise DataError(f"{path} could not be read as a {kind} table: {str(exc).splitlines()[0]}. "
                         "Check that the file is a complete table of this type.") from None
+    if kind == "csv":
+        _check_header(path, sep)
     if df.shape[1] == 0 or len(df) == 0:
         raise DataError(f"{path} has no rows or no columns ({len(df)} rows x {df.shape[1]} columns). "
                         "Point at a table with a header and at least one row.")
     return df
+
+
+def _check_header(path: Path, sep: str) -> None:
+    """pandas silently renames duplicate columns (a, a.1): refuse them instead."""
+    import csv
+    from collections import Counter
+
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            header = next(csv.reader(fh, delimiter=sep), [])
+    except (UnicodeDecodeError, csv.Error):
+        return
+    dupes = [f"'{name}' ({n}x)" for name, n in Counter(header).items() if n > 1]
+    if dupes:
+        raise DataError(f"{path} has duplicate column names: {', '.join(dupes)}. "
+                        "Rename them so each column has one name.")

@@ -223,6 +223,13 @@ def init_project(name: str, parent: str | Path = ".", template: str | None = Non
     if missing == len(df):
         raise DataError(f"Target column '{target}' is empty (all {len(df)} values missing). "
                         "Choose a column with labels.")
+    import numpy as np
+    import pandas as pd
+
+    if pd.api.types.is_numeric_dtype(y) and np.isinf(y.to_numpy(dtype=float)).any():
+        raise DataError(f"Target column '{target}' has infinite values "
+                        f"({int(np.isinf(y.to_numpy(dtype=float)).sum())} rows). "
+                        "Replace or drop them before using the table.")
     task = template or infer_task(y)
     n_classes = int(y.nunique())
     if task == "classification" and n_classes < 2:

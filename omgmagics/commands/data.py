@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from ..errors import NotImplementedYetError
 from ._registry import Context, arg, command
 
 P1 = "issue #3 (Phase 1: discovery)"
@@ -88,9 +87,34 @@ def validate(ns: argparse.Namespace, ctx: Context):
 
 
 def _validate_audit(ns: argparse.Namespace, ctx: Context):
-    """``validate --audit``: profile report + checklist (Phase 1)."""
-    raise NotImplementedYetError(f"`{ctx.name('data', 'validate')} --audit` is not implemented yet: "
-                                 f"it lands with {P1}.")
+    """``validate --audit``: checklist on every row + fg-data-profiling report (Phase 1)."""
+    from pathlib import Path
+
+    from ..discovery import AUDIT_HTML
+    from ..discovery.audit import audit_data, load_input, read_lineage
+    from ..discovery.brief import Brief
+    from ..errors import UsageError
+
+    project = ctx.project()
+    report = Path(ns.report or AUDIT_HTML)
+    if report.suffix.lower() not in (".html", ".htm"):
+        raise UsageError(f"--report '{ns.report}' must name an .html file, e.g. --report data_audit.html.")
+    if not report.is_absolute():  # a bare name goes to reports/, a relative path to the project
+        report = (project.reports_dir / report) if report.parent == Path(".") else project.root / report
+    df, source, what = load_input(project, ns.data, ctx.table, ctx.namespace)
+    bar = ctx.progress(total=6, desc="data audit")
+
+    def step(name: str) -> None:
+        bar.set_postfix_str(name)
+        bar.update(1)
+
+    try:
+        return audit_data(df, Brief.from_config(project.config), html_path=report,
+                          json_path=report.with_suffix(".json"), source=source,
+                          lineage=read_lineage(project.raw_dir), sample_frac=ns.sample_frac,
+                          what=what, step=step)
+    finally:
+        bar.close()
 
 
 def _validate_schema(ns: argparse.Namespace, ctx: Context):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import UsageError
-from ._registry import Context, arg, command, planned
+from ._registry import Context, arg, command
 
 
 @command(
@@ -120,14 +120,71 @@ def gate(ns: argparse.Namespace, ctx: Context):
     return approve_gate(ctx.project(), phase=ns.phase, by=ns.by, note=ns.note, run_id=ns.run)
 
 
-planned(
+def _fraction_or_none(text: str) -> float | None:
+    """A number, or none/null (a notebook parameter ``sample_frac = None`` passes through)."""
+    if text.strip().lower() in ("none", "null", ""):
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number (or none)") from None
+
+
+PHASE1_DATA = arg("--data", metavar="PATH|DATAFRAME", default=None,
+                  help="input table: a csv/parquet/jsonl path or a DataFrame variable of the notebook "
+                       "(default: the project's data.source)")
+
+
+def _phase1_steps(ctx: Context, total: int, desc: str):
+    """A progress bar and the ``step(name)`` callback the phase 1 core functions report to."""
+    bar = ctx.progress(total=total, desc=desc)
+
+    def step(name: str) -> None:
+        bar.set_postfix_str(name)
+        bar.update(1)
+
+    return bar, step
+
+
+@command(
     "ml", "feasibility",
-    arg("--sample-frac", type=float, default=None, help="prototype on a seeded sample of rows"),
-    arg("--cv", type=int, default=5, help="cross-validation folds"),
+    PHASE1_DATA,
+    arg("--sample-frac", type=_fraction_or_none, default=None,
+        help="prototype on a seeded sample of this share of labeled rows (default: all, up to "
+             "--max-rows)"),
+    arg("--cv", type=int, default=5, help="cross-validation folds (at least 2)"),
+    arg("--max-rows", type=int, default=20_000,
+        help="without --sample-frac, sample this many labeled rows when there are more (0: never)"),
     help="quick honest prototype: dummy vs fast model, readiness scores, risks, recommendation",
-    examples=["feasibility"],
-    issue="issue #3 (Phase 1: discovery)",
+    description=(
+        "Cross-validate a dummy baseline against HistGradientBoosting on a seeded sample, scored\n"
+        "with the brief's primary metric. Reports technical_feasibility and data_readiness (0..1,\n"
+        "formulas shown), the estimated metric range, whether similar solutions exist, risks\n"
+        "derived from the data (imbalance, leakage, small data, drift, missing labels, constraints)\n"
+        "and a recommendation. Writes reports/feasibility.json (the phase 1 gate reads it)."
+    ),
+    examples=["feasibility", "feasibility --cv 3 --sample-frac 0.5"],
 )
+def feasibility(ns: argparse.Namespace, ctx: Context):
+    from ..discovery import FEASIBILITY_JSON
+    from ..discovery.audit import load_input
+    from ..discovery.brief import Brief
+    from ..discovery.feasibility import assess_feasibility
+
+    if ns.max_rows < 0:
+        raise UsageError(f"--max-rows must be 0 (never sample) or more, got {ns.max_rows}.")
+    project = ctx.project()
+    df, source, what = load_input(project, ns.data, ctx.table, ctx.namespace)
+    bar, step = _phase1_steps(ctx, 9, "feasibility")
+    try:
+        return assess_feasibility(df, Brief.from_config(project.config),
+                                  json_path=project.reports_dir / FEASIBILITY_JSON, cv=ns.cv,
+                                  sample_frac=ns.sample_frac, max_rows=ns.max_rows, source=source,
+                                  what=what, step=step)
+    finally:
+        bar.close()
+
+
 @command(
     "ml", "report",
     arg("--pdf", action="store_true", help="also print the bundle to PDF through headless Chromium"),
@@ -160,3 +217,56 @@ def ui(ns: argparse.Namespace, ctx: Context):
     if ns.stop:
         return stop_uis(ctx.project())
     return start_uis(ctx.project(), port=ns.port, dashboard_port=ns.dashboard_port)
+
+
+@command(
+    "ml", "brief",
+    PHASE1_DATA,
+    help="problem framing: check the brief of omg.yaml against the data, write the problem statement",
+    description=(
+        "Check the brief (objective type, target, primary metric and threshold range, positive\n"
+        "label, constraints, sensitive features, time column) against the data, and write\n"
+        "docs/problem_statement.md from it. Each inconsistency is an error naming the key of\n"
+        "omg.yaml to fix; nothing is written then."
+    ),
+    examples=["brief", "brief --data df"],
+)
+def brief(ns: argparse.Namespace, ctx: Context):
+    from ..discovery import PROBLEM_STATEMENT
+    from ..discovery.audit import load_input
+    from ..discovery.brief import Brief, frame_problem
+
+    project = ctx.project()
+    df, source, what = load_input(project, ns.data, ctx.table, ctx.namespace)
+    where = source.get("location") if source.get("kind") != "dataframe" else \
+        f"{source.get('location')} (from {source.get('declared') or 'an unrecorded source'})"
+    return frame_problem(df, Brief.from_config(project.config), project.docs_dir / PROBLEM_STATEMENT,
+                         source=str(where), what=what)
+
+
+@command(
+    "ml", "plan",
+    arg("--start", metavar="YYYY-MM-DD", default=None,
+        help="first day of the timeline (default: project.created of omg.yaml, else today)"),
+    help="project plan and scope ADR from the brief and the feasibility study",
+    description=(
+        "Write docs/project_plan.md (scope, architecture sketch, resource requirements, timeline and\n"
+        "milestones from brief.timeline, a mitigation for every risk) and\n"
+        "decisions/adr-000-project-scope.md from omg.yaml, reports/feasibility.json and\n"
+        "reports/data_audit.json. Run the feasibility study (and the audit) first."
+    ),
+    examples=["plan", "plan --start 2026-01-05"],
+)
+def plan(ns: argparse.Namespace, ctx: Context):
+    from ..discovery import AUDIT_JSON, FEASIBILITY_JSON, PROJECT_PLAN, SCOPE_ADR
+    from ..discovery.brief import Brief
+    from ..discovery.plan import load_result, write_plan
+
+    project = ctx.project()
+    feas = load_result(project.reports_dir / FEASIBILITY_JSON, "feasibility study",
+                       f"run `{ctx.name('ml', 'feasibility')}` first.")
+    audit_path = project.reports_dir / AUDIT_JSON
+    audit = load_result(audit_path, "data audit", "") if audit_path.is_file() else None
+    return write_plan(Brief.from_config(project.config), feas, audit,
+                      plan_path=project.docs_dir / PROJECT_PLAN,
+                      adr_path=project.decisions_dir / SCOPE_ADR, start=ns.start)

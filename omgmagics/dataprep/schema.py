@@ -180,7 +180,7 @@ def infer_schema(df: Any, max_allowed: int = 30, id_columns: tuple[str, ...] = (
             rules["min"], rules["max"] = values.min().isoformat(), values.max().isoformat()
         elif dtype in ("str", "category") and len(values):
             distinct = values.unique()
-            if len(distinct) <= max_allowed and len(distinct) < max(2, len(values) // 2):
+            if len(distinct) <= max_allowed and len(distinct) <= len(values) / 2:
                 rules["allowed"] = sorted(jsonable(list(distinct)), key=str)
         idlike = name in id_columns or str(name).lower() == "id" or str(name).lower().endswith("_id")
         if idlike and dtype in ("int", "str") and s.is_unique:

@@ -68,21 +68,53 @@ def source_info(declared: str | None, root: str | os.PathLike, *, ref: str | Non
 
 
 def read_lineage(raw_dir: str | os.PathLike) -> list[dict[str, Any]]:
-    """Lineage records written by data collection under ``data/raw`` (any ``*lineage*.json`` or
-    ``manifest.json``): a list of records, or a mapping holding ``sources``/``records``."""
+    """Lineage records written by data collection under ``data/raw`` (``lineage.json``: a mapping
+    ``{"sources": {name: record}}``, or a list of records)."""
     raw = Path(raw_dir)
     if not raw.is_dir():
         return []
     records: list[dict[str, Any]] = []
-    for path in sorted([*raw.rglob("*lineage*.json"), *raw.rglob("manifest.json")]):
+    for path in sorted(raw.glob("*lineage*.json")):
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             continue
         if isinstance(data, dict):
-            data = data.get("sources") or data.get("records") or [data]
+            data = data.get("sources", data.get("records", []))
+        if isinstance(data, dict):
+            data = [{"name": k, **v} for k, v in data.items() if isinstance(v, dict)]
         records += [r for r in data if isinstance(r, dict)] if isinstance(data, list) else []
     return records
+
+
+def load_input(project: Any, ref: str | None = None, table: Callable[..., Any] | None = None,
+               namespace: dict[str, Any] | None = None) -> tuple[pd.DataFrame, dict[str, Any], str]:
+    """The table a phase 1 step works on, where it came from, and how to name it in messages.
+
+    Parameters
+    ----------
+    project : omgmagics.project.Project
+    ref : str, optional
+        A notebook DataFrame variable or a file path; default: the project's ``data.source``.
+    table : callable, optional
+        ``table(ref, base)`` that loads `ref` (the command layer's ``Context.table``).
+    namespace : dict, optional
+        The notebook namespace, to tell variables from paths.
+    """
+    declared = project.config.get_path("data.source")
+    if ref is None:
+        return project.load_source_data(), source_info(declared, project.root), "the project data"
+    df = table(ref, project.root) if table is not None else None
+    if namespace is not None and ref.isidentifier() and ref in namespace:
+        return df, source_info(declared, project.root, ref=ref), f"notebook DataFrame '{ref}'"
+    path = Path(ref)
+    if not path.is_absolute() and not path.exists():
+        path = Path(project.root) / path
+    if df is None:
+        from ..io import read_table
+
+        df = read_table(path)
+    return df, source_info(declared, project.root, path=path), str(ref)
 
 
 def _profile_frame(df: pd.DataFrame, sample_frac: float | None, max_rows: int, seed: int

@@ -4,7 +4,9 @@ How it works (two passes over the reference, one over the current data, bounded 
 
 1. Profile the reference. Numeric columns: a deterministic sample (the rows with the smallest hashes
    of their row number, at most ``sample_size``, so every batching picks the same rows) gives
-   ``bins`` quantile cut points, and every 1/``psi_bins`` quantile among them is a PSI cut point.
+   ``bins`` quantile cut points; PSI uses ``psi_bins`` groups of them of about equal reference mass
+   (deciles, except that a value holding a large share, like the zeros of an amount, is a bin of its
+   own and the remaining mass is still split finely).
    Categorical columns: the ``max_categories`` most frequent values, the rest pooled as "other".
 2. Count the reference and the current rows per bin (``numpy.searchsorted`` + ``numpy.bincount``,
    per window of the time column for rolling drift), with per-bin sums for the Wasserstein distance.
@@ -104,9 +106,19 @@ class Binning:
         """Names of the PSI bins (numeric) or categories, for tables and plots."""
         if self.kind != NUMERIC:
             return ["(missing)", *self.vocab, "(other)"]
-        c = [f"{x:.4g}" for x in self.psi_cuts]
-        return ["(missing)", f"< {c[0]}", *[f"{a}-{b}" for a, b in zip(c[:-1], c[1:], strict=True)],
+        if len(self.psi_cuts) == 0:
+            return ["(missing)", "all values"]
+        c = [_num(x) for x in self.psi_cuts]
+        return ["(missing)", f"< {c[0]}", *[f"{a} to {b}" for a, b in zip(c[:-1], c[1:], strict=True)],
                 f">= {c[-1]}"]
+
+
+def _num(x: float) -> str:
+    if abs(x) >= 1e6:
+        return f"{x / 1e6:.3g}M"
+    if abs(x) >= 1e4:
+        return f"{x / 1e3:.3g}k"
+    return f"{x:.3g}"
 
 
 @dataclass
@@ -178,9 +190,9 @@ def _check_settings(settings: dict[str, Any] | None) -> dict[str, Any]:
     if s["correction"] not in stats.CORRECTIONS:
         raise ConfigError(unknown_choice("multiple-testing correction", s["correction"],
                                          stats.CORRECTIONS))
-    if int(s["bins"]) % int(s["psi_bins"]) != 0:
-        raise ConfigError(f"monitoring.drift.bins ({s['bins']}) must be a multiple of psi_bins "
-                          f"({s['psi_bins']}), so every PSI bin is a union of fine bins.")
+    if int(s["bins"]) < int(s["psi_bins"]) or int(s["psi_bins"]) < 2:
+        raise ConfigError(f"monitoring.drift.psi_bins ({s['psi_bins']}) must be at least 2 and at most "
+                          f"bins ({s['bins']}).")
     for key in ("alpha", "drift_share"):
         if not 0 < float(s[key]) <= 1:
             raise ConfigError(f"monitoring.drift.{key} must be in (0, 1], got {s[key]}.")
@@ -253,12 +265,20 @@ def _numeric_binning(name: str, sample: np.ndarray, bins: int, psi_bins: int) ->
         return Binning(name, NUMERIC, skipped="every reference value is missing")
     q = np.quantile(values, np.linspace(0, 1, bins + 1), method="inverted_cdf")
     cuts = np.unique(q[1:])
-    coarse_cuts = np.unique(q[1:][bins // psi_bins - 1:: bins // psi_bins])
-    # fine value bin j (1-based) starts at cuts[j-2]; its PSI bin is the number of PSI cuts <= start
-    starts = np.concatenate([[-np.inf], cuts])
-    coarse = np.concatenate([[0], np.searchsorted(coarse_cuts, starts, side="right") + 1])
-    return Binning(name, NUMERIC, cuts=cuts, psi_cuts=coarse_cuts, coarse=coarse,
-                   shift=float(np.median(values)))
+    # PSI bins: fine bins merged greedily into about equal reference mass. A value holding a large
+    # share (the zeros of a zero-inflated amount) becomes its own bin and the rest of the mass is still
+    # split in psi_bins - 1 parts, where plain deciles would lump it all into one bin.
+    mass = np.bincount(np.searchsorted(cuts, values, side="right"), minlength=len(cuts) + 1)
+    of_fine = np.zeros(len(cuts) + 1, dtype=np.int64)
+    group, acc, remaining, left = 0, 0, len(values), psi_bins
+    for j in range(len(cuts) + 1):
+        of_fine[j] = group
+        acc += int(mass[j])
+        if left > 1 and j < len(cuts) and acc > 0 and acc >= remaining / left:
+            group, remaining, left, acc = group + 1, remaining - acc, left - 1, 0
+    psi_cuts = cuts[np.flatnonzero(np.diff(of_fine))]
+    return Binning(name, NUMERIC, cuts=cuts, psi_cuts=psi_cuts,
+                   coarse=np.concatenate([[0], of_fine + 1]), shift=float(np.median(values)))
 
 
 def count_current(source: Source, ref: Reference, *, time_column: str | None = None,

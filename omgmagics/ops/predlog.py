@@ -307,3 +307,67 @@ def iso(t: dt.datetime) -> str:
 
 __all__ = ["read_log", "iter_log", "read_feedback", "encode_labels", "append_records", "Problems",
            "log_dir", "feedback_path", "iso"]
+
+
+class LogSource:
+    """The prediction log as a drift :class:`~omgmagics.ops.sources.Source` (one batch per day file).
+
+    :meth:`scan` reads the log once for its columns, kinds, time range and damaged parts; batches then
+    read only the day files of the requested time range.
+    """
+
+    def __init__(self, project: Any, settings: dict[str, Any] | None = None):
+        self.project = project
+        self.settings = settings
+        self.folder = log_dir(project, settings)
+        self.name = f"prediction log ({self.folder.relative_to(project.root) if self.folder.is_relative_to(project.root) else self.folder})"
+        self.problems = Problems()
+        self.kinds: dict[str, str] = {}
+        self.rows = 0
+        self.first: dt.datetime | None = None
+        self.last: dt.datetime | None = None
+        self._scan()
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.kinds)
+
+    def _scan(self) -> None:
+        from .sources import _pandas_kind
+
+        kinds: dict[str, str] = {}
+        for df in iter_log(self.project, settings=self.settings, problems=self.problems):
+            self.rows += len(df)
+            lo, hi = df["time"].min().to_pydatetime(), df["time"].max().to_pydatetime()
+            self.first = lo if self.first is None else min(self.first, lo)
+            self.last = hi if self.last is None else max(self.last, hi)
+            for c in df.columns:
+                if c == "time":
+                    kinds[c] = "time"
+                    continue
+                k = _pandas_kind(df[c]) if df[c].notna().any() else None
+                if k is None:
+                    kinds.setdefault(c, "categorical")
+                elif kinds.get(c) in (None, k) or df[c].isna().all():
+                    kinds[c] = k
+                else:
+                    kinds[c] = "categorical"  # numbers in one file, text in another
+        self.kinds = kinds
+        if self.rows == 0:
+            where = self.folder.relative_to(self.project.root) if self.folder.is_relative_to(
+                self.project.root) else self.folder
+            extra = (" Skipped: " + " ".join(self.problems.items)) if self.problems.items else ""
+            raise DataError(f"The prediction log {where}/ has no records.{extra} Serve the model "
+                            "(`omg deploy serve`) or replay traffic (`omg ops simulate`) first.")
+
+    def batches(self, columns: list[str], time_column: str | None = None,
+                start_ns: int | None = None, end_ns: int | None = None) -> Iterator[Any]:
+        from .sources import PandasBatch
+        from .windows import from_ns
+
+        cols = list(dict.fromkeys(columns + ([time_column] if time_column else [])))
+        start = from_ns(start_ns) if start_ns is not None else None
+        end = from_ns(end_ns) if end_ns is not None else None
+        quiet = Problems()  # damaged parts were reported by the scan already
+        for df in iter_log(self.project, start, end, self.settings, quiet):
+            yield PandasBatch(df.reindex(columns=cols))

@@ -17,8 +17,17 @@ from typing import Any
 from ..errors import DataError, UsageError, unknown_choice
 from ..results import Report
 from . import measure
-from .models import (TORCH_VARIANTS, TREE_FAMILIES, OptimizedModel, build_torch_variant, describe,
-                     load_any_model, model_label, resolve_ref, torch_quiet)
+from .models import (
+    TORCH_VARIANTS,
+    TREE_FAMILIES,
+    OptimizedModel,
+    build_torch_variant,
+    describe,
+    load_any_model,
+    model_label,
+    resolve_ref,
+    torch_quiet,
+)
 
 PRECISIONS = ("int8", "fp16", "bf16")
 EXPORTS = ("torch", "onnx", "auto")
@@ -184,6 +193,15 @@ def check_drop(cmp: dict[str, Any], metric: str, max_drop: float, force: bool, w
     return []
 
 
+def _cpu() -> str:
+    try:
+        import torch
+
+        return f"torch kernels {torch.backends.cpu.get_cpu_capability()}"
+    except Exception:  # noqa: BLE001 - informative only
+        return "unknown capability"
+
+
 def default_output(project: Any, label: str, variant: str) -> Path:
     return Path(project.models_dir) / "optimized" / f"{label}-{variant}"
 
@@ -244,8 +262,10 @@ def quantize_model(project: Any, model_ref: str | None = None, precision: str = 
                                       "base_parameters": base_params}
     optimized.save(dest)
     b, a = cmp["before"], cmp["after"]
-    summary = {"model": ref, "method": f"torch dynamic {precision}" if how == "torch"
-               else "ONNX export (onnxruntime)",
+    method = {"int8": "torch dynamic int8 (Linear layers)", "fp16": "torch float16 weights",
+              "bf16": "torch bfloat16 weights"}[precision] if how == "torch" else \
+        "ONNX export (onnxruntime)"
+    summary = {"model": ref, "method": method,
                f"val {data.metric}": f"{b['metric']:.4f} -> {a['metric']:.4f}",
                "metric drop": round(cmp["drop"], 5), "size": f"{b['size_bytes'] / 1024:.1f} KB -> "
                f"{a['size_bytes'] / 1024:.1f} KB ({a['size_bytes'] / b['size_bytes']:.2f}x)",
@@ -259,10 +279,18 @@ def quantize_model(project: Any, model_ref: str | None = None, precision: str = 
         messages.append("Tree models are not quantized: their split thresholds are float32 "
                         "comparisons already. The ONNX export with onnxruntime is what applies; "
                         "its gain is latency, not size.")
-    else:
+    elif precision == "int8":
         messages.append("Only the Linear layers are quantized (dynamic: activations are quantized "
                         "on the fly per batch); input standardisation stays float32. Latency gains "
                         "depend on the CPU's int8 kernels and show mostly on large batches.")
+    else:
+        messages.append(f"Every weight is cast to {precision}; inputs are cast on the way in and "
+                        "outputs back to float32.")
+    if a["p50_ms"] > 1.1 * b["p50_ms"] or (a["rows_per_s"] or 0) < 0.9 * (b["rows_per_s"] or 0):
+        messages.append(f"Slower than the original on this CPU ({_cpu()}): the size shrinks but "
+                        "latency or throughput got worse (see the table). Small networks gain "
+                        "little from int8 kernels, and CPUs without native half-precision matrix "
+                        "units emulate fp16/bf16.")
     report = Report(f"{'Quantized' if how == 'torch' else 'Exported'} {model.model_type} "
                     f"({optimized.variant}), written to {dest.name}", summary=summary,
                     tables={"before -> after": comparison_table(cmp, data.metric)},

@@ -1,0 +1,91 @@
+"""Live performance (core layer): predictions joined with ground truth that arrived later.
+
+Used by the monitor (per window), by retraining (the latest labeled window both models are scored
+on) and by the phase 5 gate (the champion's live metric).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .predlog import encode_labels, feedback_path, read_feedback, read_log
+
+
+def join_feedback(log: Any, feedback: Any) -> Any:
+    """The log rows with a ``label`` column (NaN where no label arrived), joined by request_id."""
+    if log.empty:
+        return log.assign(label=np.nan)
+    out = log.copy()
+    out["request_id"] = out["request_id"].astype(str)
+    return out.merge(feedback[["request_id", "label"]], on="request_id", how="left")
+
+
+def metric_value(project: Any, labels: Any, scores: Any, predictions: Any = None,
+                 metric: str | None = None) -> float:
+    """The primary metric (or `metric`) of labeled rows; NaN when undefined (one class ...)."""
+    from ..metrics import get_metric, score
+
+    name = metric or project.primary_metric
+    m = get_metric(name)
+    labels = np.asarray(labels, dtype=object)
+    if len(labels) == 0:
+        return float("nan")
+    if m.task == "regression":
+        y = np.asarray(labels, dtype=np.float64)
+        pred = np.asarray(predictions if predictions is not None else scores, dtype=np.float64)
+        ok = ~np.isnan(y) & ~np.isnan(pred)
+        return score(name, y[ok], pred[ok], "regression") if ok.any() else float("nan")
+    positive = project.config.get_path("brief.objective.positive_label")
+    y = np.asarray(encode_labels(labels, positive), dtype=np.float64)
+    s = np.asarray(scores, dtype=np.float64) if scores is not None else np.full(len(y), np.nan)
+    if np.isnan(s).all() and predictions is not None:
+        # no probabilities logged: metrics of the predicted class only
+        s = np.asarray(encode_labels(predictions, positive), dtype=np.float64)
+    ok = ~np.isnan(y) & ~np.isnan(s)
+    if ok.sum() == 0 or len(np.unique(y[ok])) < 2 and name in ("roc_auc", "average_precision"):
+        return float("nan")
+    return score(name, y[ok].astype(int), s[ok], "classification")
+
+
+def labeled(project: Any, settings: dict[str, Any], start: Any = None, end: Any = None) -> tuple[Any, Any]:
+    """(log rows in ``[start, end)`` that have a label, damaged parts skipped while reading)."""
+    from .predlog import Problems
+
+    log, problems = read_log(project, start, end, settings)
+    fb_problems = Problems()
+    fb = read_feedback(feedback_path(project, settings), fb_problems)
+    problems.items += fb_problems.items
+    joined = join_feedback(log, fb)
+    if joined.empty:
+        return joined, problems
+    ok = joined["label"].notna() & (joined["status"] == "ok")
+    return joined[ok].reset_index(drop=True), problems
+
+
+def latest_labeled_window(project: Any, settings: dict[str, Any], window: Any,
+                          min_labels: int) -> tuple[Any, Any, list[str]]:
+    """The labeled requests of the latest `window` that has labels, widened back window by window
+    until it holds at least `min_labels` (so a quiet day still gives a sound estimate).
+
+    Returns (rows, Window, notes); rows is empty when the log has no labels at all.
+    """
+    from .windows import Window, current_window, from_ns, to_ns
+
+    rows, problems = labeled(project, settings)
+    notes = list(problems.items)
+    if rows.empty:
+        return rows, None, notes
+    last = to_ns(rows["time"].max().to_pydatetime())
+    w = current_window(last, window)
+    start = w.start
+    while True:
+        sel = rows[(rows["time"] >= start) & (rows["time"] < w.end)]
+        if len(sel) >= min_labels or start <= rows["time"].min().to_pydatetime():
+            break
+        start = from_ns(to_ns(start) - window.ns)
+    if start != w.start:
+        notes.append(f"The latest {window} held fewer than {min_labels} labels; the window was widened "
+                     f"to start at {start.isoformat(timespec='seconds')}.")
+    return sel.reset_index(drop=True), Window(start, w.end), notes
