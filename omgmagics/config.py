@@ -112,6 +112,8 @@ SPEC: dict[str, Any] = {
         "id_column": OPT_STR,
         "unlabeled_share": OPT_NUM,
         "exclude_columns": (list, type(None)),  # kept in the data, never used as model inputs
+        "sources": OPT_STR,  # sources file of `omg data collect` (default sources.yaml)
+        "schema": OPT_STR,  # schema file of `omg data validate` (default schema.yaml)
     },
     "fairness": {
         "demographic_parity_difference": OPT_NUM,

@@ -156,7 +156,12 @@ def _phase4(project: Any) -> GateResult:
 
 
 def _phase5(project: Any) -> GateResult:
-    return _none(5, "issue #7")
+    # Criteria in omgmagics/ops/gate.py: every drift alert answered (a retrain decision or a recorded
+    # decision not to retrain), the champion's live metric on the latest labeled window >= threshold.
+    from .ops.gate import phase5_criteria
+
+    criteria, note = phase5_criteria(project)
+    return GateResult.from_criteria(5, criteria, note)
 
 
 GATES: dict[int, Callable[[Any], GateResult]] = {

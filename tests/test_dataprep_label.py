@@ -9,8 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from omgmagics.dataprep.label import (LabelingFunction, dawid_skene, label_frame, majority_vote,
-                                      vote_matrix)
+from omgmagics.dataprep.label import (
+    LabelingFunction,
+    dawid_skene,
+    label_frame,
+    majority_vote,
+    vote_matrix,
+)
 from omgmagics.dataprep.labeling import ABSTAIN, labeling_function
 from omgmagics.errors import ConfigError, DataError
 

@@ -98,7 +98,7 @@ def test_loading_refuses_untrusted_types(tmp_path):
      "features.yaml: feature 'n' uses column 'agee', which is not in the training data. Did you mean: "
      "age? Fix the column name; columns: row_id, age, income, debt, city, signup, y."),
     ({"features": [{"name": "n", "transform": "standard", "columns": ["city"]}]}, DataError,
-     "features.yaml: feature 'n' applies standard to 'city', which holds str values (e.g. 'Lima'). "
+     "features.yaml: feature 'n' applies standard to 'city', which holds str values (e.g. 'Rome'). "
      "Use one_hot, ordinal or target_encode for text columns."),
     ({"features": [{"name": "n", "transform": "onehot", "columns": ["city"]}]}, ConfigError,
      "features.yaml: feature 'n': Unknown transform 'onehot'. Available: bin, custom, date_parts, "

@@ -266,6 +266,78 @@ class CompiledPipeline:
         tables["__const__"] = {"ks": np.flatnonzero(owner < 0), "row": out[0][owner < 0]}
         return Branch(name, cols, out.shape[1], "lookup", trans, tables=tables)
 
+    # --- the program: the compiled pipeline as plain JSON ------------------------------------------
+    def to_program(self, sample: list[dict[str, Any]] | None = None) -> dict[str, Any] | None:
+        """The compiled pipeline as JSON-able data, or None when a branch needs scikit-learn.
+
+        With `sample` (raw records), the expected outputs are stored too: :meth:`from_program`
+        recomputes them on load, a self-check that needs no scikit-learn.
+        """
+        if not self.enabled or any(b.kind == "sklearn" for b in self.branches):
+            return None
+        branches = []
+        for b in self.branches:
+            ops = [[k, None if v is None else np.asarray(v, dtype=np.float64).tolist()]
+                   for k, v in b.ops]
+            tables = {}
+            for c, t in b.tables.items():
+                if c == "__const__":
+                    tables[c] = {"ks": t["ks"].tolist(), "row": t["row"].tolist()}
+                else:
+                    tables[c] = {"values": list(t["index"]), "missing": t["missing"],
+                                 "ks": t["ks"].tolist(), "table": t["table"].tolist()}
+            branches.append({"name": b.name, "columns": b.columns, "width": b.width, "kind": b.kind,
+                             "ops": ops, "tables": tables})
+        program = {"version": 1, "names": self.names, "branches": branches,
+                   "select": None if self.select is None else self.select.tolist()}
+        if sample:
+            cols = {c: [r.get(c) for r in sample] for c in self.columns}
+            program["check"] = {"expected": self.transform(cols).tolist()}
+        return program
+
+    @classmethod
+    def from_program(cls, program: dict[str, Any], signature: dict[str, Any]) -> CompiledPipeline:
+        """Rebuild a compiled pipeline from :meth:`to_program` output (no scikit-learn needed).
+
+        Raises
+        ------
+        ValueError
+            When the stored self-check does not reproduce.
+        """
+        self = cls.__new__(cls)
+        self.pipeline = None
+        self.columns = {c["name"]: c for c in signature["columns"]}
+        self.dtypes = {c["name"]: c["dtype"] for c in signature["columns"]}
+        self.names = list(program["names"])
+        self.select = None if program.get("select") is None else np.asarray(program["select"])
+        self.branches = []
+        for b in program["branches"]:
+            ops = [(k, None if v is None else (tuple(v) if k == "clip" else np.asarray(v)))
+                   for k, v in b["ops"]]
+            tables: dict[str, Any] = {}
+            for c, t in b["tables"].items():
+                if c == "__const__":
+                    tables[c] = {"ks": np.asarray(t["ks"], dtype=np.int64),
+                                 "row": np.asarray(t["row"], dtype=np.float64)}
+                else:
+                    width = len(t["ks"])
+                    tables[c] = {"index": {v: i for i, v in enumerate(t["values"])},
+                                 "missing": t["missing"], "ks": np.asarray(t["ks"], dtype=np.int64),
+                                 "table": np.asarray(t["table"], dtype=np.float64).reshape(-1, width)}
+            self.branches.append(Branch(b["name"], b["columns"], b["width"], b["kind"], None,
+                                        ops=ops, tables=tables))
+        self.enabled, self.reason = True, ""
+        check = program.get("check")
+        sample = signature.get("sample")
+        if check and sample:
+            cols = {c: [r.get(c) for r in sample] for c in self.columns}
+            diff = _diff(np.asarray(check["expected"], dtype=np.float64), self.transform(cols))
+            if diff > TOLERANCE:
+                raise ValueError(f"the compiled feature program does not reproduce its check rows "
+                                 f"(max diff {diff:.3g})")
+            self.max_diff = diff
+        return self
+
     # --- transform -----------------------------------------------------------------------------
     def transform(self, cols: dict[str, list]) -> np.ndarray:
         """The pipeline's output for raw column lists (all of one length)."""

@@ -53,6 +53,7 @@ class Brief:
     timeline: dict[str, Any] = field(default_factory=dict)
     checkpoints: dict[Any, Any] = field(default_factory=dict)
     source: str | None = None
+    sample_frac: float | None = None
     created: str | None = None
     seed: int = 42
     fairness: dict[str, Any] = field(default_factory=dict)
@@ -90,6 +91,7 @@ class Brief:
             timeline=dict(get("brief.timeline", {}) or {}),
             checkpoints=dict(get("brief.checkpoints", {}) or {}),
             source=get("data.source"),
+            sample_frac=get("data.sample_frac"),
             created=get("project.created"),
             seed=int(get("seed", 42)),
             fairness=dict(get("fairness", {}) or {}),
@@ -236,6 +238,12 @@ def _range_text(m: Metric) -> str:
     return f"range [{lo}, {hi}], {'higher' if m.greater_is_better else 'lower'} is better"
 
 
+def _weeks(v: Any) -> str:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return str(v)
+    return f"{v:g} week" + ("" if v == 1 else "s")
+
+
 def render_problem_statement(brief: Brief, facts: dict[str, Any], source: str) -> str:
     """The Markdown of ``docs/problem_statement.md``."""
     m = brief.metric_info
@@ -267,7 +275,10 @@ def render_problem_statement(brief: Brief, facts: dict[str, Any], source: str) -
     out += ["## ML objective", "", _md_table(["", ""], rows), ""]
     if facts.get("positive_note"):
         out += [f"Note: {facts['positive_note']}", ""]
-    data_rows = [["Source", source], ["Rows", f"{facts['rows']:,} ({facts['labeled']:,} labeled)"],
+    rows_text = f"{facts['rows']:,} ({facts['labeled']:,} labeled)"
+    if brief.sample_frac is not None and float(brief.sample_frac) < 1:
+        rows_text += f"; a seeded {float(brief.sample_frac):.0%} sample (data.sample_frac)"
+    data_rows = [["Source", source], ["Rows", rows_text],
                  ["Columns", f"{facts['columns']} ({facts['features']} features)"],
                  ["Time column", f"`{brief.time_column}`" if brief.time_column else "none"],
                  ["Id column", f"`{brief.id_column}`" if brief.id_column else "none"]]
@@ -290,8 +301,7 @@ def render_problem_statement(brief: Brief, facts: dict[str, Any], source: str) -
         out += ["", _md_table(["fairness criterion", "largest accepted difference"],
                               [[k.replace("_", " "), v] for k, v in brief.fairness.items()])]
     out += ["", "## Timeline", ""]
-    out.append(_md_table(["phase", "duration"], [[k, f"{v} weeks" if isinstance(v, (int, float)) else v]
-                                                  for k, v in brief.timeline.items()])
+    out.append(_md_table(["phase", "duration"], [[k, _weeks(v)] for k, v in brief.timeline.items()])
                if brief.timeline else "_Not stated (brief.timeline)._")
     if brief.checkpoints:
         rows = []

@@ -77,7 +77,8 @@ def infer_features_step(project: Any, config: str | None = None, force: bool = F
                                "a new one over it.")
         return report
     train, _ = training_split(project, use_augmented)
-    exclude = [*BOOKKEEPING, *project.sensitive_features]
+    exclude = [*BOOKKEEPING, *project.sensitive_features,
+               *(project.config.get_path("data.exclude_columns", []) or [])]
     for key in (project.config.get_path("data.id_column"), project.time_column):
         if key:
             exclude.append(key)

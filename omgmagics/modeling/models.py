@@ -28,6 +28,7 @@ META_FILE = "omg_model.json"
 FORMAT_VERSION = 1
 # Set by the kit itself; a user may not pass them as hyper-parameters.
 RESERVED = {"callbacks", "random_state", "seed", "early_stopping_rounds"}
+SMALL_DATA_CELLS = 2_000_000  # training cells under which boosted trees run single-threaded
 
 
 @dataclass(frozen=True)
@@ -485,6 +486,8 @@ def fit_model(mt: ModelType, params: dict[str, Any], data: Any, *, metric: str, 
     best_iter = None
     hist_metric = None
     Xtr, ytr = data.X["train"], data.y["train"]
+    if n_jobs is None and Xtr.size < SMALL_DATA_CELLS:
+        n_jobs = 1  # on small data, OpenMP thread start-up and contention cost more than they save
     Xva, yva = (data.X["val"], data.y["val"]) if has_val else (None, None)
     if mt.family == "xgboost":
         import xgboost as xgb

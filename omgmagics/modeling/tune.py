@@ -275,7 +275,7 @@ def make_objective(mt: Any, space: dict[str, Any], data: Any, *, metric: str, se
 
 def _worker(root: str, model: str, study_name: str, storage: str, trials: int,
             timeout: float | None, features: str | None, space_file: str | None, seed: int,
-            pruner: str, model_threads: int) -> None:
+            pruner: str, model_threads: int | None) -> None:
     """A separate worker process sharing the study (``--workers``)."""
     import optuna
 
@@ -401,7 +401,8 @@ def tune_model(project: Any, model: str = "xgboost", *, trials: int | None = Non
                               f"{primary} must be {direction}d. Start a new study with --study NAME.")
     tracking = connect(project)
     seed = project.seed
-    threads = max(1, _cores() // (n_jobs * workers))
+    # Parallel trials share the cores; a single trial lets the library pick its threads.
+    threads = None if n_jobs * workers == 1 else max(1, _cores() // (n_jobs * workers))
     quiet_level = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     t0 = time.perf_counter()

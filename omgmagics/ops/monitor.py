@@ -80,7 +80,6 @@ def window_series(project: Any, log: Any, feedback: Any, duration: Any) -> Any:
 
 def _alerts(project: Any, series: Any, th: dict[str, Any], now_ns: int) -> list[dict[str, Any]]:
     from ..metrics import get_metric
-
     from .windows import Window
 
     metric = project.primary_metric
@@ -90,7 +89,8 @@ def _alerts(project: Any, series: Any, th: dict[str, Any], now_ns: int) -> list[
         win = Window(r["window start"], r["window end"])
         still_open = to_ns(r["window end"]) > now_ns
 
-        def add(kind: str, sev: str, name: str, value: Any, limit: Any, text: str, scope: str = "") -> None:
+        def add(kind: str, sev: str, name: str, value: Any, limit: Any, text: str, scope: str = "",
+                win: Window = win) -> None:
             out.append(make_alert(kind, sev, win, name, round(float(value), 4), limit,
                                   f"{win.label()}: {text}", "monitor", scope))
 

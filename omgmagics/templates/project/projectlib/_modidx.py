@@ -10,4 +10,7 @@ d = { 'settings': {'branch': 'main', 'doc_baseurl': '/', 'doc_host': '', 'git_ur
                                      'projectlib.features.lf_part_time': ('02_data/data.html#lf_part_time', 'projectlib/features.py'),
                                      'projectlib.features.lf_single_household': ( '02_data/data.html#lf_single_household',
                                                                                   'projectlib/features.py'),
-                                     'projectlib.features.lf_young': ('02_data/data.html#lf_young', 'projectlib/features.py')}}}
+                                     'projectlib.features.lf_young': ('02_data/data.html#lf_young', 'projectlib/features.py')},
+            'projectlib.handler': { 'projectlib.handler._plain': ('04_deploy/deploy.html#_plain', 'projectlib/handler.py'),
+                                    'projectlib.handler.postprocess': ('04_deploy/deploy.html#postprocess', 'projectlib/handler.py'),
+                                    'projectlib.handler.preprocess': ('04_deploy/deploy.html#preprocess', 'projectlib/handler.py')}}}

@@ -5,8 +5,10 @@ __all__ = ['capital_net', 'lf_large_capital_gain', 'lf_young', 'lf_part_time', '
            'lf_married_professional']
 
 # %% ../../../../notebooks/02_data/02_data.ipynb #51e446af
+import numpy as np
 import pandas as pd
 
+from omgmagics.dataprep.labeling import ABSTAIN, labeling_function
 from omgmagics.features.functions import feature_function
 
 
@@ -16,12 +18,6 @@ def capital_net(df: pd.DataFrame) -> pd.Series:
     return df["capital_gain"] - df["capital_loss"]
 
 # %% ../../../../notebooks/02_data/02_data.ipynb #30b7b6e2
-import numpy as np
-import pandas as pd
-
-from omgmagics.dataprep.labeling import ABSTAIN, labeling_function
-
-
 @labeling_function()
 def lf_large_capital_gain(df: pd.DataFrame):
     """Capital gains above 5,000 a year mostly come with a high income."""

@@ -1,0 +1,296 @@
+"""The model server (core layer, run as its own process): FastAPI + uvicorn over one bundle.
+
+Endpoints
+---------
+``POST /predict``  one record (a JSON object) or a batch (a list of objects, at most ``max_batch``).
+                   Every record is checked against the bundle's signature first: a missing field, a
+                   wrong type, an unknown category, an unknown field, a body that is not JSON, an empty
+                   or oversized batch gets HTTP 422 naming the field (413 for a body over
+                   ``max_body_mb``). Bad input never reaches the model, so it never gets a 500.
+``GET /health``    the process is up (liveness).
+``GET /ready``     the bundle is loaded and the server is not draining (readiness).
+``GET /metrics``   Prometheus text format: requests by status, records, latency histogram, log state.
+``GET /version``   model version, bundle path and digest, feature set, creation time.
+
+With ``auth_token_env`` set, ``/predict``, ``/metrics`` and ``/version`` need
+``Authorization: Bearer <token>`` (compared in constant time); ``/health`` and ``/ready`` stay open
+for probes. Every prediction goes to the prediction log (:mod:`omgmagics.deploy.predlog`).
+
+Run ``python -m omgmagics.deploy.server --bundle DIR --config-json JSON [--fd N | --port P]``; the kit
+starts it through :mod:`omgmagics.deploy.process`, which binds the socket first (so a port in use is
+a clear error in the caller) and hands it over.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hmac
+import json
+import math
+import re
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+_RID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+class Metrics:
+    """Counters and a latency histogram, rendered in the Prometheus text format."""
+
+    def __init__(self, env: str, version: str):
+        self.env, self.version = env, version
+        self.requests: dict[tuple[str, int], int] = {}
+        self.records = {"ok": 0, "error": 0}
+        self.buckets = [0] * len(LATENCY_BUCKETS)
+        self.lat_sum = 0.0
+        self.lat_count = 0
+        self.started = time.time()
+
+    def request(self, endpoint: str, status: int) -> None:
+        key = (endpoint, status)
+        self.requests[key] = self.requests.get(key, 0) + 1
+
+    def latency(self, seconds: float) -> None:
+        self.lat_sum += seconds
+        self.lat_count += 1
+        for i, b in enumerate(LATENCY_BUCKETS):
+            if seconds <= b:
+                self.buckets[i] += 1
+                break
+
+    def render(self, log: Any) -> str:
+        lab = f'env="{self.env}",model_version="{self.version}"'
+        out = ["# HELP omg_requests_total HTTP requests by endpoint and status code.",
+               "# TYPE omg_requests_total counter"]
+        for (ep, st), n in sorted(self.requests.items()):
+            out.append(f'omg_requests_total{{{lab},endpoint="{ep}",status="{st}"}} {n}')
+        out += ["# HELP omg_predictions_total Records predicted, by outcome.",
+                "# TYPE omg_predictions_total counter"]
+        for st, n in self.records.items():
+            out.append(f'omg_predictions_total{{{lab},status="{st}"}} {n}')
+        out += ["# HELP omg_request_duration_seconds Time to answer POST /predict.",
+                "# TYPE omg_request_duration_seconds histogram"]
+        cum = 0
+        for b, n in zip(LATENCY_BUCKETS, self.buckets, strict=True):
+            cum += n
+            out.append(f'omg_request_duration_seconds_bucket{{{lab},le="{b}"}} {cum}')
+        out.append(f'omg_request_duration_seconds_bucket{{{lab},le="+Inf"}} {self.lat_count}')
+        out.append(f"omg_request_duration_seconds_sum{{{lab}}} {self.lat_sum:.6f}")
+        out.append(f"omg_request_duration_seconds_count{{{lab}}} {self.lat_count}")
+        out += ["# HELP omg_prediction_log_buffered Records waiting to be written to the log.",
+                "# TYPE omg_prediction_log_buffered gauge",
+                f"omg_prediction_log_buffered{{{lab}}} {log.buffered}",
+                "# HELP omg_prediction_log_dropped_total Records not logged (buffer full, disk errors).",
+                "# TYPE omg_prediction_log_dropped_total counter",
+                f"omg_prediction_log_dropped_total{{{lab}}} {log.dropped}",
+                "# HELP omg_model_info The served model.", "# TYPE omg_model_info gauge",
+                f"omg_model_info{{{lab}}} 1",
+                "# HELP process_start_time_seconds Start time of the server process.",
+                "# TYPE process_start_time_seconds gauge",
+                f"process_start_time_seconds {self.started:.3f}"]
+        return "\n".join(out) + "\n"
+
+
+def create_app(bundle: Any, *, env: str, log: Any, max_batch: int, max_body_bytes: int,
+               token: str | None = None) -> Any:
+    """The FastAPI application serving `bundle` (see the module docstring for the endpoints)."""
+    from fastapi import FastAPI, Request
+    from fastapi.responses import JSONResponse, PlainTextResponse, Response
+
+    from .signature import InvalidRequest, RequestValidator
+
+    validator = RequestValidator(bundle.signature, max_batch)
+    metrics = Metrics(env, bundle.version)
+    state = {"ready": True}
+    info = {**bundle.info(), "env": env}
+    version = bundle.version
+    expected = f"Bearer {token}".encode() if token else None
+
+    from contextlib import asynccontextmanager
+
+    @asynccontextmanager
+    async def lifespan(app: Any):  # noqa: ANN202
+        yield
+        state["ready"] = False
+        log.close()
+
+    app = FastAPI(title=f"omg model server ({env})", docs_url=None, redoc_url=None,
+                  openapi_url=None, lifespan=lifespan)
+
+    def unauthorized(request: Request) -> Response | None:
+        if expected is None:
+            return None
+        given = request.headers.get("authorization", "").encode()
+        if hmac.compare_digest(given, expected):
+            return None
+        return JSONResponse({"detail": "missing or wrong bearer token (Authorization: Bearer ...)"},
+                            status_code=401, headers={"WWW-Authenticate": "Bearer"})
+
+    def reply(status: int, body: dict[str, Any], rid: str) -> Response:
+        metrics.request("/predict", status)
+        return Response(json.dumps(body, separators=(",", ":"), default=str), status_code=status,
+                        media_type="application/json",
+                        headers={"x-request-id": rid, "x-model-version": version})
+
+    @app.post("/predict")
+    async def predict(request: Request) -> Response:
+        t0 = time.perf_counter()
+        denied = unauthorized(request)
+        rid = request.headers.get("x-request-id", "")
+        rid = rid if _RID.match(rid) else uuid.uuid4().hex
+        if denied is not None:
+            metrics.request("/predict", 401)
+            return denied
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > max_body_bytes:
+            return reply(413, {"detail": f"the body ({int(length)} bytes) exceeds the limit of "
+                                         f"{max_body_bytes} bytes (serving.max_body_mb)"}, rid)
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_body_bytes:
+                return reply(413, {"detail": f"the body exceeds the limit of {max_body_bytes} bytes "
+                                             "(serving.max_body_mb)"}, rid)
+            chunks.append(chunk)
+        try:
+            payload = json.loads(b"".join(chunks))
+        except (ValueError, UnicodeDecodeError) as exc:
+            err = {"loc": ["body"], "field": None, "type": "value_error.json",
+                   "msg": f"the body is not valid JSON ({str(exc).splitlines()[0]})"}
+            return reply(422, {"detail": [err], "message": err["msg"]}, rid)
+        try:
+            records, single = validator.records(payload)
+        except InvalidRequest as exc:
+            return reply(exc.status, exc.body(), rid)
+        try:
+            items = bundle.predict_records(records)
+        except Exception as exc:  # noqa: BLE001 - a model or handler failure on valid input
+            ms = (time.perf_counter() - t0) * 1000
+            text = f"{type(exc).__name__}: {exc}"[:500]
+            for i, rec in enumerate(records):
+                log.add(rid if single else f"{rid}:{i}", rec, None, None, ms, "error", text)
+            metrics.records["error"] += len(records)
+            metrics.latency(ms / 1000)
+            return reply(500, {"detail": f"prediction failed: {text}", "request_id": rid}, rid)
+        ms = (time.perf_counter() - t0) * 1000
+        for i, (rec, item) in enumerate(zip(records, items, strict=True)):
+            score = item.get("score")
+            if isinstance(score, float) and not math.isfinite(score):
+                score = None
+            log.add(rid if single else f"{rid}:{i}", rec, item.get("prediction"), score, ms)
+        metrics.records["ok"] += len(records)
+        metrics.latency(ms / 1000)
+        if single:
+            return reply(200, {"request_id": rid, "model_version": version, **items[0]}, rid)
+        return reply(200, {"request_id": rid, "model_version": version, "predictions": items}, rid)
+
+    @app.get("/health")
+    async def health() -> Response:
+        metrics.request("/health", 200)
+        return JSONResponse({"status": "ok"})
+
+    @app.get("/ready")
+    async def ready() -> Response:
+        status = 200 if state["ready"] else 503
+        metrics.request("/ready", status)
+        return JSONResponse({"status": "ready" if state["ready"] else "draining",
+                             "model_version": version}, status_code=status)
+
+    @app.get("/metrics")
+    async def prometheus(request: Request) -> Response:
+        denied = unauthorized(request)
+        if denied is not None:
+            metrics.request("/metrics", 401)
+            return denied
+        metrics.request("/metrics", 200)
+        return PlainTextResponse(metrics.render(log), media_type="text/plain; version=0.0.4")
+
+    @app.get("/version")
+    async def version_info(request: Request) -> Response:
+        denied = unauthorized(request)
+        if denied is not None:
+            metrics.request("/version", 401)
+            return denied
+        metrics.request("/version", 200)
+        return JSONResponse(info)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:  # noqa: ARG001
+        return JSONResponse({"detail": f"internal error: {type(exc).__name__}"}, status_code=500)
+
+    app.state.metrics = metrics
+    return app
+
+
+def _socket(args: argparse.Namespace) -> Any:
+    import socket
+
+    if args.fd is not None:
+        return socket.socket(fileno=args.fd)
+    sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((args.host, args.port))
+    return sock
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Load the bundle, then serve until SIGTERM / SIGINT (graceful: the log is flushed)."""
+    parser = argparse.ArgumentParser(prog="python -m omgmagics.deploy.server")
+    parser.add_argument("--bundle", required=True, help="the bundle folder")
+    parser.add_argument("--config-json", required=True, help="the resolved settings, as JSON")
+    parser.add_argument("--fd", type=int, default=None, help="an already bound listening socket")
+    parser.add_argument("--host", default="127.0.0.1", help="bind address (without --fd)")
+    parser.add_argument("--port", type=int, default=0, help="port (without --fd)")
+    args = parser.parse_args(argv)
+    cfg = json.loads(args.config_json)
+    from ..errors import OmgError
+    from .bundle import ServingBundle
+    from .predlog import PredictionLog
+
+    try:
+        bundle = ServingBundle.load(args.bundle, verify=True, isolate=True)
+        token = None
+        if cfg.get("auth_token_env"):
+            import os
+
+            token = os.environ.get(cfg["auth_token_env"]) or None
+            if token is None:
+                raise OmgError(f"auth_token_env names {cfg['auth_token_env']}, which is not set.")
+    except OmgError as exc:
+        print(f"omg server: {exc.message}", file=sys.stderr, flush=True)
+        return 3
+    if "torch" in sys.modules:
+        import torch
+
+        torch.set_num_threads(1)  # one record at a time: threads only add overhead
+    sample = bundle.signature.get("sample") or []
+    for _ in range(3):  # warm-up: lazy imports and caches before the first real request
+        if sample:
+            bundle.predict_records(sample[:1])
+    log = PredictionLog(cfg["log_folder"], cfg["env"], bundle.version,
+                        flush_records=cfg["log"]["flush_records"],
+                        flush_seconds=cfg["log"]["flush_seconds"],
+                        max_buffer=cfg["log"]["max_buffer"]).start()
+    app = create_app(bundle, env=cfg["env"], log=log, max_batch=cfg["max_batch"],
+                     max_body_bytes=cfg["max_body_bytes"], token=token)
+    import uvicorn
+
+    sock = _socket(args)
+    host, port = sock.getsockname()[:2]
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
+                            timeout_graceful_shutdown=5, server_header=False)
+    server = uvicorn.Server(config)
+    print(f"omg server ({cfg['env']}): model {bundle.version} on http://{host}:{port} "
+          f"(bundle {Path(args.bundle).name}); SIGTERM or Ctrl-C stops it", file=sys.stderr,
+          flush=True)
+    server.run(sockets=[sock])
+    log.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,276 @@
+"""One retrain job (core layer): data, training run, challenger, comparison, decision, rollout.
+
+1. Data: the reference data (the project's source data, as phase 2 reads it) plus the labeled traffic
+   from before the evaluation window, written to ``data/raw/retrain-job-N.parquet`` (raw data is never
+   overwritten). The evaluation window (``retraining.eval_window``, the latest labeled requests) is
+   held out, so the challenger is not scored on rows it was trained on.
+2. Training: the lifecycle runner re-runs ``retraining.phases`` (2 and 3) with ``data_source`` set to
+   that file. The job owns promotion: if the phase 3 notebook moved ``champion`` during the run, the
+   job moves it back; the new model gets the alias ``challenger``.
+3. Comparison: champion and challenger score the held-out window; the primary metric of each.
+4. Decision: promote only if the challenger passed the run's gates and beats the champion by more
+   than ``retraining.min_improvement``; otherwise keep the champion. The reason is recorded.
+5. Rollout (``retraining.rollout``): ``canary`` starts phase 4's canary when the deploy package
+   provides it, else records the rollout as pending; ``direct`` moves the ``champion`` alias;
+   ``none`` records the decision only.
+
+Times (trigger, queued, started, trained, decided, promoted) and durations go to the decision record.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import DataError, OmgError
+from . import journal
+from .live import latest_labeled_window, metric_value
+from .retrain import record
+from .settings import monitoring_settings, retraining_settings
+from .windows import parse_duration
+
+
+def decide(metric: str, champion: float | None, challenger: float, margin: float,
+           gates_ok: bool = True, gate_note: str = "") -> tuple[str, str]:
+    """("promote" or "keep", reason): promote only a challenger better by more than `margin`."""
+    from ..metrics import get_metric
+
+    m = get_metric(metric)
+    if not gates_ok:
+        return "keep", f"the challenger failed a gate of the retrain run ({gate_note})"
+    if challenger is None or not np.isfinite(challenger):
+        return "keep", f"the challenger's {metric} is undefined on the evaluation window"
+    if champion is None or not np.isfinite(champion):
+        return "promote", f"no champion {metric} to beat; challenger {metric} {challenger:.4f}"
+    gain = (challenger - champion) if m.greater_is_better else (champion - challenger)
+    if gain > margin:
+        return "promote", (f"challenger {metric} {challenger:.4f} vs champion {champion:.4f}: better by "
+                           f"{gain:.4f} > margin {margin}")
+    return "keep", (f"challenger {metric} {challenger:.4f} vs champion {champion:.4f}: "
+                    + (f"better by only {gain:.4f} <= margin {margin}" if gain > 0 else
+                       f"not better ({gain:+.4f})"))
+
+
+def build_training_data(project: Any, labeled: Any, before: dt.datetime | None, job_id: int) -> tuple[Path, dict[str, int]]:
+    """Reference data plus labeled traffic before `before`, as ``data/raw/retrain-job-N.parquet``."""
+    import pandas as pd
+
+    from ..atomic import atomic_path
+
+    ref = project.load_source_data()
+    target = project.target
+    new = labeled if before is None else labeled[labeled["time"] < before]
+    rows = pd.DataFrame({c: new[c] if c in new.columns else np.nan for c in ref.columns if c != target})
+    rows[target] = new["label"].to_numpy()
+    id_col = project.config.get_path("data.id_column")
+    if id_col and id_col in ref.columns:
+        rows[id_col] = new["request_id"].astype(str).to_numpy()
+    for c in ref.columns:
+        if pd.api.types.is_numeric_dtype(ref[c]) and not pd.api.types.is_numeric_dtype(rows[c]):
+            rows[c] = pd.to_numeric(rows[c], errors="coerce")
+    combined = pd.concat([ref, rows[ref.columns]], ignore_index=True)
+    path = Path(project.raw_dir) / f"retrain-job-{job_id}.parquet"
+    with atomic_path(path, ".parquet") as tmp:
+        combined.to_parquet(tmp, index=False)
+    return path, {"reference rows": len(ref), "new labeled rows": len(rows), "total rows": len(combined)}
+
+
+def lifecycle_train(project: Any, data_path: Path, params: dict[str, Any], phases: list[int],
+                    progress: Any = None) -> dict[str, Any]:
+    """Re-run the data and model phases on `data_path` through the lifecycle runner."""
+    from ..runner import _notebook_parameters, run_lifecycle
+
+    declared: set[str] = set()
+    for p in phases:
+        declared |= set(_notebook_parameters(project.notebook(p)))
+    if "data_source" not in declared:
+        raise DataError("The phase notebooks declare no `data_source` parameter, so a retrain cannot "
+                        f"hand them the new labeled data ({data_path.name}). Add `data_source = None` "
+                        "to the parameters cell of the phase 2 notebook and read it instead of "
+                        "data.source when it is set.")
+    params = {k: v for k, v in params.items() if k in declared}
+    params["data_source"] = str(data_path)
+    if "sample_frac" in declared:
+        params["sample_frac"] = 1.0  # the file is already the sample plus the new rows
+    report = run_lifecycle(project, phases=phases, params=params, enforce_gates=False, progress=progress)
+    manifest = report.value
+    gates = {p: s.get("status") for p, s in manifest["phases"].items()}
+    notes = [f"phase {p}: {s.get('gate_summary', s.get('status'))}" for p, s in manifest["phases"].items()
+             if s.get("status") != "passed"]
+    return {"run_id": manifest["run_id"], "gates_ok": all(v == "passed" for v in gates.values()),
+            "gate_note": "; ".join(notes)}
+
+
+def _resolve_challenger(registry: Any, before: dict[str, str | None], t0_ms: int) -> tuple[str, list[str]]:
+    notes = []
+    champ, chal = registry.alias("champion"), registry.alias("challenger")
+    new = registry.versions_since(t0_ms)
+    if champ != before["champion"] and champ is not None:
+        candidate = champ
+        if before["champion"] is not None:
+            registry.set_alias("champion", before["champion"])
+        else:
+            registry.delete_alias("champion")
+        notes.append(f"The retrain run moved `champion` to v{champ}; the job moved it back to "
+                     f"{'v' + before['champion'] if before['champion'] else 'no version'}: promotion is "
+                     "decided by the comparison below.")
+    elif chal is not None and chal != before["challenger"]:
+        candidate = chal
+    elif new:
+        candidate = new[-1]
+    else:
+        raise DataError("The retrain run registered no new model version, so there is no challenger. "
+                        "Check that the phase 3 notebook registers its model (it should with "
+                        "`omg train train` / `tune`).")
+    registry.set_alias("challenger", candidate)
+    return candidate, notes
+
+
+def _rollout(project: Any, registry: Any, mode: str, version: str, reason: str) -> dict[str, Any]:
+    if mode == "none":
+        return {"status": "not started", "detail": "retraining.rollout is none: decision recorded only"}
+    if mode == "direct":
+        registry.set_alias("champion", version)
+        registry.delete_alias("challenger")
+        return {"status": "promoted", "detail": f"champion alias moved to v{version}",
+                "promoted": journal.stamp()}
+    start = _canary_entry_point()
+    if start is None:
+        return {"status": "pending",
+                "detail": "phase 4's canary rollout is not available in this installation; the model "
+                          f"stays registered as challenger v{version}; start the canary with "
+                          "`omg deploy cloud --env production --strategy canary`"}
+    try:
+        out = start(project, challenger=str(version), reason=reason)
+    except OmgError as exc:
+        return {"status": "failed", "detail": f"the canary could not start: {exc.message}"}
+    out = dict(out or {})
+    out.setdefault("status", "canary started")
+    out.setdefault("started", journal.stamp())
+    return out
+
+
+def _canary_entry_point() -> Callable[..., Any] | None:
+    """``omgmagics.deploy.canary.start_canary(project, challenger=VERSION, reason=TEXT)``, if shipped."""
+    import importlib
+
+    for module in ("omgmagics.deploy.canary", "omgmagics.deploy.rollout", "omgmagics.deploy.router"):
+        try:
+            mod = importlib.import_module(module)
+        except ImportError:
+            continue
+        fn = getattr(mod, "start_canary", None)
+        if callable(fn):
+            return fn
+    return None
+
+
+def _seconds(a: str | None, b: str | None) -> float | None:
+    if not a or not b:
+        return None
+    return round((dt.datetime.fromisoformat(b) - dt.datetime.fromisoformat(a)).total_seconds(), 1)
+
+
+def run_job(project: Any, queue: Any, job: Any, *, train: Callable[..., dict[str, Any]] | None = None,
+            registry: Any = None, progress: Any = None) -> dict[str, Any]:
+    """Run one claimed job to its decision; the queue and the history record the outcome.
+
+    Parameters
+    ----------
+    train : callable, optional
+        ``train(project, data_path, params, phases, progress) -> {"run_id", "gates_ok", "gate_note"}``
+        (default :func:`lifecycle_train`: the phase notebooks through the lifecycle runner).
+    registry : Registry, optional
+        Default: the project's MLflow registry.
+    """
+    import pandas as pd
+
+    rs = retraining_settings(project)
+    ms = monitoring_settings(project)
+    times = {"triggered": job.triggered, "queued": job.created, "started": journal.stamp()}
+    t_start = time.time()
+    base = {"job": job.id, "trigger": job.trigger, "alerts": job.alerts, "request_reason": job.reason}
+    try:
+        if registry is None:
+            from .registry import Registry
+
+            registry = Registry(project)
+        window = parse_duration(rs["eval_window"], "retraining.eval_window")
+        labeled, win, notes = latest_labeled_window(project, ms, window, int(rs["eval_min_labels"]))
+        if labeled.empty:
+            raise DataError("No labeled traffic yet (monitoring/feedback.jsonl joined with the "
+                            "prediction log): a retrain needs new labeled data and a window to compare "
+                            "the models on.")
+        from .live import labeled as all_labeled
+
+        every, _ = all_labeled(project, ms)
+        data_path, data_counts = build_training_data(project, every, win.start, job.id)
+        times["data ready"] = journal.stamp()
+        before = {"champion": registry.alias("champion"), "challenger": registry.alias("challenger")}
+        t0_ms = int(time.time() * 1000) - 1
+        t_train = time.time()
+        outcome = (train or lifecycle_train)(project, data_path, dict(rs["params"] or {}),
+                                             list(rs["phases"]), progress)
+        train_s = time.time() - t_train
+        times["trained"] = journal.stamp()
+        candidate, more = _resolve_challenger(registry, before, t0_ms)
+        notes += more
+        metric = project.primary_metric
+        y = labeled["label"]
+        values, rows = {}, []
+        for role, version in (("champion", before["champion"]), ("challenger", candidate)):
+            if version is None:
+                values[role] = None
+                continue
+            s, preds = registry.scorer(version).predict(labeled)
+            values[role] = metric_value(project, y, s, preds)
+            rows.append({"model": role, "version": version, metric: values[role], "labels": len(labeled),
+                         "window": win.label()})
+        enough = len(labeled) >= int(rs["eval_min_labels"])
+        if not enough:
+            decision, reason = "keep", (f"only {len(labeled)} labeled requests to compare on (< "
+                                        f"{rs['eval_min_labels']}); the champion stays")
+        else:
+            decision, reason = decide(metric, values["champion"], values["challenger"],
+                                      float(rs["min_improvement"]), outcome.get("gates_ok", True),
+                                      outcome.get("gate_note", ""))
+        times["decided"] = journal.stamp()
+        rollout = _rollout(project, registry, rs["rollout"], candidate, reason) if decision == "promote" \
+            else {"status": "not started", "detail": "the champion stays"}
+        if rollout.get("promoted"):
+            times["promoted"] = rollout["promoted"]
+        elif rollout.get("started"):
+            times["rollout started"] = rollout["started"]
+        durations = {
+            "queue wait s": _seconds(times["queued"], times["started"]),
+            "retrain wall s": round(time.time() - t_start, 1),
+            "training run s": round(train_s, 1),
+            "trigger to decision s": _seconds(times["triggered"], times["decided"]),
+            "trigger to promotion s": _seconds(times["triggered"], times.get("promoted")
+                                               or times.get("rollout started")),
+        }
+        result = {**base, "decision": decision, "reason": reason, "metric": metric,
+                  "champion": {"version": before["champion"], "value": values["champion"]},
+                  "challenger": {"version": candidate, "value": values["challenger"]},
+                  "margin": float(rs["min_improvement"]), "eval_window": win.to_dict(),
+                  "eval_labels": len(labeled), "data": {**data_counts, "file": str(data_path)},
+                  "run_id": outcome.get("run_id"), "gates_ok": outcome.get("gates_ok", True),
+                  "rollout": rollout, "times": times, "durations": durations, "notes": notes}
+        record(project, "decision", **result)
+        queue.finish(job.id, result=result)
+        result["comparison"] = pd.DataFrame(rows)
+        return result
+    except Exception as exc:  # noqa: BLE001 - any failure ends the job as failed, with its message
+        msg = exc.message if isinstance(exc, OmgError) else f"{type(exc).__name__}: {exc}"
+        times["failed"] = journal.stamp()
+        result = {**base, "decision": "failed", "reason": msg, "times": times,
+                  "durations": {"retrain wall s": round(time.time() - t_start, 1)}}
+        record(project, "decision", **result)
+        queue.finish(job.id, result=result, error=msg)
+        result["comparison"] = None
+        return result

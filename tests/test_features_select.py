@@ -1,0 +1,65 @@
+"""select: mutual information (classification and regression), variance, correlation filter, model."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from omgmagics.errors import UsageError
+from omgmagics.features.select import score_features, select_features
+
+
+@pytest.fixture
+def data():
+    rng = np.random.default_rng(0)
+    n = 800
+    signal = rng.normal(size=n)
+    X = pd.DataFrame({"noise1": rng.normal(size=n), "signal": signal,
+                      "signal_copy": signal * 2 + 0.001 * rng.normal(size=n),
+                      "weak": signal + 2 * rng.normal(size=n), "constant": np.ones(n),
+                      "flag": (rng.random(n) < 0.3).astype(float)})
+    y_class = pd.Series(np.where(signal + 0.3 * rng.normal(size=n) > 0, "yes", "no"))
+    y_reg = pd.Series(3 * signal + rng.normal(size=n))
+    return X, y_class, y_reg
+
+
+@pytest.mark.parametrize("method", ["mutual_info", "correlation", "model"])
+def test_informative_features_rank_first(data, method):
+    X, y, _ = data
+    scores = score_features(X, y, method)
+    assert set(scores.index[:2]) == {"signal", "signal_copy"}
+    assert scores["constant"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_mutual_info_for_regression(data):
+    X, _, y = data
+    scores = score_features(X, y, "mutual_info", objective="regression")
+    assert scores.index[0] in ("signal", "signal_copy") and scores["noise1"] < scores["weak"]
+
+
+def test_selection_table_plot_and_correlation_filter(data):
+    X, y, _ = data
+    report = select_features(X, y, "correlation", k=3, threshold=0.9)
+    # signal_copy ranks second but correlates 1.0 with signal: filtered; kept in column order
+    assert report.data["selected"] == ["noise1", "signal", "weak"]
+    table = report.tables["ranking"]
+    assert list(table.columns) == ["rank", "feature", "score", "selected"]
+    assert table["rank"].tolist() == list(range(1, 7)) and table["selected"].sum() == 3
+    assert report.figures["scores"].startswith(b"\x89PNG")
+    variance = select_features(X, y, "variance", k=6)
+    assert "constant" not in variance.data["selected"] and len(variance.data["selected"]) == 5
+    assert "fewer than --k 6" in variance.messages[0]
+
+
+def test_k_is_checked_against_the_number_of_features(data):
+    X, y, _ = data
+    with pytest.raises(UsageError, match=re.escape(
+            "--k 50 is larger than the number of features (6). Use --k 6 or less, or extract more "
+            "features first.")):
+        select_features(X, y, k=50)
+    with pytest.raises(UsageError, match=re.escape("--k must be at least 1, got 0.")):
+        select_features(X, y, k=0)
+    assert select_features(X, y).data["k"] == 6  # default: min(50, number of features)
