@@ -12,8 +12,8 @@ Data: the Adult census data resampled (seeded, with replacement) to 1,000,000 ro
   training rows and transforming them plus 20,000 validation/test rows, against the same
   scikit-learn ``ColumnTransformer`` written by hand.
 
-Headline ratio: the kit's slower operation against its direct peer (pandera for validate, the hand-written
-ColumnTransformer for extract); target <= 1.5. Timings are the best of REPEATS, imports excluded.
+Headline ratio: the largest of kit/pandera and kit/pandas (validate) and kit/scikit-learn (extract); target
+<= 1.5. Timings are the best of REPEATS, imports and a warm-up run excluded.
 """
 
 from __future__ import annotations
@@ -167,15 +167,16 @@ def run() -> dict:
 
     rows_extract = ROWS + 20_000
     ratio_validate = kit_validate / pandera_validate
+    ratio_pandas = kit_validate / pandas_validate
     ratio_extract = kit_extract / sk_extract
-    ratio = max(ratio_validate, ratio_extract)
+    ratio = max(ratio_validate, ratio_pandas, ratio_extract)  # the strictest comparison
     return {
         "title": "validate + extract on 1M rows",
         "figures": {
             "validate_s": round(kit_validate, 3), "validate_rows_per_s": round(ROWS / kit_validate),
             "extract_s": round(kit_extract, 3), "extract_rows_per_s": round(rows_extract / kit_extract),
             "ratio_validate_vs_pandera": round(ratio_validate, 3),
-            "ratio_validate_vs_pandas": round(kit_validate / pandas_validate, 3),
+            "ratio_validate_vs_pandas": round(ratio_pandas, 3),
             "ratio_extract_vs_sklearn": round(ratio_extract, 3),
         },
         "peer": {"name": "same checks by hand: pandera schema / pandas masks; same ColumnTransformer by hand",
@@ -183,7 +184,7 @@ def run() -> dict:
                  "pandas_validate_s": round(pandas_validate, 3),
                  "sklearn_extract_s": round(sk_extract, 3)},
         "ratio": round(ratio, 3),
-        "target": "<= 1.5x the direct pandera / scikit-learn code",
+        "target": "<= 1.5x the direct pandera, pandas and scikit-learn code",
         "met": bool(ratio <= 1.5),
         "notes": (f"{ROWS:,} rows x 15 columns (Adult resampled); validate: {n_rules} rules, best of "
                   f"{REPEATS}; extract: fit on {ROWS:,} + transform 20,000 rows into {n_features} "

@@ -55,6 +55,7 @@ MONITORING_SPEC: dict[str, Any] = {
     "predictions": OPT_STR,          # folder of the prediction log (monitoring/predictions)
     "feedback": OPT_STR,             # ground truth joined by request_id (monitoring/feedback.jsonl)
     "reference": OPT_STR,            # default drift reference (monitoring/reference.parquet)
+    "env": (str, list, type(None)),  # which traffic is monitored (the log's env); null: all
     "window": OPT_STR,               # time bucket of the monitor's series, e.g. 1d
     "thresholds": {
         "latency_p50_ms": OPT_NUM, "latency_p99_ms": OPT_NUM, "error_rate": OPT_NUM,

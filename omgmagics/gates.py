@@ -152,7 +152,10 @@ def _phase3(project: Any) -> GateResult:
 
 
 def _phase4(project: Any) -> GateResult:
-    return _none(4, "issue #6")
+    """Staging validated: the last ``serve --validate`` passed, on a bundle that still verifies."""
+    from .deploy.gate import staging_criteria
+
+    return GateResult.from_criteria(4, staging_criteria(project))
 
 
 def _phase5(project: Any) -> GateResult:

@@ -140,8 +140,8 @@ data:
   sample_frac: 1.0
 
 fairness:                        # largest differences accepted between groups (phase 3 gate)
-  demographic_parity_difference: 0.25
-  equalized_odds_difference: 0.15
+  demographic_parity_difference: 0.30
+  equalized_odds_difference: 0.20
 
 tracking:
   uri: null                      # null: sqlite mlflow.db in the project; or http://host:port

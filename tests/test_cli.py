@@ -27,15 +27,23 @@ def test_verb_help_shows_options_and_examples(run_cli):
     code, out, _ = run_cli(["train", "tune", "--help"])
     assert code == 0
     assert "usage: omg train tune" in out
-    assert "--trials TRIALS" in out and "number of Optuna trials" in out
-    assert "omg train tune --model xgboost --trials 100" in out
+    from omgmagics.commands import get_command
+
+    cmd = get_command("train", "tune")
+    assert "--trials" in out
+    trials_help = next(a.kwargs["help"] for a in cmd.args if "--trials" in a.flags)
+    assert trials_help.split()[0] in out
+    assert "examples:\n  omg train tune " in out
 
 
 def test_typo_in_verb_exits_2_with_did_you_mean(run_cli):
+    from omgmagics.commands import REGISTRY, load_all
+
+    load_all()
     code, out, err = run_cli(["train", "tun"])
     assert code == 2
-    assert err.strip() == ("error: Unknown verb for omg train 'tun'. Available: baseline, compare, "
-                           "evaluate, train, tune. Did you mean: tune?")
+    assert err.strip() == (f"error: Unknown verb for omg train 'tun'. Available: "
+                           f"{', '.join(sorted(REGISTRY['train']))}. Did you mean: tune?")
 
 
 def test_typo_in_group_exits_2(run_cli):
@@ -71,10 +79,11 @@ def test_format_json(run_cli, demo_project):
     assert data["title"] == "Project demo: no lifecycle runs yet"
 
 
-def test_console_script_entry_point_runs():
-    out = subprocess.run([sys.executable, "-m", "omgmagics.cli", "optim", "quantize"],
-                         capture_output=True, text=True)
+def test_console_script_entry_point_runs(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "omgmagics.cli", "ml", "status"],
+                         capture_output=True, text=True, cwd=tmp_path)
     assert out.returncode == 1
-    assert out.stderr.strip() == ("error: `omg optim quantize` is not implemented yet: it lands with "
-                                  "issue #6 (Phase 4: optimization & deployment). See "
-                                  "`omg optim quantize --help` for the options it will take.")
+    assert out.stderr.strip().startswith(f"error: No omg.yaml found in {tmp_path} or any parent folder.")
+    out = subprocess.run([sys.executable, "-m", "omgmagics.cli", "ml", "stat"], capture_output=True,
+                         text=True, cwd=tmp_path)
+    assert out.returncode == 2 and "Did you mean: status?" in out.stderr

@@ -50,7 +50,9 @@ def test_every_violation_is_listed_with_column_rule_count_examples(df):
     bad = df.copy()
     bad.loc[1, "customer_id"] = "C000001"
     bad.loc[2, "customer_id"] = "X12"
+    before = bad.copy()
     got = find_violations(bad, schema)
+    pd.testing.assert_frame_equal(bad, before)  # validation never changes the data
     rows = {(r.column, r.rule): (r.count, r.examples) for r in got.itertuples()}
     assert rows[("(table)", "min_rows")] == (1, ["5 rows"])
     assert rows[("signup", "allow_extra_columns")] == (1, ["signup"])

@@ -90,3 +90,16 @@ def test_magics_run_the_same_verbs(prepared, ipython):
 
     with pytest.raises(UsageError, match="Split fractions must sum to 1"):
         ipython.run_line_magic("omgdata", "split --train 0.5")
+
+
+def test_gate_on_a_fresh_project_names_each_missing_step(demo_project):
+    gate = check_gate(Project.at(demo_project), 2)
+    assert gate.status == "failed"
+    failed = {c.name: c.detail for c in gate.failures}
+    assert failed == {
+        "schema validation passed": "no reports/validation.json: run `omg data validate --schema "
+                                    "schema.yaml --strict`",
+        "splits written": "no data/processed/split_manifest.json: run `omg data split`",
+        "feature set stored": "no version of project_features in features/: run `omg feature extract` "
+                              "and `omg feature store`",
+    }

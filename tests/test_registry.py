@@ -50,24 +50,28 @@ def test_both_shells_parse_the_same_words_identically(group, verb):
     assert vars(cmd.parse(argv, "magic")) == vars(cmd.parse(argv, "cli"))
 
 
-@pytest.mark.parametrize(("group", "verb"), [(g, v) for g, v in ALL if not REGISTRY[g][v].implemented])
-def test_planned_verbs_say_so_in_both_shells(group, verb):
-    argv = [verb] + REQUIRED.get((group, verb), [])
+def test_planned_verbs_say_so_in_both_shells(monkeypatch):
+    """A verb registered with `planned` (options final, implementation later) raises a clear error."""
+    from omgmagics.commands import arg, planned
+
+    monkeypatch.setitem(REGISTRY, "optim", dict(REGISTRY["optim"]))
+    planned("optim", "distill", arg("--teacher", help="teacher model"), help="distill a model into a "
+            "smaller one", issue="issue #99 (example)")
     messages = {}
     for shell in ("magic", "cli"):
         with pytest.raises(NotImplementedYetError) as err:
-            execute(group, argv, Context(shell=shell))
+            execute("optim", ["distill", "--teacher", "m"], Context(shell=shell))
         messages[shell] = str(err.value)
-    issue = REGISTRY[group][verb].planned_for
-    assert messages["magic"] == (f"`%omg{group} {verb}` is not implemented yet: it lands with {issue}. "
-                                 f"See `%omg{group} {verb} --help` for the options it will take.")
-    assert messages["cli"] == messages["magic"].replace(f"%omg{group} ", f"omg {group} ")
+    assert messages["magic"] == ("`%omgoptim distill` is not implemented yet: it lands with issue #99 "
+                                 "(example). See `%omgoptim distill --help` for the options it will take.")
+    assert messages["cli"] == messages["magic"].replace("%omgoptim ", "omg optim ")
 
 
 def test_unknown_verb_suggests_the_near_miss():
-    with pytest.raises(UsageError, match=r"Unknown verb for omg train 'tun'\. Available: baseline, "
-                                         r"compare, evaluate, train, tune\. Did you mean: tune\?"):
+    verbs = ", ".join(sorted(REGISTRY["train"]))
+    with pytest.raises(UsageError) as err:
         execute("train", ["tun"], Context())
+    assert str(err.value) == f"Unknown verb for omg train 'tun'. Available: {verbs}. Did you mean: tune?"
 
 
 def test_bad_flag_is_a_usage_error_not_an_exit():

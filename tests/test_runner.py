@@ -27,7 +27,19 @@ def write_notebook(path, *cells, params="project_dir = '.'\nseed = 42\nsample_fr
 
 
 @pytest.fixture
-def small_project(demo_project):
+def small_project(demo_project, monkeypatch):
+    """The demo project with small notebooks; the phases' real gates are replaced by a gate that
+    checks the one file these notebooks write (the real gates are tested with their phases)."""
+    from omgmagics import gates
+
+    def wrote_report(phase):
+        def gate(project):
+            path = project.root / "reports" / f"p{phase}.txt"
+            return gates.GateResult.from_criteria(phase, [gates.Criterion(
+                f"reports/p{phase}.txt written", "pass" if path.is_file() else "fail")])
+        return gate
+    for phase in PHASES:
+        monkeypatch.setitem(gates.GATES, phase, wrote_report(phase))
     for phase, folder in PHASES.items():
         write_notebook(demo_project / "notebooks" / folder / f"{folder}.ipynb",
                        f"import pathlib\npathlib.Path('reports/p{phase}.txt').write_text(str(seed))",

@@ -28,14 +28,6 @@ def _table_or_path(ctx: Context, ref: str | None) -> Any:
     return path
 
 
-def _config(ctx: Context, config: str | None) -> str | None:
-    """--config, or monitoring.yaml in the project when it exists."""
-    if config is not None:
-        return config
-    default = ctx.project().root / "monitoring.yaml"
-    return str(default) if default.is_file() else None
-
-
 @command(
     "ops", "monitor",
     arg("--config", metavar="YAML", default=None,
@@ -44,6 +36,8 @@ def _config(ctx: Context, config: str | None) -> str | None:
     arg("--window", default=None, help=f"bucket of the time series, {WINDOW_HELP} (default 1d)"),
     arg("--since", metavar="DATE", default=None, help="only requests from this date or time on (ISO-8601)"),
     arg("--until", metavar="DATE", default=None, help="only requests before this date or time (ISO-8601)"),
+    arg("--env", default=None,
+        help="only requests of this environment, e.g. production (default: monitoring.env, else all)"),
     help="volume, latency, error rate, score and feature distributions, live metric, alerts",
     description=(
         "Reads the prediction log (monitoring/predictions/YYYY-MM-DD.jsonl) window by window and, once\n"
@@ -57,7 +51,8 @@ def monitor(ns: argparse.Namespace, ctx: Context):
     from ..ops.monitor import run_monitor
 
     project = ctx.project()
-    return run_monitor(project, _config(ctx, ns.config), window=ns.window, since=ns.since, until=ns.until)
+    return run_monitor(project, ns.config, window=ns.window, since=ns.since, until=ns.until,
+                       env=ns.env)
 
 
 @command(
@@ -105,7 +100,10 @@ def pipeline(ns: argparse.Namespace, ctx: Context):
     arg("--time-column", metavar="COL", default=None,
         help="time column of --current (default: brief.time_column; the log's 'time')"),
     arg("--config", metavar="YAML", default=None,
-        help="thresholds (monitoring.yaml; default: omg.yaml's monitoring.drift)"),
+        help="thresholds (default: monitoring.yaml in the project if it exists, else omg.yaml's "
+             "monitoring.drift)"),
+    arg("--env", default=None,
+        help="with the prediction log: only requests of this environment (default: monitoring.env)"),
     help="per-feature PSI / KS / chi-square / Jensen-Shannon drift, dataset drift, HTML report",
     description=(
         "Per feature: PSI, KS (numeric) or chi-square (categorical), Jensen-Shannon distance and the\n"
@@ -124,7 +122,7 @@ def drift(ns: argparse.Namespace, ctx: Context):
     features = [f.strip() for f in ns.features.split(",") if f.strip()] if ns.features else None
     return run_drift(project, _table_or_path(ctx, ns.reference), _table_or_path(ctx, ns.current),
                      window=ns.window, since=ns.since, until=ns.until, features=features,
-                     time_column=ns.time_column, config=_config(ctx, ns.config))
+                     time_column=ns.time_column, config=ns.config, env=ns.env)
 
 
 @command(
@@ -141,6 +139,11 @@ def drift(ns: argparse.Namespace, ctx: Context):
     arg("--force", action="store_true", help="queue even when the trigger does not hold"),
     arg("--queue-only", action="store_true",
         help="only queue the job; `pipeline --action run` (or another worker) runs it"),
+    arg("--eval-window", default=None,
+        help=f"the latest labeled window both models are compared on, {WINDOW_HELP} "
+             "(default retraining.eval_window, 7d)"),
+    arg("--min-improvement", type=float, default=None,
+        help="how much better the challenger must be (default retraining.min_improvement)"),
     help="re-run data and model phases, compare challenger with champion, promote via canary",
     description=(
         "When the trigger holds, a job is queued (a durable queue: priority order, duplicate\n"
@@ -156,9 +159,14 @@ def drift(ns: argparse.Namespace, ctx: Context):
 )
 def retrain(ns: argparse.Namespace, ctx: Context):
     from ..ops.retrain import retrain as run
+    from ..ops.windows import parse_duration
 
+    if ns.eval_window is not None:
+        parse_duration(ns.eval_window, "--eval-window")
+    overrides = {"eval_window": ns.eval_window, "min_improvement": ns.min_improvement}
     return run(ctx.project(), ns.trigger, ns.priority, ns.reason, force=ns.force,
-               run=not ns.queue_only, decline_it=ns.decline, by=ns.by, progress=ctx.progress)
+               run=not ns.queue_only, decline_it=ns.decline, by=ns.by, progress=ctx.progress,
+               overrides=overrides)
 
 
 @command(
@@ -179,6 +187,8 @@ def retrain(ns: argparse.Namespace, ctx: Context):
     arg("--label-share", type=float, default=1.0, help="share of requests that get a label"),
     arg("--error-rate", type=float, default=0.0, help="share of requests logged as errors"),
     arg("--seed", type=int, default=None, help="random seed (default: the project's seed)"),
+    arg("--env", default="simulation",
+        help="the env written into each record; monitor it alone with monitoring.env"),
     help="replay held-out data as simulated days of traffic through the registered model",
     description=(
         "For demos and drills: writes the prediction log and feedback in the serving contract, with\n"
@@ -199,7 +209,7 @@ def simulate(ns: argparse.Namespace, ctx: Context):
     return simulate_traffic(project, rows, days=ns.days, per_day=ns.per_day, start=ns.start,
                             shift=ns.shift, shift_from=ns.shift_from, model=ns.model,
                             label_delay=ns.label_delay, label_share=ns.label_share,
-                            error_rate=ns.error_rate, seed=ns.seed)
+                            error_rate=ns.error_rate, seed=ns.seed, env=ns.env)
 
 
 @command(

@@ -148,7 +148,7 @@ def dawid_skene(L: Any, k: int, gold: Any | None = None, prior: Any | None = Non
     -------
     dict
         ``posterior`` (n x k, from the votes alone), ``prior`` (k), ``confusion`` (m x k x k+1, last outcome abstain),
-        ``accuracy`` (m: P(right | voted)), ``iterations``.
+        ``accuracy`` (m: P(right | voted)), ``iterations``, ``converged``, ``semi_supervised``.
     """
     import numpy as np
 
@@ -162,7 +162,7 @@ def dawid_skene(L: Any, k: int, gold: Any | None = None, prior: Any | None = Non
         clamp = gold >= 0
         T[clamp] = np.eye(k)[gold[clamp]]
     fixed = None if anchored else np.asarray(prior if prior is not None else T.mean(0), dtype=float)
-    iterations, conf, est_prior = 0, None, None
+    iterations, conf, est_prior, delta = 0, None, None, float("inf")
     for iterations in range(1, max_iter + 1):  # noqa: B007 - the count is reported
         est_prior = fixed if fixed is not None else (T.sum(0) + smoothing) / (n + k * smoothing)
         conf = np.stack([T.T @ V[j] for j in range(m)]) + smoothing
@@ -177,6 +177,7 @@ def dawid_skene(L: Any, k: int, gold: Any | None = None, prior: Any | None = Non
         T = new
         if delta < tol:
             break
+    converged = delta < tol
     # the model's own posterior from the votes alone (known labels not clamped), for every row
     logp = np.log(est_prior) + sum(V[j] @ np.log(conf[j]).T for j in range(m))
     T = np.exp(logp - logp.max(1, keepdims=True))
@@ -184,7 +185,7 @@ def dawid_skene(L: Any, k: int, gold: Any | None = None, prior: Any | None = Non
     right = np.einsum("c,jcc->j", est_prior, conf[:, :, :k])
     voted = np.einsum("c,jc->j", est_prior, 1 - conf[:, :, k])
     return {"posterior": T, "prior": est_prior, "confusion": conf, "accuracy": right / voted,
-            "iterations": iterations, "semi_supervised": anchored}
+            "iterations": iterations, "converged": converged, "semi_supervised": anchored}
 
 
 def function_table(L: Any, names: list[str], classes: list[Any], gold: Any | None,
@@ -327,9 +328,14 @@ def label_frame(df: Any, lfs: list[LabelingFunction], target: str, strategy: str
                     value=out)
     how = ("semi-supervised: known labels kept fixed" if ds["semi_supervised"]
            else "unsupervised: class prior fixed at the majority vote's balance")
-    report.messages.append(f"Dawid-Skene ({how}) converged in {ds['iterations']} EM iterations; class "
-                           "prior " + ", ".join(f"{c}: {p:.2f}" for c, p in zip(classes, ds["prior"], strict=True))
+    ran = (f"converged in {ds['iterations']}" if ds["converged"] else
+           f"stopped without converging after {ds['iterations']}")
+    report.messages.append(f"Dawid-Skene ({how}) {ran} EM iterations; class prior "
+                           + ", ".join(f"{c}: {p:.2f}" for c, p in zip(classes, ds["prior"], strict=True))
                            + ".")
+    if ds["semi_supervised"]:
+        report.messages.append("Its accuracy on known labels is in-sample (they anchored the fit); the "
+                               "agreement with hidden labels is the out-of-sample figure.")
     if hidden.any():
         report.messages.append(f"{int(hidden.sum())} known labels were hidden (seed {seed}) and "
                                f"relabelled; {summary['agreement with hidden truth']:.1%} agree with the "

@@ -203,7 +203,36 @@ def schema_to_yaml(schema: dict[str, Any], source: str = "") -> str:
 
 
 # --- validation ------------------------------------------------------------------------------------
-def _dtype_check(kind: str):
+class _Missing:
+    """Missing-value masks computed once per column and validation run.
+
+    pandera's default (``ignore_na=True``) tests every check's column for NaN again, which costs a full
+    pass over the column per rule on text columns; our checks instead share one mask per column, treat
+    missing values as passing (``nullable`` is pandera's own rule) and return a plain ``True`` when the
+    whole column passes, so pandera has no failure cases to collect.
+    """
+
+    def __init__(self) -> None:
+        self.masks: dict[Any, Any] = {}
+
+    def of(self, s: Any) -> Any:
+        key = (s.name, len(s))
+        if key not in self.masks:
+            self.masks[key] = s.isna()
+        return self.masks[key]
+
+    def result(self, s: Any, ok: Any) -> Any:
+        """`ok` (a boolean Series or a bool) with missing values counted as passing."""
+        if isinstance(ok, bool):
+            return ok
+        ok = ok.fillna(False).astype(bool) if ok.dtype != bool else ok
+        if bool(ok.all()):
+            return True
+        ok = ok | self.of(s)
+        return True if bool(ok.all()) else ok
+
+
+def _dtype_check(kind: str, missing: _Missing):
     import numpy as np
     import pandas as pd
     from pandas.api import types as t
@@ -213,35 +242,36 @@ def _dtype_check(kind: str):
 
     def check(s: Any) -> Any:
         if kind == "bool":
-            return True if t.is_bool_dtype(s) else s.map(lambda v: isinstance(v, (bool, np.bool_)))
+            return True if t.is_bool_dtype(s) else \
+                missing.result(s, s.map(lambda v: isinstance(v, (bool, np.bool_))))
         if t.is_bool_dtype(s):
             return pd.Series(False, index=s.index)
         if kind == "int":
             if t.is_integer_dtype(s):
                 return True
             if t.is_float_dtype(s):
-                return s % 1 == 0
+                return missing.result(s, s % 1 == 0)
             if s.dtype == object:
-                return isinstance_mask(s, (int, np.integer))
+                return missing.result(s, isinstance_mask(s, (int, np.integer)))
         elif kind == "float":
             if t.is_numeric_dtype(s):
                 return True
             if s.dtype == object:
-                return isinstance_mask(s, (int, float, np.number))
+                return missing.result(s, isinstance_mask(s, (int, float, np.number)))
         elif kind == "datetime":
             if t.is_datetime64_any_dtype(s):
                 return True
         else:  # str, category
-            if isinstance(s.dtype, pd.CategoricalDtype) or t.is_string_dtype(s) and \
+            if isinstance(s.dtype, (pd.CategoricalDtype, pd.StringDtype)) or s.dtype == object and \
                     pd.api.types.infer_dtype(s, skipna=True) in ("string", "empty"):
-                return True
+                return True  # C-speed: no per-value Python call when every value is text
             if s.dtype == object:
-                return s.map(lambda v: isinstance(v, str))
-        return pd.Series(False, index=s.index)
+                return missing.result(s, s.map(lambda v: isinstance(v, str)))
+        return missing.result(s, pd.Series(False, index=s.index))
     return check
 
 
-def _bound_check(kind: str, bound: str, value: Any):
+def _bound_check(kind: str, bound: str, value: Any, missing: _Missing):
     from pandas.api import types as t
 
     def check(s: Any) -> Any:
@@ -249,33 +279,45 @@ def _bound_check(kind: str, bound: str, value: Any):
             t.is_numeric_dtype(s) and not t.is_bool_dtype(s)
         if not ok:
             return True  # the dtype rule already reports this column
-        return s >= value if bound == "min" else s <= value
+        return missing.result(s, s >= value if bound == "min" else s <= value)
     return check
 
 
-def _regex_check(pattern: str):
+def _allowed_check(allowed: list[Any], missing: _Missing):
+    def check(s: Any) -> Any:
+        return missing.result(s, s.isin(allowed))
+    return check
+
+
+def _regex_check(pattern: str, missing: _Missing):
     def check(s: Any) -> Any:
         text = s if s.dtype == object else s.astype(str)
-        return text.str.fullmatch(pattern).fillna(False).astype(bool)
+        return missing.result(s, text.str.fullmatch(pattern))
     return check
 
 
 def compile_schema(schema: dict[str, Any]) -> Any:
-    """The checked schema as one ``pandera.DataFrameSchema`` (no coercion, every rule a named check)."""
+    """The checked schema as one ``pandera.DataFrameSchema`` (no coercion, every rule a named check).
+
+    Compile once per validation: the checks share that run's missing-value masks.
+    """
     import pandera.pandas as pa
 
+    missing = _Missing()
     columns = {}
     for name, rules in schema["columns"].items():
         kind = rules["dtype"]
-        checks = [pa.Check(_dtype_check(kind), name="dtype")]
+        checks = [pa.Check(_dtype_check(kind, missing), name="dtype", ignore_na=False)]
         for bound in ("min", "max"):
             if bound in rules:
-                checks.append(pa.Check(_bound_check(kind, bound, rules[bound]), name=bound))
+                checks.append(pa.Check(_bound_check(kind, bound, rules[bound], missing), name=bound,
+                                       ignore_na=False))
         if "allowed" in rules:
-            allowed = list(rules["allowed"])
-            checks.append(pa.Check(lambda s, a=allowed: s.isin(a), name="allowed"))
+            checks.append(pa.Check(_allowed_check(list(rules["allowed"]), missing), name="allowed",
+                                   ignore_na=False))
         if "regex" in rules:
-            checks.append(pa.Check(_regex_check(rules["regex"]), name="regex"))
+            checks.append(pa.Check(_regex_check(rules["regex"], missing), name="regex",
+                                   ignore_na=False))
         columns[name] = pa.Column(None, checks=checks, nullable=rules.get("nullable", False),
                                   unique=rules.get("unique", False),
                                   required=rules.get("required", True), name=name)
@@ -327,7 +369,7 @@ def find_violations(df: Any, schema: dict[str, Any]) -> Any:
         with warnings.catch_warnings():
             # pandera's own concat of failure cases trips a pandas FutureWarning; not ours to show
             warnings.simplefilter("ignore", FutureWarning)
-            compiled.validate(df, lazy=True)
+            compiled.validate(df, lazy=True, inplace=True)  # no coercion: nothing to copy
         return pd.DataFrame(columns=VIOLATION_COLUMNS)
     except SchemaErrors as exc:
         cases = exc.failure_cases

@@ -153,7 +153,16 @@ def current_table(project: Any) -> tuple[Any, dict[str, Any]]:
 
 # --- validate ------------------------------------------------------------------------------------
 def _roles(project: Any) -> dict[str, str]:
-    roles = {c: "sensitive" for c in project.sensitive_features}
+    """Column roles for the data dictionary: brief roles, plus personal data found by the audit."""
+    roles: dict[str, str] = {}
+    audit = read_json_or(project.reports_dir / "data_audit.json", {})
+    for finding in audit.get("personal_data") or []:
+        if isinstance(finding, dict) and finding.get("column"):
+            direct = ", direct identifier" if finding.get("direct identifier") == "yes" else ""
+            roles[str(finding["column"])] = f"personal data ({finding.get('kind', '?')}{direct})"
+    for col in project.config.get_path("data.exclude_columns", []) or []:
+        roles[col] = "excluded from features"
+    roles.update({c: "sensitive" for c in project.sensitive_features})
     if project.time_column:
         roles[project.time_column] = "time"
     id_col = project.config.get_path("data.id_column")

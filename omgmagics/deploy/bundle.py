@@ -26,6 +26,7 @@ import re
 import shutil
 import sys
 import types
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -504,10 +505,13 @@ def package_model(project: Any, model_ref: str | None = None, handler: str | Non
             shutil.copyfile(handler_src, staging / "handler.py")
             code = Path(project.root) / "projectlib"
             code_paths = [str(code)] if code.is_dir() else None
-            mlflow.pyfunc.save_model(path=str(tmp), loader_module=LOADER_MODULE,
-                                     data_path=str(staging), code_paths=code_paths,
-                                     pip_requirements=_requirements(model),
-                                     signature=to_mlflow_signature(signature))
+            with warnings.catch_warnings():
+                # MLflow asks for an input example; signature.json has sample rows instead.
+                warnings.simplefilter("ignore", UserWarning)
+                mlflow.pyfunc.save_model(path=str(tmp), loader_module=LOADER_MODULE,
+                                         data_path=str(staging), code_paths=code_paths,
+                                         pip_requirements=_requirements(model),
+                                         signature=to_mlflow_signature(signature))
         finally:
             shutil.rmtree(staging.parent, ignore_errors=True)
         _clean_pycache(tmp)
@@ -515,7 +519,8 @@ def package_model(project: Any, model_ref: str | None = None, handler: str | Non
         metadata = {
             "format": BUNDLE_FORMAT, "format_version": FORMAT_VERSION, "name": name,
             "version": version, "created": created,
-            "model": {**info, "path": f"{DATA_DIR}/model", "source": ref,
+            "model": {"type": info["model"], **{k: v for k, v in info.items() if k != "model"},
+                      "path": f"{DATA_DIR}/model", "source": ref,
                       "classes": model.classes, "positive_label": model.positive_label,
                       "registry": registry, "run_id": model.meta.get("run_id"),
                       "optimization": _opt_summary(model)},
@@ -627,10 +632,19 @@ def _smoke_test(tmp: Path, model: Any, fs: Any, raw: dict[str, Any], to_json: An
         return {"status": f"skipped (raw val split has no {fs.id_column})", "fast_path": fast}
     stored = fs.val.set_index(fs.id_column)
     rows = val_raw[val_raw[fs.id_column].isin(stored.index)].head(500)
+    from .staging import check_rows
+
+    records, mask, _ = check_rows(bundle, rows)  # the rows the server would accept
+    rows = rows[mask]
+    records = [r for r, ok in zip(records, mask, strict=True) if ok]
     if rows.empty:
         return {"status": "skipped (no common rows)", "fast_path": fast}
-    records = [to_json(r) for r in rows[bundle.input_names].to_dict("records")]
-    served = np.asarray(bundle.scores(records), dtype=np.float64)
+    try:
+        served = np.asarray(bundle.scores(records), dtype=np.float64)
+        bundle.predict_records(records[:50])
+    except Exception as exc:  # noqa: BLE001 - the handler is user code
+        raise DataError(f"The bundle fails on validation rows: {type(exc).__name__}: {exc}. Fix the "
+                        "handler (or the model); nothing was written.") from None
     offline = np.asarray(model.predict_scores(stored.loc[rows[fs.id_column], model.feature_names]),
                          dtype=np.float64)
     diff = float(np.max(np.abs(served - offline))) if len(served) else 0.0

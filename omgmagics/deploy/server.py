@@ -21,8 +21,8 @@ starts it through :mod:`omgmagics.deploy.process`, which binds the socket first 
 a clear error in the caller) and hands it over.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: FastAPI reads the endpoints' annotations (Request)
+# from the enclosing function's scope at definition time.
 import argparse
 import hmac
 import json

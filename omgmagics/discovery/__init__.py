@@ -2,7 +2,8 @@
 
 - :mod:`.brief`: the brief of ``omg.yaml`` checked against the data; ``docs/problem_statement.md``.
 - :mod:`.tables`: input checks shared by every step (not a table, one column, empty column, ...).
-- :mod:`.checks`: the data audit checklist, computed from the data with vectorized pandas/numpy.
+- :mod:`.checks`, :mod:`.checklist`: the data audit checklist, computed from the data with
+  vectorized pandas/numpy.
 - :mod:`.privacy`: personal data found by column name and by content patterns.
 - :mod:`.audit`: the audit verb: checklist + fg-data-profiling HTML report + ``data_audit.json``.
 - :mod:`.feasibility`: a quick, honest prototype and ``feasibility.json``.

@@ -26,8 +26,9 @@ import pandas as pd
 from ..atomic import sha256_file, write_json, write_text
 from ..errors import DataError, UsageError
 from ..results import Report, jsonable
-from . import checks
+from . import checklist, checks
 from .brief import Brief
+from .tables import string_columns
 
 # The profile's full mode draws correlations and a plot per pair of numeric columns: about 30 s even
 # on a thousand rows of the demo data on 2 cores. Minimal mode keeps the audit interactive.
@@ -222,9 +223,10 @@ def audit_data(df: pd.DataFrame, brief: Brief, *, html_path: str | os.PathLike |
     """
     t0 = time.perf_counter()
     tick = step or (lambda name: None)
+    df = string_columns(df)
     tick("brief and input checks")
     target_facts = brief.check_data(df, what)
-    result = checks.run_checklist(df, brief, target_facts, source=source, lineage=lineage, step=tick)
+    result = checklist.run_checklist(df, brief, target_facts, source=source, lineage=lineage, step=tick)
     items: list[checks.Item] = result["items"]
     counts = {s: sum(i.status == s for i in items) for s in ("pass", "warn", "fail")}
     verdict = "fail" if counts["fail"] else "warn" if counts["warn"] else "pass"

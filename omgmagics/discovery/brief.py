@@ -17,7 +17,7 @@ from ..atomic import write_text
 from ..errors import ConfigError, DataError, did_you_mean
 from ..metrics import METRICS, Metric, get_metric
 from ..results import Report
-from .tables import check_table, feature_columns, resolve_positive
+from .tables import check_table, feature_columns, resolve_positive, string_columns
 
 TASKS = ("classification", "regression")
 CONSTRAINTS = {  # key -> (label, unit, how it reads)
@@ -159,7 +159,8 @@ class Brief:
         facts: dict[str, Any] = {"rows": len(df), "columns": df.shape[1], "labeled": len(y),
                                  "features": len(feature_columns(df, self))}
         if self.task == "regression":
-            facts.update(target_mean=float(y.mean()), target_std=float(y.std()))
+            facts.update(target_mean=float(y.mean()), target_std=float(y.std()),
+                         scorer=METRICS[self.metric].scorer)
             return facts
         counts = y.value_counts()
         facts.update(n_classes=len(counts), class_counts={str(k): int(v) for k, v in counts.items()})
@@ -322,6 +323,7 @@ def frame_problem(df: Any, brief: Brief, path: str | Path, *, source: str,
     Report
         The objective, the target's classes, the metric and threshold, the constraints.
     """
+    df = string_columns(df)
     facts = brief.check_data(df, what)
     text = render_problem_statement(brief, facts, source)
     write_text(path, text)

@@ -1,8 +1,9 @@
-"""The data audit checklist, computed from the data (core layer).
+"""The data audit checklist, part 1 (core layer): rules, per-column facts, sources and quality.
 
 Each item is ``pass``, ``warn`` or ``fail`` with its evidence and the rule that decided it. Every check
-is vectorized pandas/numpy over all rows (one ``value_counts`` per text column, one row hash for
+is vectorized pandas/numpy over all rows (one ``factorize`` per text column, one row hash for
 duplicates, ``bincount`` contingency tables for leakage), so a 1,000,000 x 30 table takes seconds.
+Volume and labels are in :mod:`.checklist`, personal data in :mod:`.privacy`.
 """
 
 from __future__ import annotations
@@ -13,14 +14,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from . import privacy
 from .tables import (
     codes_for,
     factorized,
     feature_columns,
     is_numeric,
     sample_values,
-    single_feature_scores,
 )
 
 # The thresholds every rule states; kept in one place and written into data_audit.json.
@@ -36,11 +35,17 @@ RULES: dict[str, float] = {
     "min_rows_fail": 100,
     "min_class_rows": 10,        # fewer cannot be split for cross-validation and a test set
     "imbalance_warn": 10.0,      # majority / minority class rows
-    "leak_score": 0.85,          # out-of-sample skill of one feature alone on the target
+    "leak_score": 0.85,          # out-of-sample skill of one feature alone on the target (Brier)
+    "leak_score_regression": 0.95,  # ... (R squared: binning a copy of the target keeps ~0.99)
     "proxy_score": 0.3,          # ... on a sensitive attribute
     "small_group": 0.01,         # a sensitive group below this share gets wide fairness intervals
 }
 SECTIONS = ["sources", "quality", "volume", "labels", "privacy"]
+
+
+def leak_limit(task: str) -> float:
+    """The single-feature score from which a feature is a leakage suspect."""
+    return RULES["leak_score"] if task == "classification" else RULES["leak_score_regression"]
 
 
 @dataclass
@@ -196,8 +201,7 @@ def _row_hashes(df: pd.DataFrame, factors: dict[str, np.ndarray]) -> np.ndarray:
             else:
                 s = df[col]
                 if pd.api.types.is_datetime64_any_dtype(s) or pd.api.types.is_timedelta64_dtype(s):
-                    s = s.astype("int64", copy=False) if not s.isna().any() else \
-                        pd.Series(s.to_numpy().view("int64"), index=s.index)
+                    s = pd.Series(s.array.asi8, index=s.index)  # NaT is one fixed integer
                 try:
                     v = s.to_numpy(dtype="float64", na_value=np.nan) + 0.0  # -0.0 == 0.0
                     v[np.isnan(v)] = np.nan  # one NaN bit pattern
@@ -332,249 +336,3 @@ def check_outliers(df: pd.DataFrame, facts: Facts) -> tuple[Item, dict[str, floa
     if status == "warn":
         evidence += ". Check they are real (clip, log-transform or keep: tree models are robust)"
     return Item("quality.outliers", "quality", "Outliers", status, evidence, rule), shares
-
-
-# --- volume --------------------------------------------------------------------------------------
-
-def check_volume(facts: Facts, labeled: int, class_counts: pd.Series | None) -> list[Item]:
-    nf = len(facts.features)
-    per_feature = labeled / nf
-    rule = (f"at least {RULES['min_rows_warn']:,.0f} labeled rows (fail below {RULES['min_rows_fail']:.0f}) "
-            f"and {RULES['rows_per_feature']:.0f} labeled rows per feature (the one-in-ten rule of thumb)")
-    status = "pass"
-    if labeled < RULES["min_rows_warn"] or per_feature < RULES["rows_per_feature"]:
-        status = "warn"
-    if labeled < RULES["min_rows_fail"]:
-        status = "fail"
-    evidence = f"{labeled:,} labeled rows for {nf} feature(s): {per_feature:,.1f} rows per feature"
-    if status != "pass":
-        evidence += (". Small data: expect wide confidence intervals; prefer simple, regularized models "
-                     "and cross-validation, or collect more rows")
-    items = [Item("volume.rows", "volume", "Volume sufficient: rows per feature", status, evidence, rule)]
-    if class_counts is None:
-        return items
-    rarest, m = str(class_counts.index[-1]), int(class_counts.iloc[-1])
-    epv = m / nf
-    rule = (f"the rarest class has {RULES['events_per_feature']:.0f} rows per feature (events per variable, "
-            f"Peduzzi et al. 1996); fail below {RULES['min_class_rows']:.0f} rows in any class")
-    status = "pass" if epv >= RULES["events_per_feature"] else "warn"
-    if m < RULES["min_class_rows"]:
-        status = "fail"
-    each = _list([(str(k), f"{int(v):,}") for k, v in class_counts.items()], limit=6)
-    evidence = f"rarest class '{rarest}': {m:,} rows = {epv:,.1f} per feature; classes: {each}"
-    if status == "fail":
-        evidence += ". Too few to cross-validate and hold out a test set: collect or label more rows of it"
-    elif status == "warn":
-        evidence += ". Use class weights or SMOTE (phase 2 `augment`) and fewer features"
-    items.append(Item("volume.per_class", "volume", "Volume sufficient: rows per class", status,
-                      evidence, rule))
-    return items
-
-
-# --- labels --------------------------------------------------------------------------------------
-
-def check_labels(df: pd.DataFrame, brief: Any, facts: Facts, target_facts: dict[str, Any]
-                 ) -> tuple[list[Item], pd.DataFrame]:
-    target = brief.target
-    y = df[target]
-    n_missing = int(y.isna().sum())
-    items = []
-    desc = f"'{target}' ({y.dtype})"
-    if brief.task == "classification":
-        desc += f": {target_facts['n_classes']} classes"
-        if "positive" in target_facts:
-            desc += f", positive class {target_facts['positive']!r}"
-    else:
-        desc += f": numeric, mean {target_facts['target_mean']:.4g}, std {target_facts['target_std']:.4g}"
-    items.append(Item("labels.target", "labels", "Labels available: target present", "pass", desc,
-                      "the target named in brief.objective.target is a column with labels"))
-    share = n_missing / facts.n
-    rule = "warn when any row has no label (it cannot be used for supervised training as is)"
-    if n_missing:
-        evidence = (f"{n_missing:,} rows ({_pct(share)}) have no '{target}' value. Label them in phase 2 "
-                    "(`data label`) or leave them out of training")
-        items.append(Item("labels.missing", "labels", "Labels available: missing labels", "warn",
-                          evidence, rule))
-    else:
-        items.append(Item("labels.missing", "labels", "Labels available: missing labels", "pass",
-                          "every row is labeled", rule))
-    if brief.task == "classification":
-        counts = y.value_counts()
-        ratio = float(counts.iloc[0] / counts.iloc[-1])
-        rule = f"warn when the largest class outnumbers the smallest more than {RULES['imbalance_warn']:g} to 1"
-        shares = _list([(str(k), _pct(v / counts.sum())) for k, v in counts.items()], limit=6)
-        status = "warn" if ratio > RULES["imbalance_warn"] else "pass"
-        evidence = f"imbalance {ratio:.1f}:1; {shares}"
-        if status == "warn":
-            evidence += (". Stratify splits, use class weights or SMOTE, and judge by PR AUC / recall, "
-                         "not accuracy")
-        items.append(Item("labels.balance", "labels", "Labels available: class balance", status,
-                          evidence, rule))
-    else:
-        yv = y.dropna()
-        skew = float(yv.skew()) if len(yv) > 2 else 0.0
-        top = float(yv.value_counts(normalize=True).iloc[0])
-        status = "warn" if abs(skew) > 2 or top > 0.5 else "pass"
-        evidence = f"skewness {skew:.2f}; most frequent value in {_pct(top)} of rows"
-        if status == "warn":
-            evidence += ". Consider a log transform or a two-part model; judge by MAE as well as RMSE"
-        items.append(Item("labels.distribution", "labels", "Labels available: target distribution",
-                          status, evidence, "warn when |skewness| > 2 or one value covers half the rows"))
-    scores = single_feature_scores(df, facts.features, target, brief.task, codes=facts.codes,
-                                   seed=brief.seed)
-    leaks = scores[scores["score"] >= RULES["leak_score"]]
-    basis = ("out-of-sample skill of the feature's values or quantile bins alone: "
-             + ("Brier skill score" if brief.task == "classification" else "R squared")
-             + " across two seeded halves, 0 = no better than the overall rate, 1 = perfect")
-    rule = f"fail when one feature alone predicts the target almost perfectly (score >= {RULES['leak_score']:g}; {basis})"
-    if leaks.empty:
-        top3 = _list([(r.feature, f"{r.score:.2f}") for r in scores.head(3).itertuples()], limit=3)
-        items.append(Item("labels.leakage", "labels", "Target leakage", "pass",
-                          f"no single feature predicts '{target}' almost perfectly; strongest: {top3}", rule))
-    else:
-        found = _list([(r.feature, f"score {r.score:.3f}") for r in leaks.itertuples()])
-        items.append(Item("labels.leakage", "labels", "Target leakage", "fail",
-                          f"leakage suspects: {found}. A feature known only after the outcome (or a copy of "
-                          "it) makes the model useless in production: drop it, or list it in "
-                          "data.exclude_columns, unless it is truly available at prediction time", rule))
-    return items, scores
-
-
-# --- privacy -------------------------------------------------------------------------------------
-
-def check_personal_data(df: pd.DataFrame, brief: Any, facts: Facts, seed: int
-                        ) -> tuple[Item, pd.DataFrame]:
-    findings: list[privacy.Finding] = []
-    by_col = facts.columns.set_index("column")
-    for col in df.columns:
-        name = str(col)
-        if name in facts.counts and not pd.api.types.is_bool_dtype(df[col]):
-            found = privacy.scan_column(name, facts.counts[name], seed)
-        else:
-            named = privacy.by_name(name)
-            found = [privacy.Finding(name, named[0], "name", named[1], None, "")] if named else []
-        if not found and (not is_numeric(df[col]) or pd.api.types.is_integer_dtype(df[col])):
-            share = by_col.at[name, "distinct share"]
-            share = float(share) if share is not None and share == share else 0.0
-            ident = privacy.scan_identifier(name, share, facts.n)
-            found = [ident] if ident else []
-        findings += found
-    table = pd.DataFrame([f.as_row() for f in findings],
-                         columns=["column", "kind", "found by", "direct identifier", "matching share",
-                                  "example (masked)"])
-    rule = ("personal data by column name and by content patterns (e-mail, phone, card, SSN, IP, IBAN on "
-            f"up to {privacy.SAMPLE_VALUES:,} distinct values per column); fail on direct identifiers found "
-            "by content in modelled columns, warn on name-only matches, identifiers, free text")
-    if not findings:
-        return Item("privacy.personal_data", "privacy", "Privacy: personal data", "pass",
-                    "no column looks like personal data by name or content", rule), table
-    excluded = set(brief.exclude_columns) | ({brief.id_column} if brief.id_column else set())
-    blocking = [f for f in findings if f.direct and "content" in f.basis and f.column not in excluded]
-    parts = []
-    for f in findings:
-        text = f"{f.column}: {f.kind} by {f.basis}"
-        if f.share is not None and "identifier" not in f.kind:
-            text += f" ({_pct(f.share)} of values"
-            text += f", e.g. {f.example})" if f.example else ")"
-        if f.column in excluded:
-            text += " [excluded from modelling, still stored]"
-        parts.append(text)
-    evidence = "; ".join(parts)
-    if blocking:
-        evidence += (". Direct identifiers must not reach the model: drop or pseudonymize them (or list "
-                     "them in data.exclude_columns) and record the legal basis for storing them")
-    else:
-        evidence += ". Review them: keep identifiers for joins only, never as features"
-    status = "fail" if blocking else "warn"
-    return Item("privacy.personal_data", "privacy", "Privacy: personal data", status, evidence, rule), table
-
-
-def check_sensitive(df: pd.DataFrame, brief: Any, facts: Facts) -> Item:
-    rule = (f"the brief's sensitive attributes are listed with their groups; warn on groups under "
-            f"{_pct(RULES['small_group'])} of rows or a feature that alone predicts an attribute "
-            f"(proxy score >= {RULES['proxy_score']:g})")
-    if not brief.sensitive:
-        return Item("privacy.sensitive", "privacy", "Privacy: sensitive attributes", "warn",
-                    "no sensitive attributes declared in brief.sensitive_features: declare them (sex, "
-                    "race, age ...) so phase 3 can check fairness", rule)
-    parts, warn = [], False
-    for attr in brief.sensitive:
-        s = df[attr]
-        if attr in facts.counts or s.nunique() <= 20:
-            vc = facts.counts.get(attr)
-            vc = vc if vc is not None else s.value_counts()
-            shares = vc / vc.sum()
-            small = shares[shares < RULES["small_group"]]
-            text = f"{attr}: {len(vc)} groups, smallest {vc.index[-1]!s} {_pct(float(shares.iloc[-1]))}"
-            if len(small):
-                warn = True
-                text += f" ({len(small)} group(s) under {_pct(RULES['small_group'])}: wide fairness intervals)"
-            task = "classification"
-        else:
-            text = f"{attr}: numeric, {s.nunique():,} values (grouped into bins for fairness metrics)"
-            task = "regression"
-        others = [c for c in facts.features if c != attr]
-        if others and s.notna().any():
-            scores = single_feature_scores(df, others, attr, task, codes=facts.codes, seed=brief.seed)
-            top = scores.iloc[0]
-            if top["score"] >= RULES["proxy_score"]:
-                warn = True
-                text += f"; proxy: '{top['feature']}' alone predicts it (score {top['score']:.2f})"
-        parts.append(text)
-    evidence = "; ".join(parts)
-    if warn:
-        evidence += ". Check fairness per group in phase 3 (evaluate --fairness); dropping the attribute " \
-                    "does not remove its proxies"
-    return Item("privacy.sensitive", "privacy", "Privacy: sensitive attributes", "warn" if warn else "pass",
-                evidence, rule)
-
-
-# --- all -----------------------------------------------------------------------------------------
-
-def run_checklist(df: pd.DataFrame, brief: Any, target_facts: dict[str, Any], *,
-                  source: dict[str, Any], lineage: list[dict[str, Any]] | None = None,
-                  step: Any = None) -> dict[str, Any]:
-    """Run every check; `df` and `brief` must already have passed ``brief.check_data(df)``.
-
-    Parameters
-    ----------
-    step : callable, optional
-        Called with the name of each check as it starts (progress reporting).
-
-    Returns
-    -------
-    dict
-        ``items`` (list of :class:`Item`), ``columns`` (per-column table), ``personal_data`` and
-        ``single_feature`` tables, ``details`` (figures behind the items).
-    """
-    def tick(name: str) -> None:
-        if step is not None:
-            step(name)
-
-    tick("column statistics")
-    facts = column_facts(df, brief)
-    items = [check_sources(source, lineage or [])]
-    tick("quality")
-    items.append(check_missing(facts))
-    dup_item, dup = check_duplicates(df, facts)
-    items.append(dup_item)
-    items.append(check_constant(facts))
-    items.append(check_mixed_types(df, facts))
-    out_item, outliers = check_outliers(df, facts)
-    items.append(out_item)
-    tick("volume and labels")
-    y = df[brief.target]
-    counts = y.value_counts() if brief.task == "classification" else None
-    items += check_volume(facts, int(y.notna().sum()), counts)
-    label_items, scores = check_labels(df, brief, facts, target_facts)
-    items += label_items
-    tick("privacy")
-    pii_item, pii = check_personal_data(df, brief, facts, brief.seed)
-    items.append(pii_item)
-    items.append(check_sensitive(df, brief, facts))
-    columns = facts.columns.copy()
-    columns["outliers"] = columns["column"].map(outliers)
-    columns["single-feature score"] = columns["column"].map(scores.set_index("feature")["score"])
-    return {"items": items, "columns": columns, "personal_data": pii, "single_feature": scores,
-            "details": {"duplicates": dup, "features": facts.features, "rows": facts.n,
-                        "labeled": int(y.notna().sum()), "missing_cells": float(columns["missing"].mean())}}

@@ -21,10 +21,10 @@ import pandas as pd
 from ..atomic import write_json
 from ..errors import DataError, UsageError
 from ..results import Report, jsonable
-from . import checks
+from . import checklist, checks
 from .brief import Brief, as_time
 from .risks import derive_risks
-from .tables import feature_columns
+from .tables import feature_columns, string_columns
 
 MAX_ROWS = 20_000  # the prototype samples above this: a stable estimate in seconds
 TECH_FORMULA = ("technical_feasibility = 0.5 * lift + 0.5 * reach, where lift = (model - dummy) / "
@@ -46,8 +46,8 @@ def prepare_features(df: pd.DataFrame, features: list[str]) -> tuple[pd.DataFram
     out, mask = {}, []
     for col in features:
         s = df[col]
-        if pd.api.types.is_datetime64_any_dtype(s):
-            out[col] = s.to_numpy(dtype="datetime64[ns]").view("int64").astype(float)
+        if pd.api.types.is_datetime64_any_dtype(s) or pd.api.types.is_timedelta64_dtype(s):
+            out[col] = s.array.asi8.astype(float)
             out[col][s.isna().to_numpy()] = np.nan
             mask.append(False)
         elif pd.api.types.is_bool_dtype(s) or (pd.api.types.is_numeric_dtype(s)):
@@ -149,7 +149,7 @@ def serving_check(model: Any, X: pd.DataFrame, task: str) -> dict[str, Any]:
     from threadpoolctl import threadpool_limits
 
     predict = model.predict_proba if task == "classification" else model.predict
-    rows = X.iloc[: min(len(X), 105)]
+    rows = X.iloc[: min(len(X), 55)]
     times = []
     with threadpool_limits(1):
         for i in range(len(rows)):
@@ -229,12 +229,13 @@ def assess_feasibility(df: pd.DataFrame, brief: Brief, *, json_path: str | os.Pa
     t0 = time.perf_counter()
     if cv < 2:
         raise UsageError(f"--cv must be at least 2, got {cv}.")
+    df = string_columns(df)
     tick("brief and input checks")
     facts = brief.check_data(df, what)
-    result = checks.run_checklist(df, brief, facts, source=source or {}, step=tick)
+    result = checklist.run_checklist(df, brief, facts, source=source or {}, step=tick)
     items = {i.id: i for i in result["items"]}
     scores = result["single_feature"]
-    leaks = scores[scores["score"] >= checks.RULES["leak_score"]]["feature"].tolist()
+    leaks = scores[scores["score"] >= checks.leak_limit(brief.task)]["feature"].tolist()
     features = [f for f in feature_columns(df, brief) if f not in leaks]
     if not features:
         raise DataError(f"Every feature of {what} is a leakage suspect ({', '.join(leaks)}): there is "

@@ -1,4 +1,5 @@
-"""Personal data in a table, found by column name and by content (core layer).
+"""Personal data in a table, found by column name and by content, and the privacy items of the
+audit checklist (core layer).
 
 Content patterns run on a seeded sample of each text column's distinct values (at most
 :data:`SAMPLE_VALUES`), so a million-row column costs one ``value_counts``. Evidence never shows a
@@ -14,18 +15,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .checks import RULES, Facts, Item, _pct
+from .tables import is_numeric, single_feature_scores
+
 SAMPLE_VALUES = 2000
 MATCH_SHARE = 0.5      # a column whose values match a pattern this often holds that kind of data
 CONTAINS_SHARE = 0.01  # free text mentioning e-mails/phones this often may leak them
 
-# Direct identifiers recognised by content: (kind, full-match regex).
+# Direct identifiers recognised by content: (kind, full-match regex). The most specific first: on a
+# tie the first wins (an SSN or an IP address also looks like a phone number).
 PATTERNS: dict[str, str] = {
     "e-mail address": r"[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}",
-    "phone number": r"(?:\+|00)?\(?\d{1,4}\)?(?:[ .\-/]?\(?\d{1,5}\)?){2,5}",
-    "payment card number": r"(?:\d[ -]?){12,18}\d",
     "US social security number": r"\d{3}-\d{2}-\d{4}",
     "IP address": r"(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)",
     "IBAN": r"[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?",
+    "payment card number": r"(?:\d[ -]?){12,18}\d",
+    "phone number": r"(?:\+|00)?\(?\d{1,4}\)?(?:[ .\-/]?\(?\d{1,5}\)?){2,5}",
 }
 CONTAINS = {"e-mail address": PATTERNS["e-mail address"],
             "phone number": r"\+\d[\d ().-]{7,}\d|\(\d{2,4}\)[ -]?\d{3}[ -]?\d{3,4}"}
@@ -159,7 +164,8 @@ def scan_column(name: str, counts: pd.Series, seed: int = 0) -> list[Finding]:
                 share = float((weights * hits).sum() / weights.sum())
                 if share >= CONTAINS_SHARE:
                     example = mask(re.search(pattern, values[hits].iloc[0]).group(0))
-                    found.append(Finding(name, f"free text containing {kind}s", "content", True,
+                    plural = kind.replace("address", "addresse") + "s"
+                    found.append(Finding(name, f"free text containing {plural}", "content", True,
                                          round(share, 4), example))
                     break
             else:
@@ -174,3 +180,92 @@ def scan_identifier(name: str, unique_share: float, n: int) -> Finding | None:
         return Finding(name, "identifier (every value distinct)", "content", False,
                        round(unique_share, 4), "")
     return None
+
+
+# --- the checklist items -------------------------------------------------------------------------
+
+def check_personal_data(df: pd.DataFrame, brief: Any, facts: Facts, seed: int
+                        ) -> tuple[Item, pd.DataFrame]:
+    findings: list[Finding] = []
+    by_col = facts.columns.set_index("column")
+    for col in df.columns:
+        name = str(col)
+        if name in facts.counts and not pd.api.types.is_bool_dtype(df[col]):
+            found = scan_column(name, facts.counts[name], seed)
+        else:
+            named = by_name(name)
+            found = [Finding(name, named[0], "name", named[1], None, "")] if named else []
+        if not found and (not is_numeric(df[col]) or pd.api.types.is_integer_dtype(df[col])):
+            share = by_col.at[name, "distinct share"]
+            share = float(share) if share is not None and share == share else 0.0
+            ident = scan_identifier(name, share, facts.n)
+            found = [ident] if ident else []
+        findings += found
+    table = pd.DataFrame([f.as_row() for f in findings],
+                         columns=["column", "kind", "found by", "direct identifier", "matching share",
+                                  "example (masked)"])
+    rule = ("personal data by column name and by content patterns (e-mail, phone, card, SSN, IP, IBAN on "
+            f"up to {SAMPLE_VALUES:,} distinct values per column); fail on direct identifiers found "
+            "by content in modelled columns, warn on name-only matches, identifiers, free text")
+    if not findings:
+        return Item("privacy.personal_data", "privacy", "Privacy: personal data", "pass",
+                    "no column looks like personal data by name or content", rule), table
+    excluded = set(brief.exclude_columns) | ({brief.id_column} if brief.id_column else set())
+    blocking = [f for f in findings if f.direct and "content" in f.basis and f.column not in excluded]
+    parts = []
+    for f in findings:
+        text = f"{f.column}: {f.kind} by {f.basis}"
+        if f.share is not None and "identifier" not in f.kind:
+            text += f" ({_pct(f.share)} of values"
+            text += f", e.g. {f.example})" if f.example else ")"
+        if f.column in excluded:
+            text += " [excluded from modelling, still stored]"
+        parts.append(text)
+    evidence = "; ".join(parts)
+    if blocking:
+        evidence += (". Direct identifiers must not reach the model: drop or pseudonymize them (or list "
+                     "them in data.exclude_columns) and record the legal basis for storing them")
+    else:
+        evidence += ". Review them: keep identifiers for joins only, never as features"
+    status = "fail" if blocking else "warn"
+    return Item("privacy.personal_data", "privacy", "Privacy: personal data", status, evidence, rule), table
+
+
+def check_sensitive(df: pd.DataFrame, brief: Any, facts: Facts) -> Item:
+    rule = (f"the brief's sensitive attributes are listed with their groups; warn on groups under "
+            f"{_pct(RULES['small_group'])} of rows or a feature that alone predicts an attribute "
+            f"(proxy score >= {RULES['proxy_score']:g})")
+    if not brief.sensitive:
+        return Item("privacy.sensitive", "privacy", "Privacy: sensitive attributes", "warn",
+                    "no sensitive attributes declared in brief.sensitive_features: declare them (sex, "
+                    "race, age ...) so phase 3 can check fairness", rule)
+    parts, warn = [], False
+    for attr in brief.sensitive:
+        s = df[attr]
+        if attr in facts.counts or s.nunique() <= 20:
+            vc = facts.counts.get(attr)
+            vc = vc if vc is not None else s.value_counts()
+            shares = vc / vc.sum()
+            small = shares[shares < RULES["small_group"]]
+            text = f"{attr}: {len(vc)} groups, smallest {vc.index[-1]!s} {_pct(float(shares.iloc[-1]))}"
+            if len(small):
+                warn = True
+                text += f" ({len(small)} group(s) under {_pct(RULES['small_group'])}: wide fairness intervals)"
+            task = "classification"
+        else:
+            text = f"{attr}: numeric, {s.nunique():,} values (grouped into bins for fairness metrics)"
+            task = "regression"
+        others = [c for c in facts.features if c != attr]
+        if others and s.notna().any():
+            scores = single_feature_scores(df, others, attr, task, codes=facts.codes, seed=brief.seed)
+            top = scores.iloc[0]
+            if top["score"] >= RULES["proxy_score"]:
+                warn = True
+                text += f"; proxy: '{top['feature']}' alone predicts it (score {top['score']:.2f})"
+        parts.append(text)
+    evidence = "; ".join(parts)
+    if warn:
+        evidence += ". Check fairness per group in phase 3 (evaluate --fairness); dropping the attribute " \
+                    "does not remove its proxies"
+    return Item("privacy.sensitive", "privacy", "Privacy: sensitive attributes", "warn" if warn else "pass",
+                evidence, rule)

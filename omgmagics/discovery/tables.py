@@ -23,6 +23,13 @@ def _names(cols: list[Any], limit: int = 8) -> str:
     return shown + (f" and {len(cols) - limit} more" if len(cols) > limit else "")
 
 
+def string_columns(df: Any) -> Any:
+    """`df` with every column name a string (``42`` -> ``"42"``), without copying the data."""
+    if isinstance(df, pd.DataFrame) and not all(isinstance(c, str) for c in df.columns):
+        return df.set_axis([str(c) for c in df.columns], axis=1, copy=False)
+    return df
+
+
 def check_table(df: Any, *, target: str | None = None, task: str = "classification",
                 exclude: list[str] | None = None, what: str = "the data") -> None:
     """Raise a :class:`DataError` naming the problem and the fix when `df` cannot be audited or modelled.
@@ -135,8 +142,8 @@ def codes_for(s: pd.Series, bins: int = 32, top: int = 100,
     factors : tuple, optional
         ``factorized(s)`` when the caller already has it.
     """
-    if pd.api.types.is_datetime64_any_dtype(s):
-        s = pd.Series(s.to_numpy(dtype="datetime64[ns]").view("int64"), index=s.index).where(s.notna())
+    if pd.api.types.is_datetime64_any_dtype(s) or pd.api.types.is_timedelta64_dtype(s):
+        s = pd.Series(s.array.asi8, index=s.index).where(s.notna())  # tz-aware too
     if factors is None and is_numeric(s):
         values = s.to_numpy(dtype="float64", na_value=np.nan)
         finite = values[np.isfinite(values)]

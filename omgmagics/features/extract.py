@@ -199,6 +199,8 @@ def extract_features(spec: dict[str, Any], splits: dict[str, Any], target: str, 
         For a missing column or target, a transform applied to the wrong kind of column, or a fit
         that fails.
     """
+    import pandas as pd
+
     from .spec import check_columns
 
     train = splits["train"]
@@ -231,8 +233,6 @@ def extract_features(spec: dict[str, Any], splits: dict[str, Any], target: str, 
         extra = {target: df[target]}
         if id_column in df.columns:
             extra = {id_column: df[id_column], **extra}
-        import pandas as pd
-
         out[name] = pd.concat([pd.DataFrame(extra), X], axis=1)
     ct = pipeline.named_steps["features"]
     definitions, rows = [], []
@@ -244,8 +244,6 @@ def extract_features(spec: dict[str, Any], splits: dict[str, Any], target: str, 
         rows.append({"feature": feat["name"], "transform": feat["transform"],
                      "columns": ", ".join(feat["columns"]), "outputs": len(outputs),
                      "e.g.": ", ".join(outputs[:3]) + (" ..." if len(outputs) > 3 else "")})
-    import pandas as pd
-
     n_out = sum(r["outputs"] for r in rows)
     report = Report(
         f"Extracted {n_out} features from {len(inputs)} columns (fitted on {len(train)} training rows)",

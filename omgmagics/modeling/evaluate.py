@@ -119,6 +119,7 @@ def evaluate_model(project: Any, model_ref: str | None = None, *, features: str 
 
     if n_bootstrap < 0:
         raise DataError(f"--bootstrap must be >= 0, got {n_bootstrap}.")
+    sensitive = require_sensitive(project) if fairness else []
     tracking = connect(project)
     model, run_id, label = resolve_model(project, tracking, model_ref)
     data = load_model_data(project, features or model.meta.get("feature_set"))
@@ -133,7 +134,6 @@ def evaluate_model(project: Any, model_ref: str | None = None, *, features: str 
         data.X[split] = frame[model.feature_names].to_numpy(dtype=np.float64)
     task = data.task
     primary, secondary = metric_names(project, task)
-    sensitive = require_sensitive(project) if fairness else []
     attrs = test_attributes(project, data, sensitive, "sensitive feature") if sensitive else None
     slice_cols = slices if slices is not None else (project.sensitive_features if comprehensive else [])
     slice_frame = None

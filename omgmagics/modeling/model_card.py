@@ -114,7 +114,9 @@ def write_model_card(project: Any, output: str | os.PathLike | None = None) -> A
             lines += ["", f"Groups of `{col}`:", "", "| group | rows | selection rate | TPR | FPR | "
                       "accuracy |", "|---|---|---|---|---|---|"]
             for g in entry.get("by_group", []):
-                lines.append(f"| {g.get(col)} | {g.get('count')} | {_f(g.get('selection_rate'))} | "
+                rows = g.get("count")
+                rows = int(rows) if isinstance(rows, (int, float)) else rows
+                lines.append(f"| {g.get(col)} | {rows} | {_f(g.get('selection_rate'))} | "
                              f"{_f(g.get('true_positive_rate'))} | {_f(g.get('false_positive_rate'))} | "
                              f"{_f(g.get('accuracy'))} |")
             if entry.get("small_groups"):

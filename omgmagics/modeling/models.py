@@ -575,7 +575,7 @@ def fit_model(mt: ModelType, params: dict[str, Any], data: Any, *, metric: str, 
     return FitResult(model, best_iter, history, hist_metric, fit_time)
 
 
-def latency_ms(model: OmgModel, X: Any, repeats: int = 30) -> dict[str, float]:
+def latency_ms(model: OmgModel, X: Any, repeats: int = 20) -> dict[str, float]:
     """Single-row prediction latency p50/p99 (ms) and batch throughput (rows/s)."""
     import time
 

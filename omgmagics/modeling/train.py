@@ -85,23 +85,26 @@ def metric_names(project: Any, task: str) -> tuple[str, list[str]]:
     return primary, secondary
 
 
-def split_scores(model: Any, data: Any, metrics: list[str]) -> dict[str, dict[str, float]]:
-    """``{split: {metric: value}}`` on the val and test splits that exist."""
+def split_scores(model: Any, data: Any, metrics: list[str],
+                 cache: dict[str, Any] | None = None) -> dict[str, dict[str, float]]:
+    """``{split: {metric: value}}`` on the val and test splits that exist (scores kept in `cache`)."""
     from ..metrics import score
 
     out = {}
     for split in ("val", "test"):
         if data.has(split):
             s = model.predict_scores(data.X[split])
+            if cache is not None:
+                cache[split] = s
             out[split] = {m: score(m, data.y[split], s, data.task) for m in metrics}
     return out
 
 
-def predictions_frame(model: Any, data: Any, split: str = "test") -> Any:
+def predictions_frame(model: Any, data: Any, split: str = "test", scores: Any = None) -> Any:
     """Row id, encoded truth, prediction and score(s) of one split (the input of paired tests)."""
     import pandas as pd
 
-    scores = model.predict_scores(data.X[split])
+    scores = model.predict_scores(data.X[split]) if scores is None else scores
     df = pd.DataFrame({"row_id": data.ids[split], "y_true": data.y[split]})
     if data.task == "regression":
         df["y_pred"] = scores
@@ -148,7 +151,8 @@ def record_model(tracking: Any, project: Any, data: Any, fit: Any, *, name: str,
     from .tracking import MODEL_ARTIFACT, PREDICTIONS_ARTIFACT
 
     model = fit.model
-    scores = split_scores(model, data, metrics)
+    cache: dict[str, Any] = {}
+    scores = split_scores(model, data, metrics, cache)
     lat_split = "test" if data.has("test") else "train"
     lat = latency_ms(model, data.X[lat_split])
     flat = {f"{split}_{m}": v for split, d in scores.items() for m, v in d.items()}
@@ -181,7 +185,7 @@ def record_model(tracking: Any, project: Any, data: Any, fit: Any, *, name: str,
         if fit.history:
             log.metric_history(f"val_{fit.history_metric}_curve", fit.history)
         if data.has("test"):
-            log.table(predictions_frame(model, data), PREDICTIONS_ARTIFACT)
+            log.table(predictions_frame(model, data, scores=cache.get("test")), PREDICTIONS_ARTIFACT)
         for fname, png in figures.items():
             log.png(png, f"plots/{fname}.png")
         if extra is not None:

@@ -24,7 +24,7 @@ from typing import Any
 
 from ..errors import ConfigError, DataError, UsageError
 
-REPORT_EVERY = 25  # boosting rounds between reports to the pruner (each costs storage round trips)
+REPORT_EVERY = 50  # boosting rounds between reports to the pruner (each costs storage round trips)
 BOOST_CAP = {"n_estimators": 1000}
 SPACES: dict[str, dict[str, Any]] = {
     "xgboost": {
@@ -211,9 +211,13 @@ def make_storage(url: str) -> Any:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # heartbeats are flagged experimental
-                return RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=30, grace_period=120,
-                                  heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
-                                      max_retry=1))
+                storage = RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=30,
+                                     grace_period=120,
+                                     heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
+                                         max_retry=1))
+            if url.startswith("sqlite"):
+                _fast_sqlite(storage.engine)
+            return storage
         except Exception as exc:  # noqa: BLE001 - driver missing, server down ...
             raise ConfigError(f"Cannot open the Optuna storage {redact(url)}: "
                               f"{str(exc).splitlines()[0]}. Check the URL and that its database "
@@ -227,11 +231,26 @@ def make_storage(url: str) -> Any:
                       f"{optuna.__version__})")
 
 
+def _fast_sqlite(engine: Any) -> None:
+    """WAL journal, no fsync per commit: each pruning report is a commit, and a synced commit costs
+    10-20 ms on a plain disk. WAL keeps the file consistent; a power cut may lose the last trials."""
+    from sqlalchemy import event
+
+    def pragmas(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    event.listen(engine, "connect", pragmas)
+    engine.dispose()  # pooled connections were opened before the listener
+
+
 def _pruner(name: str) -> Any:
     import optuna
 
     if name == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=2 * REPORT_EVERY)
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=REPORT_EVERY)
     if name == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=REPORT_EVERY)
     if name == "none":

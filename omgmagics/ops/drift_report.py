@@ -58,7 +58,7 @@ def _features(project: Any, ref_cols: list[str], cur_cols: list[str], explicit: 
 
 def run_drift(project: Any, reference: Any = None, current: Any = None, *, window: str | None = None,
               since: str | None = None, until: str | None = None, features: list[str] | None = None,
-              time_column: str | None = None, config: str | None = None,
+              time_column: str | None = None, config: str | None = None, env: str | None = None,
               write: bool = True, batch_rows: int | None = None) -> Any:
     """Compare the current window(s) with the reference; report, history, alerts.
 
@@ -77,6 +77,8 @@ def run_drift(project: Any, reference: Any = None, current: Any = None, *, windo
         Compare only these columns.
     time_column : str, optional
         Time column of `current` (default: ``brief.time_column``; the log's ``time``).
+    env : str, optional
+        With the prediction log: only requests of this environment (default ``monitoring.env``).
     write : bool
         Write the HTML report, the history and alerts (the library may switch it off).
 
@@ -88,6 +90,8 @@ def run_drift(project: Any, reference: Any = None, current: Any = None, *, windo
     from ..results import Report
 
     settings = monitoring_settings(project, config)
+    if env:
+        settings["env"] = env
     ds = settings["drift"]
     duration = parse_duration(window or ds["window"], "window")
     ref_src = _resolve_reference(project, reference, settings)

@@ -69,7 +69,7 @@ def _champion_live(project: Any, Criterion: Any) -> Any:
         return Criterion(name, "fail", detail=f"the model registry cannot be read: {exc}")
     if champion is None:
         return Criterion(name, "fail", detail="no model holds the alias champion")
-    served = rows["model_version"].astype(str) == str(champion)
+    served = rows["model_version"].astype(str).isin(served_names(project, champion))
     if served.all():
         value = metric_value(project, rows["label"], rows["score"], rows["prediction"])
         how = "logged scores of the requests it served"
@@ -89,3 +89,21 @@ def _champion_live(project: Any, Criterion: Any) -> Any:
     ok = np.isfinite(value) and (value >= threshold if higher else value <= threshold)
     return Criterion(name, "pass" if ok else "fail", None if not np.isfinite(value) else round(value, 4),
                      f"{'>=' if higher else '<='} {threshold}", detail=detail)
+
+
+def served_names(project: Any, version: str) -> set[str]:
+    """How the prediction log names registry version `version`: the version itself, or the
+    ``NAME/VERSION`` of a serving bundle (phase 4) packaged from it."""
+    import json
+    from pathlib import Path
+
+    names = {str(version)}
+    for meta in Path(project.models_dir).glob("*/*/metadata.json"):
+        try:
+            data = json.loads(meta.read_text())
+        except (OSError, ValueError):
+            continue
+        reg = (data.get("model") or {}).get("registry") or {}
+        if str(reg.get("version")) == str(version):
+            names.add(f"{data.get('name')}/{data.get('version')}")
+    return names

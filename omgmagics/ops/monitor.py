@@ -123,7 +123,8 @@ def _alerts(project: Any, series: Any, th: dict[str, Any], now_ns: int) -> list[
 
 
 def run_monitor(project: Any, config: str | None = None, *, window: str | None = None,
-                since: str | None = None, until: str | None = None, write: bool = True) -> Any:
+                since: str | None = None, until: str | None = None, env: str | None = None,
+                write: bool = True) -> Any:
     """Monitor the prediction log window by window; raise alerts; write the dashboard.
 
     Parameters
@@ -134,6 +135,8 @@ def run_monitor(project: Any, config: str | None = None, *, window: str | None =
         Bucket length (default ``monitoring.window``, 1d).
     since, until : str, optional
         Limit the log to ``[since, until)``.
+    env : str, optional
+        Only requests of this environment (default ``monitoring.env``: all).
     """
     from ..results import Report
     from . import plots
@@ -142,12 +145,18 @@ def run_monitor(project: Any, config: str | None = None, *, window: str | None =
     from .predlog import Problems
 
     settings = monitoring_settings(project, config)
+    if env:
+        settings["env"] = env
     duration = parse_duration(window or settings["window"], "window")
     start = to_utc(since, "--since") if since else None
     end = to_utc(until, "--until") if until else None
     log, problems = read_log(project, start, end, settings)
     if log.empty:
+        from .predlog import envs
+
         span = f" in {since or '...'} .. {until or '...'}" if since or until else ""
+        env = envs(settings)
+        span += f" of env {', '.join(sorted(env))} (monitoring.env)" if env else ""
         extra = (" Skipped: " + " ".join(problems.items)) if problems.items else ""
         raise DataError(f"The prediction log has no records{span}.{extra} Serve the model "
                         "(`omg deploy serve`) or replay traffic (`omg ops simulate`) first, or widen "

@@ -113,8 +113,17 @@ def _parse_time(value: Any) -> dt.datetime | None:
     return t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t.astimezone(dt.UTC)
 
 
-def read_day(path: Path, problems: Problems) -> list[dict[str, Any]]:
-    """Valid records of one log file; damaged lines are reported in `problems`."""
+def envs(settings: dict[str, Any] | None) -> set[str] | None:
+    """The monitored environments (``monitoring.env``), or None for all."""
+    env = (settings or {}).get("env")
+    if env is None:
+        return None
+    return {env} if isinstance(env, str) else set(env)
+
+
+def read_day(path: Path, problems: Problems, only: set[str] | None = None) -> list[dict[str, Any]]:
+    """Valid records of one log file (of the environments `only`, if given); damaged lines are
+    reported in `problems`."""
     try:
         raw = path.read_bytes()
     except OSError as exc:
@@ -139,6 +148,8 @@ def read_day(path: Path, problems: Problems) -> list[dict[str, Any]]:
             continue
         if not isinstance(rec.get("inputs", {}), dict):
             reasons.setdefault("inputs is not an object", []).append(no)
+            continue
+        if only is not None and rec.get("env") not in only:
             continue
         rec["time"] = t
         records.append(rec)
@@ -175,8 +186,9 @@ def iter_log(project: Any, start: dt.datetime | None = None, end: dt.datetime | 
              problems: Problems | None = None) -> Iterator[Any]:
     """One DataFrame per day file overlapping ``[start, end)``, rows filtered to that range."""
     problems = problems if problems is not None else Problems()
+    only = envs(settings)
     for _, path in day_files(log_dir(project, settings), start, end, problems):
-        df = records_frame(read_day(path, problems))
+        df = records_frame(read_day(path, problems, only))
         if df.empty:
             continue
         if start is not None:
@@ -357,7 +369,9 @@ class LogSource:
             where = self.folder.relative_to(self.project.root) if self.folder.is_relative_to(
                 self.project.root) else self.folder
             extra = (" Skipped: " + " ".join(self.problems.items)) if self.problems.items else ""
-            raise DataError(f"The prediction log {where}/ has no records.{extra} Serve the model "
+            env = envs(self.settings)
+            extra = (f" of env {', '.join(sorted(env))} (monitoring.env)" if env else "") + extra
+            raise DataError(f"The prediction log {where}/ has no records{extra}. Serve the model "
                             "(`omg deploy serve`) or replay traffic (`omg ops simulate`) first.")
 
     def batches(self, columns: list[str], time_column: str | None = None,

@@ -1,18 +1,21 @@
 """One retrain job (core layer): data, training run, challenger, comparison, decision, rollout.
 
-1. Data: the reference data (the project's source data, as phase 2 reads it) plus the labeled traffic
-   from before the evaluation window, written to ``data/raw/retrain-job-N.parquet`` (raw data is never
-   overwritten). The evaluation window (``retraining.eval_window``, the latest labeled requests) is
-   held out, so the challenger is not scored on rows it was trained on.
+1. Data: the reference data (phase 2's raw train and validation splits, else the source data) plus
+   the labeled traffic from before the evaluation window, written to ``data/retrain/job-N.parquet``.
+   The evaluation window (``retraining.eval_window``, the latest labeled requests) is held out, so
+   the challenger is not scored on rows it was trained on.
 2. Training: the lifecycle runner re-runs ``retraining.phases`` (2 and 3) with ``data_source`` set to
-   that file. The job owns promotion: if the phase 3 notebook moved ``champion`` during the run, the
-   job moves it back; the new model gets the alias ``challenger``.
+   that file (and the notebook parameters of the last lifecycle run, then ``retraining.params``).
+   The job owns promotion: if the phase 3 notebook moved ``champion`` during the run, the job moves
+   it back; the new model gets the alias ``challenger``.
 3. Comparison: champion and challenger score the held-out window; the primary metric of each.
 4. Decision: promote only if the challenger passed the run's gates and beats the champion by more
    than ``retraining.min_improvement``; otherwise keep the champion. The reason is recorded.
-5. Rollout (``retraining.rollout``): ``canary`` starts phase 4's canary when the deploy package
-   provides it, else records the rollout as pending; ``direct`` moves the ``champion`` alias;
-   ``none`` records the decision only.
+5. Rollout (``retraining.rollout``): ``canary`` packages the challenger into a bundle and runs phase
+   4's canary (``omgmagics.deploy.rollout.cloud_local``: champion and challenger behind the
+   traffic-splitting router; a healthy challenger is promoted and gets the ``champion`` alias, an
+   unhealthy one is rolled back); ``direct`` moves the ``champion`` alias; ``none`` records the
+   decision only.
 
 Times (trigger, queued, started, trained, decided, promoted) and durations go to the decision record.
 """
@@ -56,13 +59,27 @@ def decide(metric: str, champion: float | None, challenger: float, margin: float
                        f"not better ({gain:+.4f})"))
 
 
+def _reference_rows(project: Any) -> Any:
+    """The rows the champion learned from: phase 2's raw train and validation splits when they exist
+    (the test split stays out: held-out rows may be what traffic replays), else the source data."""
+    import pandas as pd
+
+    source = project.load_source_data()
+    parts = [Path(project.processed_dir) / f"{s}.parquet" for s in ("train", "val")]
+    if not all(p.is_file() for p in parts):
+        return source
+    frames = [pd.read_parquet(p) for p in parts]
+    cols = [c for c in source.columns if all(c in f.columns for f in frames)]
+    return pd.concat([f[cols] for f in frames], ignore_index=True)
+
+
 def build_training_data(project: Any, labeled: Any, before: dt.datetime | None, job_id: int) -> tuple[Path, dict[str, int]]:
-    """Reference data plus labeled traffic before `before`, as ``data/raw/retrain-job-N.parquet``."""
+    """Reference data plus labeled traffic before `before`, as ``data/retrain/job-N.parquet``."""
     import pandas as pd
 
     from ..atomic import atomic_path
 
-    ref = project.load_source_data()
+    ref = _reference_rows(project)
     target = project.target
     new = labeled if before is None else labeled[labeled["time"] < before]
     rows = pd.DataFrame({c: new[c] if c in new.columns else np.nan for c in ref.columns if c != target})
@@ -74,7 +91,7 @@ def build_training_data(project: Any, labeled: Any, before: dt.datetime | None, 
         if pd.api.types.is_numeric_dtype(ref[c]) and not pd.api.types.is_numeric_dtype(rows[c]):
             rows[c] = pd.to_numeric(rows[c], errors="coerce")
     combined = pd.concat([ref, rows[ref.columns]], ignore_index=True)
-    path = Path(project.raw_dir) / f"retrain-job-{job_id}.parquet"
+    path = Path(project.root) / "data" / "retrain" / f"job-{job_id}.parquet"
     with atomic_path(path, ".parquet") as tmp:
         combined.to_parquet(tmp, index=False)
     return path, {"reference rows": len(ref), "new labeled rows": len(rows), "total rows": len(combined)}
@@ -93,7 +110,12 @@ def lifecycle_train(project: Any, data_path: Path, params: dict[str, Any], phase
                         f"hand them the new labeled data ({data_path.name}). Add `data_source = None` "
                         "to the parameters cell of the phase 2 notebook and read it instead of "
                         "data.source when it is set.")
-    params = {k: v for k, v in params.items() if k in declared}
+    # the notebook parameters of the last lifecycle run (say, a smaller n_trials), then retraining.params
+    from ..runner import list_runs
+
+    inherited = next((dict(r.get("parameters") or {}) for r in list_runs(project)
+                      if "data_source" not in (r.get("parameters") or {})), {})
+    params = {k: v for k, v in {**inherited, **params}.items() if k in declared}
     params["data_source"] = str(data_path)
     if "sample_frac" in declared:
         params["sample_frac"] = 1.0  # the file is already the sample plus the new rows
@@ -139,35 +161,29 @@ def _rollout(project: Any, registry: Any, mode: str, version: str, reason: str) 
         registry.delete_alias("challenger")
         return {"status": "promoted", "detail": f"champion alias moved to v{version}",
                 "promoted": journal.stamp()}
-    start = _canary_entry_point()
-    if start is None:
+    try:
+        from ..deploy.bundle import package_model
+        from ..deploy.rollout import cloud_local
+    except ImportError:
         return {"status": "pending",
                 "detail": "phase 4's canary rollout is not available in this installation; the model "
                           f"stays registered as challenger v{version}; start the canary with "
                           "`omg deploy cloud --env production --strategy canary`"}
+    started = journal.stamp()
     try:
-        out = start(project, challenger=str(version), reason=reason)
+        bundle = package_model(project, model_ref=f"models:/{registry.name}/{version}").value
+        out = cloud_local(project, "production", "canary", challenger=str(bundle))
     except OmgError as exc:
-        return {"status": "failed", "detail": f"the canary could not start: {exc.message}"}
-    out = dict(out or {})
-    out.setdefault("status", "canary started")
-    out.setdefault("started", journal.stamp())
-    return out
-
-
-def _canary_entry_point() -> Callable[..., Any] | None:
-    """``omgmagics.deploy.canary.start_canary(project, challenger=VERSION, reason=TEXT)``, if shipped."""
-    import importlib
-
-    for module in ("omgmagics.deploy.canary", "omgmagics.deploy.rollout", "omgmagics.deploy.router"):
-        try:
-            mod = importlib.import_module(module)
-        except ImportError:
-            continue
-        fn = getattr(mod, "start_canary", None)
-        if callable(fn):
-            return fn
-    return None
+        return {"status": "failed", "started": started,
+                "detail": f"the canary could not run: {exc.message}"}
+    state = (out.data.get("status") or {}).get("state", "unknown")
+    result = {"status": {"promoted": "promoted", "rolled_back": "rolled back"}.get(state, state),
+              "started": started, "bundle": str(bundle), "detail": out.title}
+    if state == "promoted":
+        result["promoted"] = journal.stamp()
+        if registry.alias("champion") == str(version):
+            registry.delete_alias("challenger")
+    return result
 
 
 def _seconds(a: str | None, b: str | None) -> float | None:
@@ -177,7 +193,8 @@ def _seconds(a: str | None, b: str | None) -> float | None:
 
 
 def run_job(project: Any, queue: Any, job: Any, *, train: Callable[..., dict[str, Any]] | None = None,
-            registry: Any = None, progress: Any = None) -> dict[str, Any]:
+            registry: Any = None, progress: Any = None,
+            overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run one claimed job to its decision; the queue and the history record the outcome.
 
     Parameters
@@ -187,10 +204,12 @@ def run_job(project: Any, queue: Any, job: Any, *, train: Callable[..., dict[str
         (default :func:`lifecycle_train`: the phase notebooks through the lifecycle runner).
     registry : Registry, optional
         Default: the project's MLflow registry.
+    overrides : dict, optional
+        Values replacing ``retraining:`` settings for this job (``eval_window``, ``min_improvement``).
     """
     import pandas as pd
 
-    rs = retraining_settings(project)
+    rs = {**retraining_settings(project), **{k: v for k, v in (overrides or {}).items() if v is not None}}
     ms = monitoring_settings(project)
     times = {"triggered": job.triggered, "queued": job.created, "started": journal.stamp()}
     t_start = time.time()
@@ -242,17 +261,16 @@ def run_job(project: Any, queue: Any, job: Any, *, train: Callable[..., dict[str
         times["decided"] = journal.stamp()
         rollout = _rollout(project, registry, rs["rollout"], candidate, reason) if decision == "promote" \
             else {"status": "not started", "detail": "the champion stays"}
+        if rollout.get("started"):
+            times["rollout started"] = rollout["started"]
         if rollout.get("promoted"):
             times["promoted"] = rollout["promoted"]
-        elif rollout.get("started"):
-            times["rollout started"] = rollout["started"]
         durations = {
             "queue wait s": _seconds(times["queued"], times["started"]),
             "retrain wall s": round(time.time() - t_start, 1),
             "training run s": round(train_s, 1),
             "trigger to decision s": _seconds(times["triggered"], times["decided"]),
-            "trigger to promotion s": _seconds(times["triggered"], times.get("promoted")
-                                               or times.get("rollout started")),
+            "trigger to promotion s": _seconds(times["triggered"], times.get("promoted")),
         }
         result = {**base, "decision": decision, "reason": reason, "metric": metric,
                   "champion": {"version": before["champion"], "value": values["champion"]},

@@ -1,7 +1,8 @@
 """Operations settings (core layer): ``monitoring:`` and ``retraining:`` of ``omg.yaml``, with defaults.
 
-``omg ops monitor --config monitoring.yaml`` reads a file with the same keys as ``monitoring:``; its
-values override those of ``omg.yaml``. A threshold set to ``null`` is not checked.
+A ``monitoring.yaml`` in the project folder (or the file named by ``--config``) has the same keys as
+``monitoring:``; its values override those of ``omg.yaml``, for the verbs and the phase 5 gate alike.
+A threshold set to ``null`` is not checked.
 
 Defaults::
 
@@ -9,6 +10,7 @@ Defaults::
       predictions: monitoring/predictions    # the prediction log folder (written by serving)
       feedback: monitoring/feedback.jsonl     # ground truth; .parquet and .csv are read too
       reference: monitoring/reference.parquet # drift reference when --reference is not given
+      env: null                               # only this traffic (the log's env), e.g. production
       window: 1d                              # bucket of the monitor's time series
       thresholds:
         latency_p99_ms: <brief.constraints.latency_p99_ms>
@@ -46,6 +48,7 @@ MONITORING_DEFAULTS: dict[str, Any] = {
     "predictions": "monitoring/predictions",
     "feedback": None,
     "reference": "monitoring/reference.parquet",
+    "env": None,
     "window": "1d",
     "thresholds": {"latency_p50_ms": None, "latency_p99_ms": None, "error_rate": 0.01,
                    "min_volume": 1, "max_volume": None, "missing_share": 0.2, "metric_min": None,
@@ -86,6 +89,9 @@ def monitoring_settings(project: Any, config: str | Path | None = None) -> dict[
     for key, value in explicit_thresholds.items():
         if value is None:
             base["thresholds"][key] = None
+    env = base.get("env")
+    if env is not None and not (isinstance(env, str) or all(isinstance(e, str) for e in env)):
+        raise ConfigError(f"monitoring.env must be an environment name or a list of them, got {env!r}.")
     parse_duration(base["window"], "monitoring.window")
     parse_duration(base["drift"]["window"], "monitoring.drift.window")
     bad = [a for a in base["drift"]["alert_on"] or [] if a not in ALERT_ON]
@@ -94,9 +100,15 @@ def monitoring_settings(project: Any, config: str | Path | None = None) -> dict[
     return base
 
 
+DEFAULT_FILE = "monitoring.yaml"
+
+
 def _read_config(project: Any, config: str | Path | None) -> dict[str, Any]:
     if not config:
-        return {}
+        default = Path(project.root) / DEFAULT_FILE
+        if not default.is_file():
+            return {}
+        config = default
     path = Path(config)
     if not path.is_absolute() and not path.exists():
         path = Path(project.root) / path

@@ -6,7 +6,8 @@ model, as serving computes them) and are written to the prediction log in the se
 their true labels in ``monitoring/feedback.jsonl`` arriving ``label_delay`` after each request (labels
 not yet due at the end of the simulated period are held back). A shift can be injected from a given
 day on. ``latency_ms`` is the measured in-process scoring time per row (no network). Everything the
-simulation writes is marked ``env: "simulation"`` and described in ``monitoring/simulation.json``.
+simulation writes is marked ``env: "simulation"`` and described in ``monitoring/simulation.json``;
+a later run continues where the previous one ended.
 
 The reference for drift (``monitoring/reference.parquet``) is written from the training rows with the
 same model's scores, so prediction drift has a baseline.
@@ -104,7 +105,7 @@ def simulate_traffic(project: Any, rows: Any = None, *, days: int = 14, per_day:
                      start: str | None = None, shift: str | None = None, shift_from: int | None = None,
                      model: str = "champion", label_delay: str = "1d", label_share: float = 1.0,
                      error_rate: float = 0.0, seed: int | None = None, reference: Any = None,
-                     scorer: Any = None) -> Any:
+                     scorer: Any = None, env: str = "simulation") -> Any:
     """Replay `rows` as `days` of simulated traffic; write the log, feedback and the drift reference.
 
     Parameters
@@ -119,6 +120,8 @@ def simulate_traffic(project: Any, rows: Any = None, *, days: int = 14, per_day:
         Training rows for ``monitoring/reference.parquet`` (default: the train split, else the source).
     scorer : Scorer, optional
         Score with this instead of the registry (library use).
+    env : str
+        The ``env`` of the records (default ``simulation``; monitor it with ``monitoring.env``).
     """
     import pandas as pd
 
@@ -154,9 +157,9 @@ def simulate_traffic(project: Any, rows: Any = None, *, days: int = 14, per_day:
     replace = need > len(rows)
     order = rng.choice(len(rows), size=need, replace=replace)
     folder = log_dir(project)
-    last_day = _last_log_day(folder)
+    previous = _read_simulations(project)
     t0 = to_utc(start, "--start") if start else (
-        dt.datetime.combine(last_day + dt.timedelta(days=1), dt.time(), dt.UTC) if last_day
+        dt.datetime.fromisoformat(previous[-1]["end"].replace("Z", "+00:00")) if previous
         else dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
     t0 = t0.replace(hour=0, minute=0, second=0, microsecond=0)
     end = t0 + dt.timedelta(days=days)
@@ -177,7 +180,7 @@ def simulate_traffic(project: Any, rows: Any = None, *, days: int = 14, per_day:
             rid = f"sim-{rng.integers(0, 2**63):016x}"
             ok = not errors[i]
             records.append({
-                "request_id": rid, "time": iso(t), "env": "simulation",
+                "request_id": rid, "time": iso(t), "env": env,
                 "model_version": scorer.version, "latency_ms": round(ms * float(rng.uniform(0.8, 1.25)), 4),
                 "status": "ok" if ok else "error",
                 "inputs": {c: _plain(day.at[i, c]) for c in inputs},
@@ -204,7 +207,7 @@ def simulate_traffic(project: Any, rows: Any = None, *, days: int = 14, per_day:
             "requests per day": per_day, "rows": source, "sampled with replacement": replace,
             "model version": scorer.version, "shift": shift or None, "shift from day": shift_from,
             "shift start": iso(shift_start) if shift_start else None, "label delay": str(delay),
-            "label share": label_share, "error rate": error_rate, "seed": seed,
+            "label share": label_share, "error rate": error_rate, "seed": seed, "env": env,
             "reference": str(ref_path.relative_to(project.root)), "reference rows": ref_source}
     sims = _read_simulations(project) + [info]
     from ..atomic import write_json
@@ -226,13 +229,6 @@ def simulate_traffic(project: Any, rows: Any = None, *, days: int = 14, per_day:
                    "simulation": str(Path(project.monitoring_dir) / SIMULATION)},
         data=info, value=info)
     return report
-
-
-def _last_log_day(folder: Path) -> dt.date | None:
-    from .predlog import day_files
-
-    files = day_files(folder)
-    return files[-1][0] if files else None
 
 
 def _read_simulations(project: Any) -> list[dict[str, Any]]:

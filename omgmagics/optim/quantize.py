@@ -281,8 +281,9 @@ def quantize_model(project: Any, model_ref: str | None = None, precision: str = 
                         "its gain is latency, not size.")
     elif precision == "int8":
         messages.append("Only the Linear layers are quantized (dynamic: activations are quantized "
-                        "on the fly per batch); input standardisation stays float32. Latency gains "
-                        "depend on the CPU's int8 kernels and show mostly on large batches.")
+                        "on the fly per batch, so a row's score moves slightly with the other rows of "
+                        "its batch); input standardisation stays float32. Latency gains depend on "
+                        "the CPU's int8 kernels and show mostly on large batches.")
     else:
         messages.append(f"Every weight is cast to {precision}; inputs are cast on the way in and "
                         "outputs back to float32.")

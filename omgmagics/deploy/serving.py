@@ -1,0 +1,204 @@
+"""``deploy serve`` and ``deploy stop`` (core layer): run a bundle's server for an environment.
+
+``serve`` resolves the settings and the bundle (verified before any process starts), starts the
+server process on a socket bound here, and then either validates staging against it, leaves it
+running in the background (pid file in ``.omg/servers/ENV.json``), or serves in the foreground until
+interrupted. Whatever fails, no server is left running unless ``background`` asked for it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import UsageError
+from ..results import Report
+from . import process
+from .settings import ServeSettings, resolve_settings
+
+
+def prediction_log_dir(project: Any) -> Path:
+    """``monitoring.predictions`` of omg.yaml (the folder phase 5 reads), default
+    ``monitoring/predictions``."""
+    rel = project.config.get_path("monitoring.predictions") if project is not None else None
+    path = Path(rel or "monitoring/predictions")
+    return path if path.is_absolute() else Path(project.root) / path
+
+
+def server_config(project: Any, settings: ServeSettings, env: str | None = None) -> dict[str, Any]:
+    return {"env": env or settings.env, "log_folder": str(prediction_log_dir(project)),
+            "log": settings.log, "max_batch": settings.max_batch,
+            "max_body_bytes": settings.max_body_bytes, "auth_token_env": settings.auth_token_env}
+
+
+def start_server(project: Any, settings: ServeSettings, bundle: Path, *, role: str,
+                 port: int | None = None, env: str | None = None) -> process.ServerProcess:
+    """Start one server process for `bundle` and wait until it is ready (or raise, leaving none)."""
+    logs = Path(project.root) / ".omg" / "logs"
+    name = f"{env or settings.env}-{role}"
+    server = process.spawn("omgmagics.deploy.server",
+                           ["--bundle", str(bundle), "--config-json",
+                            json.dumps(server_config(project, settings, env))],
+                           role=role, host=settings.host, port=settings.port if port is None else port,
+                           log_file=logs / f"{name}.log", cwd=Path(project.root), bundle=str(bundle))
+    try:
+        process.wait_ready(server)
+    except BaseException:
+        process.stop_process(server.pid)
+        raise
+    return server
+
+
+def default_bundle(project: Any, env: str, settings: ServeSettings) -> Path:
+    """The bundle to serve: the setting, the one in production for ``production``, or the newest."""
+    from .bundle import resolve_bundle
+    from .rollout import current_production
+
+    if settings.bundle:
+        return resolve_bundle(project, settings.bundle)
+    if env == "production":
+        current = current_production(project)
+        if current and Path(current["bundle"]).is_dir():
+            return Path(current["bundle"])
+    return resolve_bundle(project, None)
+
+
+def _check_not_running(project: Any, env: str) -> None:
+    state = process.read_state(project, env)
+    if state is None:
+        return
+    running = [p for p in state.get("processes", []) if process.alive(int(p.get("pid", 0)))
+               and process.is_kit_server(int(p["pid"]))]
+    if running:
+        raise UsageError(f"A server for env '{env}' is already running at {running[0]['url']} (pid "
+                         f"{running[0]['pid']}). Stop it first: `omg deploy stop --env {env}`.")
+    process.state_path(project, env).unlink(missing_ok=True)  # stale: its processes are gone
+
+
+def serve(project: Any, env: str = "staging", config: str | None = None, *, host: str | None = None,
+          port: int | None = None, bundle: str | None = None, background: bool = False,
+          validate: bool = False) -> Report:
+    """Serve a bundle for `env`.
+
+    Parameters
+    ----------
+    validate : bool
+        Run the staging validation (:mod:`omgmagics.deploy.staging`) against the server, then stop
+        it unless `background`.
+    background : bool
+        Leave the server running detached; ``stop(project, env)`` stops it.
+
+    Raises
+    ------
+    ConfigError
+        A malformed config file, a bad value, an auth variable that is not set.
+    UsageError
+        A port in use, a server already running for `env`.
+    DataError
+        No bundle, or a bundle that fails verification.
+    """
+    from .bundle import require_verified
+    from .staging import validate_staging
+
+    settings = resolve_settings(project, env, config, host=host, port=port, bundle=bundle)
+    token = settings.token()
+    path = default_bundle(project, env, settings)
+    verified = require_verified(path)
+    _check_not_running(project, env)
+    server = start_server(project, settings, path, role="server")
+    keep = False
+    try:
+        summary = {"env": env, "url": server.url, "bundle": str(path), "pid": server.pid,
+                   "digest": verified["digest"][:16], "settings from": ", ".join(settings.sources),
+                   "auth": f"bearer token from ${settings.auth_token_env}" if token else "none"}
+        messages = []
+        if settings.host not in ("127.0.0.1", "::1", "localhost"):
+            messages.append(f"Bound to {settings.host}: reachable from other machines"
+                            + ("" if token else " and without auth (set serving.auth_token_env)") + ".")
+        if validate:
+            result = validate_staging(project, path, server.url, settings, token)
+            report = _validation_report(result, summary, messages, project)
+            keep = background
+        elif background:
+            keep = True
+            report = Report(f"Serving {Path(path).parent.name}/{Path(path).name} ({env}) at "
+                            f"{server.url} in the background", summary=summary,
+                            messages=messages + [f"Stop it with `omg deploy stop --env {env}`.",
+                                                 f"Server log: {server.log}"])
+        else:
+            report = _foreground(server, summary, messages)
+        if keep:
+            process.write_state(project, env, [server], bundle=str(path))
+            report.summary["status"] = "running (background)"
+            report.artifacts["pid file"] = str(process.state_path(project, env))
+        return report
+    finally:
+        if not keep:
+            process.stop_process(server.pid)
+
+
+def _foreground(server: process.ServerProcess, summary: dict, messages: list) -> Report:
+    started = time.monotonic()
+    try:
+        server.proc.wait()
+    except KeyboardInterrupt:
+        pass
+    summary["served for (s)"] = round(time.monotonic() - started, 1)
+    return Report(f"Server at {server.url} stopped", summary=summary, messages=messages)
+
+
+def _validation_report(result: dict[str, Any], summary: dict, messages: list, project: Any) -> Report:
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+    from .staging import result_path
+
+    table = pd.DataFrame([{k: c[k] for k in ("name", "status", "value", "threshold", "detail")}
+                          for c in result["criteria"]])
+    status = "passed" if result["passed"] else "failed"
+    summary = {"staging validation": status, **summary,
+               "replayed rows": result["replay"]["rows"],
+               "rows outside the signature (422)": result["replay"]["outside_signature"],
+               "label mismatches": result["replay"]["label_mismatches"],
+               "load p50 (ms)": result["load"]["p50_ms"], "load p99 (ms)": result["load"]["p99_ms"],
+               "p99 limit (ms)": result["thresholds"]["latency_p99_ms"]}
+    report = Report(f"Staging validation {status}: {result['model_version']}", summary=summary,
+                    tables={"checks": table}, messages=messages,
+                    artifacts={"result": str(result_path(project))},
+                    data={"result": result})
+    fig = Figure(figsize=(6.4, 2.8))
+    ax = fig.subplots()
+    load = result["load"]
+    ax.bar(["replay p50", "replay p99", "load p50", "load p99"],
+           [result["replay"]["p50_ms"] or 0, result["replay"]["p99_ms"] or 0, load["p50_ms"] or 0,
+            load["p99_ms"] or 0], color=["#8fb8de", "#4a7fb5", "#9fd39f", "#3f8f3f"])
+    ax.axhline(result["thresholds"]["latency_p99_ms"], color="#cf222e", linestyle="--",
+               label="p99 limit")
+    ax.set_ylabel("latency (ms)")
+    ax.set_title("Staging latency (client side)")
+    ax.legend()
+    report.add_figure("latency", fig)
+    if result["replay"]["outside_signature"]:
+        report.messages.append(
+            f"{result['replay']['outside_signature']} validation row(s) carry values never seen in "
+            f"training and are rejected with 422 by design, e.g. "
+            f"{result['replay']['outside_examples'][0]}")
+    if not result["passed"]:
+        failed = [c["name"] for c in result["criteria"] if c["status"] == "fail"]
+        report.messages.append(f"Failed: {', '.join(failed)}. The phase 4 gate will not pass until "
+                               "a validation passes.")
+    return report
+
+
+def stop(project: Any, env: str = "staging") -> Report:
+    """Stop the background servers of `env` (router and backends for a production rollout)."""
+    import pandas as pd
+
+    done = process.stop_env(project, env)
+    table = pd.DataFrame([{"role": d.get("role"), "pid": d.get("pid"), "url": d.get("url"),
+                           "action": d["action"]} for d in done])
+    stopped = sum(1 for d in done if d["action"] == "stopped")
+    return Report(f"Stopped {stopped} server process(es) of env '{env}'",
+                  summary={"env": env, "stopped": stopped}, tables={"processes": table})
