@@ -1,7 +1,7 @@
 """Data audit of a 1,000,000 x 30 table against fg-data-profiling's default (full) report.
 
 The kit: ``omgmagics.discovery.audit.audit_data`` - the checklist on every row (vectorized), plus the
-fg-data-profiling report in minimal mode on a seeded sample of 200,000 rows, written to disk. Peers,
+fg-data-profiling report in minimal mode on a seeded sample of 100,000 rows, written to disk. Peers,
 measured in the same run: fg-data-profiling's default (full) report on a 10,000-row table of the same
 generator (the largest it finishes in a couple of minutes here), and its minimal report on all
 1,000,000 rows. Each measurement runs in a fresh process that reports its own wall time and peak RSS

@@ -116,7 +116,7 @@ class Binning:
 def _num(x: float) -> str:
     if abs(x) >= 1e6:
         return f"{x / 1e6:.3g}M"
-    if abs(x) >= 1e4:
+    if abs(x) >= 1e3:
         return f"{x / 1e3:.3g}k"
     return f"{x:.3g}"
 
