@@ -6,10 +6,13 @@ learning rate 0.05, depth 5, early stopping after 30 rounds on the validation AU
 
 - kit: ``train_model(project, "experiment.yaml")`` in a warm process (imports and the MLflow store
   already there, as in a notebook after the first cell): reading the feature set, fitting, scoring the
-  validation and test splits, latency, plots, logging the run and the model to MLflow, registering it;
-- peer: ``XGBClassifier(...).fit(X_train, y_train, eval_set=[(X_val, y_val)])`` on arrays in memory.
+  validation and test splits, latency, logging the run, model, learning curve and importances to
+  MLflow, registering it (plots are drawn only when the report is shown in a notebook);
+- peer: what calling XGBoost directly takes: read the train and val parquet files of the same feature
+  set, then ``XGBClassifier(...).fit(X_train, y_train, eval_set=[(X_val, y_val)])``.
 
-Median of REPEATS alternating calls. Target: overhead <= 5 % of the peer's time, or <= 50 ms.
+Both fit with one thread (the experiment sets ``n_jobs: 1``). Median of REPEATS alternating calls.
+Target: overhead <= 5 % of the peer's time, or <= 50 ms.
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ from pathlib import Path
 
 REPEATS = int(os.environ.get("BENCH_TRAIN_REPEATS", "3"))
 SAMPLE = float(os.environ.get("BENCH_TRAIN_SAMPLE", "1.0"))
+# One thread on both sides: on a shared 2-core machine OpenMP's second thread makes fit times erratic.
 PARAMS = {"n_estimators": 600, "learning_rate": 0.05, "max_depth": 5, "subsample": 0.9,
-          "colsample_bytree": 0.8}
+          "colsample_bytree": 0.8, "n_jobs": 1}
 EARLY_STOP = 30
 EXPERIMENT = f"""\
 model: xgboost
@@ -36,18 +40,18 @@ register: true
 """
 
 
-def _peer(data) -> float:
+def _peer(folder: Path) -> float:
+    """What calling XGBoost directly takes: read the two splits, fit with early stopping."""
+    import pandas as pd
     import xgboost as xgb
 
-    from omgmagics.modeling.models import SMALL_DATA_CELLS
-
-    # The same threads as the kit picks for this size.
-    threads = 1 if data.X["train"].size < SMALL_DATA_CELLS else None
     t0 = time.perf_counter()
+    frames = {s: pd.read_parquet(folder / f"{s}.parquet") for s in ("train", "val")}
+    X = {s: f.drop(columns=["income", "row_id"]).to_numpy(dtype="float64") for s, f in frames.items()}
+    y = {s: (f["income"] == ">50K").to_numpy(dtype="int64") for s, f in frames.items()}
     model = xgb.XGBClassifier(**PARAMS, tree_method="hist", eval_metric="auc", random_state=42,
-                              early_stopping_rounds=EARLY_STOP, n_jobs=threads)
-    model.fit(data.X["train"], data.y["train"], eval_set=[(data.X["val"], data.y["val"])],
-              verbose=False)
+                              early_stopping_rounds=EARLY_STOP)
+    model.fit(X["train"], y["train"], eval_set=[(X["val"], y["val"])], verbose=False)
     return time.perf_counter() - t0
 
 
@@ -64,21 +68,22 @@ def run() -> dict:
         (root / "experiment.yaml").write_text(EXPERIMENT)
         project = Project.at(root)
         data = load_model_data(project)
+        folder = root / "features" / "adult" / "v1"
         train_model(project, root / "experiment.yaml")  # warm-up: imports, store, caches
-        _peer(data)
+        _peer(folder)
         kit, peer = [], []
         for _ in range(REPEATS):
             t0 = time.perf_counter()
             train_model(project, root / "experiment.yaml")
             kit.append(time.perf_counter() - t0)
-            peer.append(_peer(data))
+            peer.append(_peer(folder))
         k, p = statistics.median(kit), statistics.median(peer)
         overhead = k - p
         return {
             "title": "%omgtrain train per-call overhead vs xgboost fit",
             "figures": {"train_call_s": k, "overhead_s": overhead, "overhead_pct": 100 * overhead / p,
                         "train_rows": int(len(data.X["train"])), "features": len(data.feature_names)},
-            "peer": {"name": "XGBClassifier.fit on arrays", "fit_s": p},
+            "peer": {"name": "read parquet + XGBClassifier.fit", "call_s": p},
             "ratio": k / p,
             "target": "overhead <= 5% of the fit or <= 50 ms",
             "met": bool(overhead <= 0.05 * p or overhead <= 0.05),

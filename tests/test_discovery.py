@@ -348,3 +348,27 @@ def test_unusual_dtypes_are_audited(tmp_path):
     items = {i["id"]: i for i in json.loads((tmp_path / "a.json").read_text())["items"]}
     assert items["quality.constant"]["evidence"].startswith("1 constant column(s): 42")
     assert report.summary["rows"] == 600
+
+
+def test_identifier_columns_warn_and_lineage_is_cited(tmp_path):
+    from omgmagics.discovery.audit import read_lineage
+
+    df = make_frame()
+    df["account"] = np.arange(len(df)) + 10_000
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "lineage.json").write_text(json.dumps({"sources": {"customers": {
+        "file": "customers.parquet", "location": "crm.sqlite: SELECT * FROM customers", "rows": 1200,
+        "sha256": "cd" * 32}}}))
+    lineage = read_lineage(raw)
+    assert lineage[0]["name"] == "customers"
+    brief = make_brief()
+    items = {i.id: i for i in checklist.run_checklist(df, brief, brief.check_data(df), source={},
+                                                        lineage=lineage)["items"]}
+    assert items["privacy.personal_data"].status == "warn"
+    assert "account: identifier (every value distinct) by content" in items["privacy.personal_data"].evidence
+    assert items["sources.identified"].status == "pass"
+    assert items["sources.identified"].evidence.startswith(
+        "crm.sqlite: SELECT * FROM customers (rows 1200, sha256 cdcdcdcdcdcd...)")
+    nothing = checklist.run_checklist(make_frame(), brief, brief.check_data(make_frame()), source={})
+    assert nothing["items"][0].status == "warn"

@@ -8,9 +8,9 @@ import re
 
 import numpy as np
 import pytest
-from tests.test_modeling_helpers import make_project, write_experiment
 
 from omgmagics.project import Project
+from tests.test_modeling_helpers import make_project, write_experiment
 
 EXPERIMENT = """\
 model: xgboost

@@ -215,8 +215,9 @@ class ServingBundle:
         Parameters
         ----------
         isolate : bool
-            Put the bundle's ``code/`` first on ``sys.path`` (a server process), so the project
-            module comes from the bundle; otherwise it is only appended.
+            A server process: put the bundle's ``code/`` first on ``sys.path`` (dropping a project
+            module imported earlier), so the project module comes from the bundle, and write no
+            bytecode into it. Otherwise ``sys.path`` is left alone (the project's own module serves).
         use_program : bool
             Use the compiled feature program stored in the bundle (no scikit-learn import) when it
             reproduces its check rows; otherwise load the pipeline and compile it here.
@@ -298,7 +299,7 @@ class ServingBundle:
     def predict_records(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """``[{"prediction": ..., "score": ...}]`` for validated records (handler applied)."""
         if self._pre is not None:
-            records = self._pre(records)
+            records = self._pre([dict(r) for r in records])  # the caller's records stay as received
         scores = self.model.predict_scores(self.features(records))
         post = self._post or default_postprocess
         items = post(scores, self.model.classes, self.model.task)

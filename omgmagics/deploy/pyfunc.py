@@ -42,7 +42,12 @@ class BundlePyfunc:
 
 def _load_pyfunc(data_path: str) -> BundlePyfunc:
     """MLflow's entry point: ``data_path`` is ``BUNDLE/data/omg``."""
+    import sys
+
     from .bundle import ServingBundle
 
+    # MLflow has put the bundle's code/ first on sys.path; importing the project module from there
+    # must not write bytecode into the bundle, or it would no longer verify.
+    sys.dont_write_bytecode = True
     root = Path(data_path).resolve().parents[1]
-    return BundlePyfunc(ServingBundle.load(root, verify=True, isolate=True))
+    return BundlePyfunc(ServingBundle.load(root, verify=True, isolate=False))

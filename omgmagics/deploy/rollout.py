@@ -260,8 +260,6 @@ def cloud_local(project: Any, env: str = "production", strategy: str = "canary",
         started.append(router)
         process.wait_ready(router)
         if smoke is not None and not smoke["ok"]:
-            from .process import _get  # noqa: F401
-
             _post(router.url + "/router/rollback", token)
             client, status = {"sent": 0, "ok": 0, "non_200": 0, "transport_errors": 0, "lost": 0,
                               "p50_ms": None, "p99_ms": None}, _status(router.url)

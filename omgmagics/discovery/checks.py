@@ -139,7 +139,8 @@ def check_sources(source: dict[str, Any], lineage: list[dict[str, Any]]) -> Item
     parts = []
     for rec in lineage:
         where = rec.get("location") or rec.get("source") or rec.get("path") or "?"
-        extra = ", ".join(f"{k} {rec[k]}" for k in ("rows", "sha256") if rec.get(k) is not None)
+        extra = ", ".join(f"{k} {str(rec[k])[:12] + '...' if k == 'sha256' else rec[k]}"
+                          for k in ("rows", "sha256") if rec.get(k) is not None)
         parts.append(f"{where}" + (f" ({extra})" if extra else ""))
     kind = source.get("kind")
     if kind == "demo":

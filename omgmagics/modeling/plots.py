@@ -133,3 +133,39 @@ def group_bars(table: Any, group_col: str, metrics: list[str], title: str) -> An
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     return fig
+
+
+class LazyFigures(dict):
+    """Named figures rendered to PNG on first access.
+
+    A :class:`~omgmagics.results.Report` shows figures only in a notebook (the terminal lists their
+    names), so a command run from a terminal or a pipeline never pays for drawing them. Values are
+    PNG bytes or zero-argument callables returning a matplotlib figure.
+    """
+
+    def __getitem__(self, name: str) -> bytes:
+        value = super().__getitem__(name)
+        if callable(value):
+            value = to_png(value())
+            super().__setitem__(name, value)
+        return value
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self[name] if name in self else default
+
+    def raw(self, name: str) -> Any:
+        """The stored value (PNG bytes or a callable), without rendering."""
+        return super().__getitem__(name)
+
+    def items(self) -> list[tuple[str, bytes]]:  # type: ignore[override]
+        return [(k, self[k]) for k in self.keys()]
+
+    def values(self) -> list[bytes]:  # type: ignore[override]
+        return [self[k] for k in self.keys()]
+
+    def merge(self, other: dict[str, Any]) -> LazyFigures:
+        """Add `other`'s figures without rendering lazy ones."""
+        for name in other:
+            super().__setitem__(name, other.raw(name) if isinstance(other, LazyFigures)
+                                else other[name])
+        return self

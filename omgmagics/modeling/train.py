@@ -161,15 +161,17 @@ def record_model(tracking: Any, project: Any, data: Any, fit: Any, *, name: str,
     if fit.best_iteration is not None:
         flat["best_iteration"] = fit.best_iteration
     flat.update(extra_metrics or {})
-    figures: dict[str, bytes] = {}
+    # Drawn only if the report is shown in a notebook; MLflow gets the curve as a metric history
+    # (its own chart) and the importances as a table, so a training call pays for no drawing.
+    figures = plots.LazyFigures()
     if fit.history:
-        figures["learning_curve"] = plots.to_png(plots.learning_curve(
+        figures["learning_curve"] = lambda: plots.learning_curve(
             fit.history, fit.history_metric or "", fit.best_iteration,
-            "epoch" if model.family == "mlp" else "boosting round"))
+            "epoch" if model.family == "mlp" else "boosting round")
     imp = importance(model)
     if imp is not None:
-        figures["feature_importance"] = plots.to_png(plots.barh(
-            imp[0], imp[1], f"Feature importance ({model.model_type})", "importance"))
+        figures["feature_importance"] = lambda: plots.barh(
+            imp[0], imp[1], f"Feature importance ({model.model_type})", "importance")
     with tracking.run(name, kind, feature_set=data.ref, model_type=model.model_type,
                       tags={"omg.feature_set_sha256": data.sha256, "omg.target": data.target,
                             **(extra_tags or {})}, parent_run_id=parent_run_id) as log:
@@ -186,8 +188,8 @@ def record_model(tracking: Any, project: Any, data: Any, fit: Any, *, name: str,
             log.metric_history(f"val_{fit.history_metric}_curve", fit.history)
         if data.has("test"):
             log.table(predictions_frame(model, data, scores=cache.get("test")), PREDICTIONS_ARTIFACT)
-        for fname, png in figures.items():
-            log.png(png, f"plots/{fname}.png")
+        if imp is not None:
+            log.json(dict(zip(imp[0], imp[1], strict=True)), "plots/feature_importance.json")
         if extra is not None:
             extra(log, log.run_id)
         run_id = log.run_id
@@ -260,7 +262,7 @@ def train_model(project: Any, config: str | os.PathLike | None = "experiment.yam
     if rec["version"]:
         summary["registered"] = f"{tracking.model_name} v{rec['version']} (challenger)"
     report = Report(f"Trained {mt.name} on {data.ref}", summary=summary,
-                    tables={"metrics": table}, figures=dict(rec["figures"]),
+                    tables={"metrics": table}, figures=rec["figures"],
                     artifacts={"mlflow run": f"runs:/{rec['run_id']}/model"},
                     data={"run_id": rec["run_id"], "metrics": rec["metrics"]}, value=fit.model)
     return report

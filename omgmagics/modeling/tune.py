@@ -529,7 +529,7 @@ def tune_model(project: Any, model: str = "xgboost", *, trials: int | None = Non
                        "n_trials_pruned": len(pruned), "tuning_time_s": elapsed},
         extra_tags={"omg.study": study_name, "omg.storage": redact(url),
                     "omg.best_trial": best.number}, extra=extra)
-    figures.update(rec["figures"])
+    figures = plots.LazyFigures(figures).merge(rec["figures"])
     if new == 0:
         messages.append(f"The study already had {before} finished trials (--trials {trials}); no new "
                         "trial ran. Raise --trials to continue it.")

@@ -229,6 +229,7 @@ def _onnx_session(payload: bytes) -> Any:
     # One thread: single-record latency is what serving needs, and servers share the cores.
     opts.intra_op_num_threads = 1
     opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3  # errors only: converters' outputs trigger shape notices
     return ort.InferenceSession(payload, sess_options=opts, providers=["CPUExecutionProvider"])
 
 

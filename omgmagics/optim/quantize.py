@@ -202,6 +202,27 @@ def _cpu() -> str:
         return "unknown capability"
 
 
+def _keep_as_is(project: Any, model: Any, ref: str, data: measure.EvalData, output: str | None,
+                label: str, what: str, reason: str) -> Report:
+    """``--export auto`` when nothing applies cleanly: write the model unchanged, say why."""
+    dest = resolve_output(project, output, label, "native")
+    metric = measure.metric_value(model, data)
+    model.meta["base"] = {"ref": ref, "source": str(model.source),
+                          **({"registry": model.meta["registry"]} if model.meta.get("registry")
+                             else {})}
+    model.meta["optimization"] = {"kind": "none", "reason": reason, "metric": data.metric,
+                                  "feature_set": data.ref}
+    model.save(dest)
+    return Report(f"Kept {model.model_type} as it is (written to {dest.name})",
+                  summary={"model": ref, "method": "none (--export auto)",
+                           f"val {data.metric}": round(metric, 4)},
+                  messages=[f"{what[0].upper() + what[1:]} did not apply: {reason}",
+                            "The original model was written unchanged so that packaging can go on; "
+                            "pass --export torch or onnx to make this an error."],
+                  artifacts={"model": str(dest)}, data={"path": str(dest), "kept": True},
+                  value=model)
+
+
 def default_output(project: Any, label: str, variant: str) -> Path:
     return Path(project.models_dir) / "optimized" / f"{label}-{variant}"
 
@@ -245,11 +266,16 @@ def quantize_model(project: Any, model_ref: str | None = None, precision: str = 
     from .profile import parameter_count
 
     base_params = parameter_count(model)
-    optimized = _torch_variant(model, precision) if how == "torch" else _onnx_variant(model)
-    cmp = compare(model, optimized, data)
-    what = f"{precision} quantization" if how == "torch" else "the ONNX export"
-    messages = check_drop(cmp, data.metric, max_drop, force, what)
     label = model_label(model, ref)
+    what = f"{precision} quantization" if how == "torch" else "the ONNX export"
+    try:
+        optimized = _torch_variant(model, precision) if how == "torch" else _onnx_variant(model)
+        cmp = compare(model, optimized, data)
+        messages = check_drop(cmp, data.metric, max_drop, force, what)
+    except (DataError, UsageError) as exc:
+        if export != "auto":
+            raise
+        return _keep_as_is(project, model, ref, data, output, label, what, str(exc))
     dest = resolve_output(project, output, label, optimized.variant)
     optimized.meta["base"] = {"ref": ref, "source": str(model.source), "variant": describe(model)["variant"],
                               **({"registry": model.meta["registry"]} if model.meta.get("registry")
