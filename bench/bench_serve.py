@@ -94,8 +94,9 @@ def run() -> dict:
         stop_process(kit.pid)
 
         port = _free_port()
-        env = {**os.environ, **SERVER_ENV}
-        mlflow_bin = str(Path(sys.executable).with_name("mlflow"))
+        bindir = str(Path(sys.executable).parent)  # mlflow execs `uvicorn` from the PATH
+        env = {**os.environ, **SERVER_ENV, "PATH": bindir + os.pathsep + os.environ.get("PATH", "")}
+        mlflow_bin = str(Path(bindir) / "mlflow")
         mlflow_proc = subprocess.Popen(
             [mlflow_bin, "models", "serve", "-m", str(bundle), "--env-manager", "local",
              "-h", "127.0.0.1", "-p", str(port), "-w", "1"],

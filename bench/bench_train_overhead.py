@@ -40,8 +40,10 @@ register: true
 """
 
 
-def _peer(folder: Path) -> float:
-    """What calling XGBoost directly takes: read the two splits, fit with early stopping."""
+def _peer(folder: Path) -> tuple[float, float]:
+    """What calling XGBoost directly takes: read the two splits, fit with early stopping.
+
+    Returns (call seconds, of which fitting)."""
     import pandas as pd
     import xgboost as xgb
 
@@ -51,8 +53,10 @@ def _peer(folder: Path) -> float:
     y = {s: (f["income"] == ">50K").to_numpy(dtype="int64") for s, f in frames.items()}
     model = xgb.XGBClassifier(**PARAMS, tree_method="hist", eval_metric="auc", random_state=42,
                               early_stopping_rounds=EARLY_STOP)
+    t1 = time.perf_counter()
     model.fit(X["train"], y["train"], eval_set=[(X["val"], y["val"])], verbose=False)
-    return time.perf_counter() - t0
+    t2 = time.perf_counter()
+    return t2 - t0, t2 - t1
 
 
 def run() -> dict:
@@ -71,24 +75,34 @@ def run() -> dict:
         folder = root / "features" / "adult" / "v1"
         train_model(project, root / "experiment.yaml")  # warm-up: imports, store, caches
         _peer(folder)
-        kit, peer = [], []
+        kit, kit_rest, peer, peer_rest = [], [], [], []
         for _ in range(REPEATS):
             t0 = time.perf_counter()
-            train_model(project, root / "experiment.yaml")
-            kit.append(time.perf_counter() - t0)
-            peer.append(_peer(folder))
+            report = train_model(project, root / "experiment.yaml")
+            call = time.perf_counter() - t0
+            kit.append(call)
+            kit_rest.append(call - report.data["metrics"]["fit_time_s"])
+            call, fit = _peer(folder)
+            peer.append(call)
+            peer_rest.append(call - fit)
         k, p = statistics.median(kit), statistics.median(peer)
-        overhead = k - p
+        # Both sides run the identical fit (same rounds); on a shared machine its time varies by
+        # seconds between calls, so the overhead is measured on what surrounds the fit.
+        overhead = statistics.median(kit_rest) - statistics.median(peer_rest)
         return {
             "title": "%omgtrain train per-call overhead vs xgboost fit",
             "figures": {"train_call_s": k, "overhead_s": overhead, "overhead_pct": 100 * overhead / p,
+                        "kit_outside_fit_s": statistics.median(kit_rest),
                         "train_rows": int(len(data.X["train"])), "features": len(data.feature_names)},
-            "peer": {"name": "read parquet + XGBClassifier.fit", "call_s": p},
-            "ratio": k / p,
+            "peer": {"name": "read parquet + XGBClassifier.fit", "call_s": p,
+                     "outside_fit_s": statistics.median(peer_rest)},
+            "ratio": (p + overhead) / p,
             "target": "overhead <= 5% of the fit or <= 50 ms",
             "met": bool(overhead <= 0.05 * p or overhead <= 0.05),
-            "notes": (f"median of {REPEATS} alternating warm calls; the kit reads the feature set, "
-                      "scores val/test, measures latency, draws 2 plots, logs the run and the model "
+            "notes": (f"median of {REPEATS} alternating warm calls; overhead = kit's time outside the "
+                      "fit minus the peer's (both fits are identical); the kit reads the feature set, "
+                      "scores val/test, measures latency, logs the run and the model (plots are drawn "
+                      "only when the report is shown) "
                       f"to MLflow (SQLite) and registers it; load average {os.getloadavg()[0]:.1f} "
                       "(2 cores)"),
         }

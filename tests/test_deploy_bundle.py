@@ -315,3 +315,39 @@ def test_canary_policy_rolls_back_at_once():
     slow.record(60.0, False)
     slow.record(70.0, False)
     assert slow.state == "rolled_back" and "p99 latency over 50 ms" in slow.reason
+
+
+def test_nested_pipeline_with_a_custom_function_compiles_exactly(proj, val, monkeypatch):
+    """Phase 2's stored shape: Pipeline([Pipeline([ColumnTransformer, AsFloat]), SelectColumns]);
+    the custom-function branch falls back to scikit-learn, the others are compiled."""
+    from sklearn.pipeline import Pipeline
+
+    from omgmagics.deploy.fastpath import CompiledPipeline
+    from omgmagics.deploy.signature import build_signature
+    from omgmagics.features.extract import extract_features
+    from omgmagics.features.spec import check_spec
+    from omgmagics.features.transformers import SelectColumns
+
+    project, _ = proj
+    monkeypatch.syspath_prepend(str(project.root))
+    train = pd.read_parquet(project.processed_dir / "train.parquet")
+    spec = check_spec({"features": [
+        {"name": "num", "transform": "robust", "columns": ["age", "hours_per_week"]},
+        {"name": "cat", "transform": "ordinal", "columns": ["workclass", "sex"]},
+        {"name": "te", "transform": "target_encode", "columns": ["occupation"]},
+        {"name": "miss", "transform": "missing_indicator", "columns": ["workclass"]},
+        {"name": "net", "transform": "custom", "function": "projectlib.features.capital_net",
+         "columns": ["capital_gain", "capital_loss"]}]})
+    rep = extract_features(spec, {"train": train, "val": val}, "income")
+    inner, raw_cols = rep.value["pipeline"], rep.value["raw_columns"]
+    names = [c for c in rep.value["splits"]["train"].columns if c not in ("income", "row_id")]
+    keep = names[::2]
+    select = SelectColumns(tuple(keep)).fit(rep.value["splits"]["train"][names].head(5))
+    pipe = Pipeline([("features", inner), ("select", select)]).set_output(transform="pandas")
+    sig = build_signature(raw_cols, train)
+    compiled = CompiledPipeline(pipe, sig)
+    status = compiled.verify(val[list(raw_cols)])
+    assert status["enabled"] and status["max_abs_diff"] == 0.0, status
+    assert status["branches"]["sklearn"] == 1 and "net" in status["fallback"]
+    assert compiled.names == keep
+    assert compiled.to_program() is None  # a scikit-learn branch needs the pipeline at load

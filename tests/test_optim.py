@@ -172,3 +172,20 @@ def test_magic_binds_the_optimized_model(env, ipython, tmp_path):
                                        f"--project {project.root} --out q -q")
     assert isinstance(ipython.user_ns["q"], OptimizedModel)
     assert Path(tmp_path / "q" / "omg_model.json").is_file()
+
+
+def test_auto_keeps_a_model_no_converter_supports(env, tmp_path):
+    from omgmagics.modeling.data import load_model_data
+    from omgmagics.modeling.models import fit_model, get_model_type
+
+    project, _ = env
+    fit = fit_model(get_model_type("hist_gradient_boosting", "classification"), {"max_iter": 20},
+                    load_model_data(project), metric="roc_auc", seed=1)
+    path = fit.model.save(tmp_path / "hgb")
+    with pytest.raises(DataError, match="Exporting hist_gradient_boosting to ONNX failed"):
+        quantize_model(project, str(path), export="onnx", output=str(tmp_path / "x"))
+    assert not (tmp_path / "x").exists()
+    report = quantize_model(project, str(path), export="auto", output=str(tmp_path / "kept"))
+    assert report.data["kept"] and report.title.startswith("Kept hist_gradient_boosting as it is")
+    kept = load_any_model(project, str(tmp_path / "kept"))
+    assert kept.meta["optimization"]["kind"] == "none"

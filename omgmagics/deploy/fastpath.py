@@ -73,6 +73,15 @@ def _steps(trans: Any) -> list[Any]:
     return [s for _, s in trans.steps] if hasattr(trans, "steps") else [trans]
 
 
+def _flat_steps(trans: Any) -> list[Any]:
+    """The steps of nested Pipelines, in order (phase 2 wraps the features pipeline with the
+    selection: ``Pipeline([Pipeline([ColumnTransformer, AsFloat]), SelectColumns])``)."""
+    out = []
+    for step in _steps(trans):
+        out.extend(_flat_steps(step) if type(step).__name__ == "Pipeline" else [step])
+    return out
+
+
 @dataclass
 class Branch:
     name: str
@@ -172,7 +181,7 @@ class CompiledPipeline:
 
     # --- compilation ---------------------------------------------------------------------------
     def _compile(self) -> None:
-        steps = _steps(self.pipeline)
+        steps = _flat_steps(self.pipeline)
         ct = steps[0]
         if type(ct).__name__ != "ColumnTransformer" or not hasattr(ct, "transformers_"):
             self.reason = f"the pipeline starts with {type(ct).__name__}, not a ColumnTransformer"
@@ -426,7 +435,7 @@ class CompiledPipeline:
             self.select = sel
 
     def _unselected_reference(self, frame: Any) -> np.ndarray:
-        ct = _steps(self.pipeline)[0]
+        ct = _flat_steps(self.pipeline)[0]
         return np.asarray(_dense(ct.transform(frame)), dtype=np.float64)
 
     def status(self) -> dict[str, Any]:

@@ -66,6 +66,9 @@ def _quiet_mlflow() -> None:
     for name in ("mlflow", "alembic", "alembic.runtime.migration"):
         logging.getLogger(name).setLevel(logging.WARNING)
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # The embedded store is local and often offline: no usage telemetry unless the user opts in
+    # (set MLFLOW_DISABLE_TELEMETRY=false).
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 
 def _seed_embedded_store(db: Path) -> None:
@@ -217,10 +220,11 @@ class Tracking:
     """
 
     def __init__(self, project: Any):
+        _quiet_mlflow()
         import mlflow
         from mlflow import MlflowClient
 
-        _quiet_mlflow()
+        _quiet_mlflow()  # again: importing mlflow resets its logger's level
         self.project = project
         self.uri = tracking_uri(project)
         if is_embedded(project):

@@ -297,10 +297,16 @@ class ParquetSource(Source):
     def batches(self, columns: list[str], time_column: str | None = None,
                 start_ns: int | None = None, end_ns: int | None = None) -> Iterator[Batch]:
         cols = list(dict.fromkeys(columns + ([time_column] if time_column else [])))
+        import pyarrow.dataset as ds
+
         flt = self._time_filter(time_column, start_ns, end_ns) if time_column else None
+        # No pre-buffering (it caches whole column chunks of the file) and little read-ahead
+        # (arrow's default holds 16 batches): memory stays at about one batch.
+        options = ds.ParquetFragmentScanOptions(pre_buffer=False)
         for fragment in self.fragments:
             for batch in fragment.to_batches(columns=cols, filter=flt, batch_size=self.batch_rows,
-                                             use_threads=True):
+                                             batch_readahead=1, fragment_readahead=1,
+                                             fragment_scan_options=options, use_threads=True):
                 if batch.num_rows:
                     yield ArrowBatch(batch)
 
