@@ -5,7 +5,6 @@ Every server is stopped by a finalizer, also when a test fails."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
 import time
@@ -226,12 +225,3 @@ def test_staging_validation_passes_and_feeds_the_gate(proj):
         import shutil
 
         shutil.copyfile(project.root / "projectlib" / "handler.py", bundle / "data/omg/handler.py")
-
-
-def test_no_server_left_running(proj):
-    project, _ = proj
-    for env in process.running_envs(project):
-        state = process.read_state(project, env) or {}
-        for p in state.get("processes", []):
-            assert not (process.alive(p["pid"]) and env != "qa"), f"{env} still running"
-    assert os.environ.get("OMG_TEST_TOKEN") is None

@@ -97,6 +97,8 @@ def test_train_logs_params_metrics_model_and_registers_challenger(flow):
     report = flow["train"]
     assert report.summary["run"] == "v1" and "registered" in report.summary
     assert set(report.figures) == {"learning_curve", "feature_importance"}
+    assert "(2 plot(s) shown in a notebook" in report.to_text()  # the terminal draws nothing
+    assert report._repr_html_().count('src="data:image/png;base64,') == 2  # drawn when shown
 
 
 def test_tune_resumes_where_it_stopped(flow):

@@ -264,3 +264,17 @@ def test_gate_without_threshold_applies_the_baseline_rule(tmp_path):
     assert gate.status == "failed"
     assert (f"{NO_THRESHOLD_RULE} (value roc_auc 0.8100 vs 0.8000 (linear), McNemar p=0.4, "
             "needs better with p < 0.05)") in gate.summary()
+
+
+def test_init_writes_a_valid_documented_experiment_once(project, run_cli):
+    from omgmagics.modeling.models import get_model_type
+    from omgmagics.modeling.train import read_experiment
+
+    code, out, err = run_cli(["train", "train", "--init"], cwd=project.root)
+    assert code == 0 and "Wrote the example experiment file experiment.yaml" in out
+    spec = read_experiment(project.root / "experiment.yaml")
+    get_model_type(spec["model"], "classification").check_params(spec["params"], "classification")
+    assert spec["early_stopping_rounds"] == 30 and spec["name"] == "v1"
+    code, out, err = run_cli(["train", "train", "--init"], cwd=project.root)
+    assert code == 1 and "experiment.yaml already exists; --init never overwrites it." in err
+    _no_runs(project)

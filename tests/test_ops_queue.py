@@ -53,12 +53,19 @@ def test_trigger_while_a_retrain_runs_is_queued_not_run_twice(tmp_path):
         new, how = q.enqueue("drift", alerts=["a1", "a2"])
         assert how == "queued" and new.id != job.id
         assert q.enqueue("drift", alerts=["a2"])[1] == f"folded into queued job {new.id}"
+        # a manual request while a manual retrain runs waits for the next run
+        manual, _ = q.enqueue("manual")
+        q2 = q.claim("w1")
+        assert q2.id == new.id  # (the drift job was first in line; the manual one still waits)
+        again, how = q.enqueue("manual")
+        assert (again.id, how) == (manual.id, f"folded into queued job {manual.id}")
         # a second worker cannot start while the first holds the lock
         with q.worker() as second:
             assert second is False
         q.finish(job.id, result={"decision": "keep"})
-    assert [j.id for j in q.pending()] == [new.id]
+    assert [j.id for j in q.pending()] == [manual.id]
     assert q.get(job.id).state == "done" and q.get(job.id).result == {"decision": "keep"}
+    assert q.get(new.id).state == "running"
 
 
 def _hold_lock(folder, started, release):

@@ -137,6 +137,10 @@ def _run_numeric(ops: list[tuple[str, Any]], raw: list[list]) -> np.ndarray:
         ops = ops[1:]
     else:
         X = np.column_stack([_floats(col) for col in raw])
+    return _run_numeric_floats(ops, X)
+
+
+def _run_numeric_floats(ops: list[tuple[str, Any]], X: np.ndarray) -> np.ndarray:
     for kind, arg in ops:
         if kind == "impute":
             mask = np.isnan(X)
@@ -234,9 +238,32 @@ class CompiledPipeline:
             branch = self._lookup(name, trans, cols)
             if branch is not None:
                 return branch
+        custom = self._custom(name, trans, cols, width)
+        if custom is not None:
+            return custom
         probe = frame_from_columns({c: [self._example(c)] for c in cols}, self.dtypes)
         width = np.asarray(_dense(trans.transform(probe))).shape[1] if width is None else width
         return Branch(name, cols, width, "sklearn", trans, reason="not column-wise compilable")
+
+    def _custom(self, name: str, trans: Any, cols: list[str], width: int | None) -> Branch | None:
+        """A project function (``CustomFunction``) called directly, imported once; numeric steps
+        after it compiled. Its output goes through the same coercion as ``CustomFunction``."""
+        steps = _steps(trans)
+        if type(steps[0]).__name__ != "CustomFunction" or width is None:
+            return None
+        ops = _numeric_ops(type(trans)(trans.steps[1:])) if len(steps) > 1 else []
+        if ops is None or (ops and ops[0][0] == "missing"):
+            return None
+        step = steps[0]
+        try:
+            from ..features.transformers import import_function
+
+            func = import_function(step.function)
+        except (ImportError, AttributeError):
+            return None
+        return Branch(name, cols, width, "custom", trans, ops=ops,
+                      tables={"func": func, "params": dict(step.params or {}),
+                              "prefix": step.prefix})
 
     def _example(self, col: str) -> Any:
         spec = self.columns[col]
@@ -299,7 +326,10 @@ class CompiledPipeline:
             ops = [[k, None if v is None else np.asarray(v, dtype=np.float64).tolist()]
                    for k, v in b.ops]
             tables = {}
-            for c, t in b.tables.items():
+            if b.kind == "custom":
+                tables = {"function": _steps(b.trans)[0].function, "params": b.tables["params"],
+                          "prefix": b.tables["prefix"]}
+            for c, t in (b.tables.items() if b.kind == "lookup" else ()):
                 if c == "__const__":
                     tables[c] = {"ks": t["ks"].tolist(), "row": t["row"].tolist()}
                 else:
@@ -335,7 +365,16 @@ class CompiledPipeline:
             ops = [(k, None if v is None else (tuple(v) if k == "clip" else np.asarray(v)))
                    for k, v in b["ops"]]
             tables: dict[str, Any] = {}
-            for c, t in b["tables"].items():
+            if b["kind"] == "custom":
+                from ..features.transformers import import_function
+
+                try:
+                    func = import_function(b["tables"]["function"])
+                except (ImportError, AttributeError) as exc:
+                    raise ValueError(f"custom function {b['tables']['function']}: {exc}") from None
+                tables = {"func": func, "params": b["tables"]["params"],
+                          "prefix": b["tables"]["prefix"]}
+            for c, t in (b["tables"].items() if b["kind"] == "lookup" else ()):
                 if c == "__const__":
                     tables[c] = {"ks": np.asarray(t["ks"], dtype=np.int64),
                                  "row": np.asarray(t["row"], dtype=np.float64)}
@@ -369,6 +408,8 @@ class CompiledPipeline:
                 parts.append(_run_numeric(br.ops, [cols[c] for c in br.columns]))
             elif br.kind == "lookup":
                 parts.append(self._run_lookup(br, cols, n))
+            elif br.kind == "custom":
+                parts.append(self._run_custom(br, cols, n))
             else:
                 parts.append(self._run_sklearn(br, cols, None))
         X = np.hstack(parts) if len(parts) > 1 else parts[0]
@@ -378,6 +419,26 @@ class CompiledPipeline:
         sub = {c: cols[c] if rows is None else [cols[c][i] for i in rows] for c in br.columns}
         return np.asarray(_dense(br.trans.transform(frame_from_columns(sub, self.dtypes))),
                           dtype=np.float64)
+
+    def _run_custom(self, br: Branch, cols: dict[str, list], n: int) -> np.ndarray:
+        import pandas as pd
+
+        frame = frame_from_columns({c: cols[c] for c in br.columns}, self.dtypes)
+        out = br.tables["func"](frame, **br.tables["params"])
+        if isinstance(out, pd.Series):
+            values = out.to_numpy()
+            X = values.reshape(-1, 1)
+        elif isinstance(out, pd.DataFrame):
+            X = out.to_numpy()
+        else:
+            X = np.asarray(out).reshape(n, -1)
+        if X.dtype.kind not in "fiub":
+            X = pd.DataFrame(X).apply(lambda s: pd.to_numeric(s, errors="coerce")).to_numpy()
+        X = np.asarray(X, dtype=np.float64)
+        if X.shape != (n, br.width):
+            raise ValueError(f"{br.name}: the function returned shape {X.shape}, expected "
+                             f"{(n, br.width)}")
+        return _run_numeric_floats(br.ops, X) if br.ops else X
 
     def _run_lookup(self, br: Branch, cols: dict[str, list], n: int) -> np.ndarray:
         out = np.empty((n, br.width), dtype=np.float64)

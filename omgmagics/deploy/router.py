@@ -208,7 +208,6 @@ def create_app(cfg: dict[str, Any]) -> Any:
             headers["x-retried"] = "challenger"
         return Response(resp.content, status_code=resp.status_code, headers=headers)
 
-    @app.post("/predict")
     async def predict(request: Request) -> Response:
         body = await request.body()
         headers = {k: v for k, v in request.headers.items() if k.lower() in FORWARD_HEADERS}
@@ -287,6 +286,11 @@ def create_app(cfg: dict[str, Any]) -> Any:
                   for s in (CANARY, PROMOTED, ROLLED_BACK)]
         return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
 
+    # The hot path is a plain Starlette route: FastAPI's dependency solving would add about 0.1 ms
+    # per request and this endpoint reads the raw body itself.
+    from starlette.routing import Route
+
+    app.router.routes.insert(0, Route("/predict", predict, methods=["POST"]))
     app.state.policy = policy
     return app
 

@@ -143,7 +143,7 @@ def compare_runs(project: Any, experiments: list[str] | None = None, *, alpha: f
         log.table(table, "comparison.parquet")
         log.text(adr_path.read_text(encoding="utf-8"), f"decisions/{adr_path.name}")
     summary = {"best": best.info.run_name, f"test {primary}": values[best_id],
-               "runs compared": len(runs), "test rows": len(y)}
+               "runs compared": len(runs), "feature set": result["feature_set"], "test rows": len(y)}
     if promoted:
         summary["champion"] = f"{tracking.model_name} v{promoted}"
     test_table = pd.DataFrame([{"best": best.info.run_name, "vs": t["run"], "test": t["test"],

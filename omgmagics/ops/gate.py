@@ -26,11 +26,13 @@ def phase5_criteria(project: Any) -> tuple[list[Any], str]:
 
 def _alerts_answered(project: Any, Criterion: Any) -> Any:
     from .alerts import DRIFT_KINDS, list_alerts
-    from .retrain import answered, pending_alerts
+    from .retrain import answered, history, pending_alerts
 
     drift = list_alerts(project, DRIFT_KINDS)
     done = answered(project)
     waiting = pending_alerts(project)
+    failed = {a: r for r in history(project) if r.get("event") == "decision"
+              and r.get("decision") == "failed" for a in r.get("alerts", [])}
     open_ = [a for a in drift if a["id"] not in done]
     if not open_:
         return Criterion("drift alerts answered", "pass", f"{len(drift)} of {len(drift)}",
@@ -39,9 +41,12 @@ def _alerts_answered(project: Any, Criterion: Any) -> Any:
     parts = [f"{a['kind']} {str((a.get('window') or {}).get('start', ''))[:10]}"
              + (f" (retrain job {waiting[a['id']]} not finished)" if a["id"] in waiting else "")
              for a in open_[:5]]
+    why = {failed[a["id"]].get("job"): failed[a["id"]].get("reason") for a in open_ if a["id"] in failed}
+    detail = "unanswered: " + "; ".join(parts) + ("..." if len(open_) > 5 else "") + "."
+    detail += "".join(f" Retrain job {j} failed: {r}" for j, r in list(why.items())[:2])
     return Criterion("drift alerts answered", "fail", f"{len(drift) - len(open_)} of {len(drift)}",
-                     "all", detail="unanswered: " + "; ".join(parts) + ". Run `omg ops retrain "
-                     "--trigger drift` or record a decision with `--decline --reason TEXT`")
+                     "all", detail=detail + " Run `omg ops retrain --trigger drift` or record a "
+                     "decision with `--decline --reason TEXT`")
 
 
 def _champion_live(project: Any, Criterion: Any) -> Any:

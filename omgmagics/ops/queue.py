@@ -1,8 +1,8 @@
 """The durable retrain queue (core layer): SQLite in ``monitoring/retrain_queue.db``.
 
 Jobs move ``queued -> running -> done | failed``. The next job is the queued one of highest priority,
-oldest first. A new request is folded into a job that already covers it: same trigger and no new
-evidence (alert ids) as a queued or running job, or same trigger as a queued job (its evidence and
+oldest first. A new request is folded into a job that already covers it: a running job of the same
+trigger that carries all its evidence (alert ids), or a queued job of the same trigger (evidence and
 priority are merged in). So a burst of drift alerts gives one retrain, and a trigger that arrives while
 a retrain runs waits in the queue instead of starting a second run.
 
@@ -144,7 +144,9 @@ class RetrainQueue:
                                "ORDER BY id", (trigger,)).fetchall()
             for row in rows:
                 job = _job(row)
-                if set(alerts) <= set(job.alerts):
+                # a running job answers a request only for evidence it already carries; a request
+                # without evidence (manual, schedule) waits for the next run instead
+                if (alerts or job.state == "queued") and set(alerts) <= set(job.alerts):
                     con.execute("UPDATE jobs SET requests = requests + 1 WHERE id = ?", (job.id,))
                     verb = "already covered by running" if job.state == "running" else "folded into queued"
                     return self._get(con, job.id), f"{verb} job {job.id}"

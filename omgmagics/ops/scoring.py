@@ -106,3 +106,42 @@ def load_scorer(project: Any, version: str | None = None, alias: str | None = No
         mv = connect(project).alias_version(alias)
         version = str(mv.version) if mv is not None else alias
     return Scorer(str(version), model, pipeline, inputs)
+
+
+class BundleScorer:
+    """A phase 4 serving bundle (the code the HTTP server runs: handler, compiled feature pipeline,
+    model) used in-process; ``version`` is the bundle's ``NAME/VERSION``, as the server logs it."""
+
+    def __init__(self, bundle: Any):
+        self.bundle = bundle
+        self.version = bundle.version
+        self.inputs = list(bundle.input_names)
+
+    def predict(self, frame: Any) -> tuple[np.ndarray, list[Any]]:
+        items = self.bundle.predict_frame(frame)
+        scores = np.array([np.nan if it.get("score") is None else float(it["score"]) for it in items])
+        return scores, [it.get("prediction") for it in items]
+
+    def scores(self, frame: Any) -> np.ndarray:
+        return self.predict(frame)[0]
+
+
+def production_scorer(project: Any, champion: str | None) -> BundleScorer | None:
+    """The bundle phase 4 serves in production, when it packages registry version `champion`."""
+    try:
+        from ..deploy.bundle import ServingBundle
+        from ..deploy.rollout import current_production
+    except ImportError:
+        return None
+    prod = current_production(project) or {}
+    folder = Path(prod.get("bundle") or "")
+    meta_path = folder / "metadata.json"
+    if not prod or not meta_path.is_file():
+        return None
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError):
+        return None
+    if str(((meta.get("model") or {}).get("registry") or {}).get("version")) != str(champion):
+        return None
+    return BundleScorer(ServingBundle.load(folder))

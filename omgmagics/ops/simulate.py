@@ -1,8 +1,9 @@
 """Replayed traffic for the closed-loop demo (core layer): ``omg ops simulate``.
 
 Held-out rows are replayed as requests over SIMULATED days: each day's rows get simulated timestamps,
-are scored in-process by the registered model (the champion by default: its feature pipeline and
-model, as serving computes them) and are written to the prediction log in the serving contract, with
+are scored in-process by the champion (through the production bundle phase 4 serves, when it packages
+the champion: the server's own handler, feature pipeline and model; else the registered model and its
+feature pipeline) and are written to the prediction log in the serving contract, with
 their true labels in ``monitoring/feedback.jsonl`` arriving ``label_delay`` after each request (labels
 not yet due at the end of the simulated period are held back). A shift can be injected from a given
 day on. ``latency_ms`` is the measured in-process scoring time per row (no network). Everything the
@@ -149,11 +150,17 @@ def simulate_traffic(project: Any, rows: Any = None, *, days: int = 14, per_day:
     target = project.target
     if target not in rows.columns:
         raise DataError(f"The replayed rows have no target column '{target}' (needed for the feedback).")
+    served_by = "the registered model (its feature pipeline and model, in-process)"
     if scorer is None:
-        from .scoring import load_scorer
+        from .scoring import load_scorer, production_scorer
 
         scorer = load_scorer(project, alias=model) if not str(model).isdigit() else \
             load_scorer(project, version=str(model))
+        bundle = production_scorer(project, scorer.version) if model == "champion" else None
+        if bundle is not None:
+            scorer = bundle
+            served_by = (f"the production bundle {bundle.version} (phase 4's serving code, "
+                         "in-process)")
     inputs = _inputs(rows, project, scorer)
     per_day = per_day or max(1, len(rows) // days)
     need = per_day * days
@@ -208,7 +215,7 @@ def simulate_traffic(project: Any, rows: Any = None, *, days: int = 14, per_day:
     shift_start = t0 + dt.timedelta(days=shift_from - 1) if steps else None
     info = {"simulated": True, "written": journal.stamp(), "start": iso(t0), "end": iso(end), "days": days,
             "requests per day": per_day, "rows": source, "sampled with replacement": replace,
-            "model version": scorer.version, "shift": shift or None, "shift from day": shift_from,
+            "model version": scorer.version, "served by": served_by, "shift": shift or None, "shift from day": shift_from,
             "shift start": iso(shift_start) if shift_start else None, "label delay": str(delay),
             "label share": label_share, "error rate": error_rate, "seed": seed, "env": env,
             "reference": str(ref_path.relative_to(project.root)), "reference rows": ref_source}
@@ -218,14 +225,13 @@ def simulate_traffic(project: Any, rows: Any = None, *, days: int = 14, per_day:
     write_json(Path(project.monitoring_dir) / SIMULATION, {"runs": sims})
     report = Report(
         title=f"Simulated {len(records):,} requests over {days} day(s) ({iso(t0)[:10]} .. "
-              f"{iso(end - dt.timedelta(seconds=1))[:10]}), model v{scorer.version}",
+              f"{iso(end - dt.timedelta(seconds=1))[:10]}), model {scorer.version}",
         summary={"requests": len(records), "labels written": len(feedback),
                  "shift": f"{shift} from day {shift_from} ({iso(shift_start)[:10]})" if steps else "none",
                  "replayed rows": source, "reference": ref_source},
         tables={"days": pd.DataFrame(per)},
         messages=["SIMULATION: the traffic, its timestamps and the label delays are simulated; the "
-                  "predictions are real (the registered model scored in-process, latency measured "
-                  "without a network).",
+                  f"predictions are real, made by {served_by}; latency is measured without a network.",
                   *(["Fewer held-out rows than requests: rows were sampled with replacement."] if replace
                     else [])],
         artifacts={"log": str(folder), "feedback": str(fb_path), "reference": str(ref_path),
