@@ -184,7 +184,15 @@ def _table_text(table: Any, max_rows: int = 60) -> str:
     import pandas as pd
 
     df = table if isinstance(table, pd.DataFrame) else pd.DataFrame(table)
-    text = df.head(max_rows).to_string(index=False, float_format=lambda x: f"{x:.4g}", na_rep="")
+    shown = df.head(max_rows)
+    # Text columns read better left-aligned (pandas right-aligns everything).
+    formatters = {}
+    for col in shown.columns:
+        if shown[col].dtype == object:
+            width = max([len(str(col))] + [len(str(v)) for v in shown[col]])
+            formatters[col] = (lambda w: lambda v: str(v).ljust(w))(width)
+    text = shown.to_string(index=False, float_format=lambda x: f"{x:.4g}", na_rep="",
+                           formatters=formatters, justify="left")
     if len(df) > max_rows:
         text += f"\n  ... {len(df) - max_rows} more rows"
     return text

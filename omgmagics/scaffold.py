@@ -138,6 +138,7 @@ brief:
 data:
   source: {json.dumps(source)}            # "demo" (bundled Adult census data) or a csv/parquet path
   sample_frac: 1.0
+  exclude_columns: []            # columns never used as features (leaks, personal data)
 
 fairness:                        # largest differences accepted between groups (phase 3 gate)
   demographic_parity_difference: 0.30
