@@ -242,8 +242,21 @@ def test_kserve_and_k8s_manifests(proj):
     assert {"name": "STORAGE_URI", "value": "s3://CHANGE-ME/models/p4-model/1"} in c["env"]
     report = cloud(project, target="k8s", strategy="canary", challenger=str(bundle))
     docs = list(yaml.safe_load_all(Path(report.data["files"]["k8s.yaml"]).read_text()))
-    assert [d["kind"] for d in docs] == ["Deployment", "Deployment", "Service"]
+    assert [d["kind"] for d in docs] == ["Deployment", "Service"]  # nothing in production yet
+    # With a bundle in production: stable (it) and canary (the new one) behind one Service.
+    from omgmagics.deploy.rollout import _record_production
+
+    newer = Path(package_model(project, "champion").value)
+    _record_production(project, "production", bundle, "p4-model/1", "canary", "t", "promoted")
+    report = cloud(project, target="k8s", strategy="canary", challenger=str(newer))
+    docs = list(yaml.safe_load_all(Path(report.data["files"]["k8s.yaml"]).read_text()))
+    assert [(d["kind"], d["metadata"]["name"]) for d in docs] == [
+        ("Deployment", "p4-model-stable"), ("Deployment", "p4-model-canary"), ("Service", "p4-model")]
+    images = [d["spec"]["template"]["spec"]["containers"][0]["image"] for d in docs[:2]]
+    assert images == ["registry.example.com/p4-model:1", f"registry.example.com/p4-model:{newer.name}"]
+    assert docs[0]["spec"]["replicas"] == 2 and docs[1]["spec"]["replicas"] == 1
     assert docs[2]["spec"]["ports"][0]["targetPort"] == 8080
+    assert docs[2]["spec"]["selector"] == {"app.kubernetes.io/name": "p4-model"}
     runbook = (project.docs_dir / "runbook.md").read_text()
     assert "omg deploy stop --env production" in runbook and "p99 latency above 2000 ms" in runbook
     adr = (project.decisions_dir / "adr-002-deployment-strategy.md").read_text()

@@ -83,6 +83,17 @@ def test_the_loop_measures_shift_to_detection_and_env_filters(tmp_path):
     assert summary["detect within h (brief)"] == 24
 
 
+def test_whole_number_fields_stay_whole_numbers():
+    import pandas as pd
+
+    from omgmagics.ops.simulate import apply_shift
+
+    df = pd.DataFrame({"gain": [0, 7688, 15024], "x": [0.5, 1.0, 2.0]})
+    out = apply_shift(df, parse_shift("gain*0.001,x+1"))
+    assert out["gain"].tolist() == [0, 8, 15] and out["gain"].dtype == df["gain"].dtype
+    assert out["x"].tolist() == [1.5, 2.0, 3.0]
+
+
 def test_bad_shift_and_options():
     assert parse_shift("age+10, capital_gain*0.001,workclass=Private") == [
         ("age", "+", 10.0), ("capital_gain", "*", 0.001), ("workclass", "=", "Private")]

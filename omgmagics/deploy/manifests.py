@@ -56,8 +56,12 @@ def _container(name: str, image: str, cfg: dict[str, Any], k8s: dict[str, Any],
 
 
 def build_manifests(project: Any, bundle: Path, target: str, env: str, first_share: float,
-                    settings: Any, k8s: dict[str, Any]) -> dict[str, str]:
-    """The manifest files' contents by file name."""
+                    settings: Any, k8s: dict[str, Any], stable: Path | None = None) -> dict[str, str]:
+    """The manifest files' contents by file name.
+
+    `bundle` is the new one (KServe's latest revision, the k8s canary track); `stable` the one in
+    production now (the k8s stable track; without it only the new bundle is deployed, as stable).
+    """
     import yaml
 
     meta = json.loads((bundle / "metadata.json").read_text())
@@ -97,18 +101,26 @@ def build_manifests(project: Any, bundle: Path, target: str, env: str, first_sha
         docs = []
         stable_replicas = int(k8s["replicas"])
         canary_replicas = max(1, round(stable_replicas * first_share / max(100 - first_share, 1)))
-        for track, replicas in (("stable", stable_replicas), ("canary", canary_replicas)):
-            container = _container(name, image, cfg, k8s, settings.auth_token_env,
-                                   f"/models/{meta['name']}/{version}")
+        tracks = [("stable", stable_replicas, bundle)]
+        if stable is not None and Path(stable).resolve() != Path(bundle).resolve():
+            tracks = [("stable", stable_replicas, Path(stable)), ("canary", canary_replicas, bundle)]
+        for track, replicas, path in tracks:
+            m = json.loads((path / "metadata.json").read_text())
+            img = k8s.get("image") or f"registry.example.com/{name}:{m['version']}"
+            container = _container(name, img, cfg, k8s, settings.auth_token_env,
+                                   f"/models/{m['name']}/{m['version']}")
             container["name"] = "server"
             docs.append({
                 "apiVersion": "apps/v1", "kind": "Deployment",
                 "metadata": {"name": f"{name}-{track}", "namespace": k8s["namespace"],
-                             "labels": {**labels, "omg/track": track}},
+                             "labels": {**labels, "omg/track": track,
+                                        "omg/model-version": f"{name}-{m['version']}"}},
                 "spec": {"replicas": replicas,
                          "selector": {"matchLabels": {"app.kubernetes.io/name": name,
                                                       "omg/track": track}},
-                         "template": {"metadata": {"labels": {**labels, "omg/track": track}},
+                         "template": {"metadata": {"labels": {
+                             **labels, "omg/track": track,
+                             "omg/model-version": f"{name}-{m['version']}"}},
                                       "spec": {"containers": [container],
                                                "volumes": [{"name": "prediction-log",
                                                             "emptyDir": {}}]}}},
@@ -137,11 +149,12 @@ def build_manifests(project: Any, bundle: Path, target: str, env: str, first_sha
 
 
 def write_manifests(project: Any, bundle: Path, target: str, env: str, first_share: float,
-                    settings: Any, k8s: dict[str, Any]) -> dict[str, str]:
+                    settings: Any, k8s: dict[str, Any], stable: Path | None = None
+                    ) -> dict[str, str]:
     """Write the manifests (atomically, replacing the folder); returns {file name: path}."""
     from ..atomic import atomic_dir
 
-    files = build_manifests(project, bundle, target, env, first_share, settings, k8s)
+    files = build_manifests(project, bundle, target, env, first_share, settings, k8s, stable)
     dest = Path(project.root) / "deploy" / target / env
     with atomic_dir(dest, overwrite=True) as tmp:
         for fname, text in files.items():

@@ -284,8 +284,10 @@ def cloud_local(project: Any, env: str = "production", strategy: str = "canary",
         if keep_running:
             loser = champ if state == "promoted" else chal
             process.stop_process(loser.pid)
-            keep = [router, chal if state == "promoted" else champ]
-            process.write_state(project, env, keep, bundle=str(winner_path), rollout_id=rollout_id)
+            winners = [router, chal if state == "promoted" else champ]
+            process.write_state(project, env, winners, bundle=str(winner_path),
+                                rollout_id=rollout_id)
+            keep = winners  # only now: a failure before this line stops every process
     finally:
         for p in started:
             if p not in keep:
@@ -320,6 +322,15 @@ def _status(url: str) -> dict[str, Any]:
         return json.loads(body) if code == 200 else {}
     except (OSError, ValueError):
         return {}
+
+
+def _staging_status(project: Any, base: dict[str, Any]) -> str:
+    from .staging import read_result
+
+    result = read_result(project) or {}
+    if result.get("model_version") != base["challenger"]:
+        return "not run for this bundle"
+    return "passed" if result.get("passed") else "failed"
 
 
 def _record_production(project: Any, env: str, bundle: Path, version: str, strategy: str,
@@ -366,6 +377,11 @@ def _report(project: Any, env: str, strategy: str, base: dict, status: dict, cli
         summary["blue-green smoke test"] = "ok" if smoke["ok"] else \
             f"failed ({smoke['mismatches']} mismatches, p99 {smoke['p99_ms']})"
     msgs = []
+    staged = _staging_status(project, base)
+    summary["challenger staging validation"] = staged
+    if staged != "passed":
+        msgs.append(f"The challenger's staging validation: {staged}. Validate bundles before a "
+                    "rollout: `omg deploy serve --env staging --validate --bundle BUNDLE`.")
     if keep:
         msgs.append(f"Running: router at {keep[0].url} -> {keep[1].role}. Stop with `omg deploy stop "
                     f"--env {env}`.")
@@ -413,7 +429,9 @@ def cloud_manifests(project: Any, env: str, strategy: str, target: str,
     require_verified(bundle)
     first = 100.0 if strategy == "blue-green" else float(policy["steps"][0])
     k8s = kubernetes_settings(project)
-    files = write_manifests(project, bundle, target, env, first, settings, k8s)
+    current = current_production(project, env)
+    stable = Path(current["bundle"]) if current and Path(current["bundle"]).is_dir() else None
+    files = write_manifests(project, bundle, target, env, first, settings, k8s, stable)
     docs = write_docs(project, strategy=strategy, target=target)
     meta = _metadata(bundle)
     table = pd.DataFrame([{"file": Path(p).name, "path": p} for p in files.values()])

@@ -108,7 +108,7 @@ def serve(project: Any, env: str = "staging", config: str | None = None, *, host
     verified = require_verified(path)
     _check_not_running(project, env)
     server = start_server(project, settings, path, role="server")
-    keep = False
+    keep = False  # set only once the pid file is written: any failure before stops the server
     try:
         summary = {"env": env, "url": server.url, "bundle": str(path), "pid": server.pid,
                    "digest": verified["digest"][:16], "settings from": ", ".join(settings.sources),
@@ -120,19 +120,18 @@ def serve(project: Any, env: str = "staging", config: str | None = None, *, host
         if validate:
             result = validate_staging(project, path, server.url, settings, token)
             report = _validation_report(result, summary, messages, project)
-            keep = background
         elif background:
-            keep = True
             report = Report(f"Serving {Path(path).parent.name}/{Path(path).name} ({env}) at "
                             f"{server.url} in the background", summary=summary,
                             messages=messages + [f"Stop it with `omg deploy stop --env {env}`.",
                                                  f"Server log: {server.log}"])
         else:
-            report = _foreground(server, summary, messages)
-        if keep:
+            return _foreground(server, summary, messages)
+        if background:
             process.write_state(project, env, [server], bundle=str(path))
             report.summary["status"] = "running (background)"
             report.artifacts["pid file"] = str(process.state_path(project, env))
+            keep = True
         return report
     finally:
         if not keep:
@@ -140,11 +139,25 @@ def serve(project: Any, env: str = "staging", config: str | None = None, *, host
 
 
 def _foreground(server: process.ServerProcess, summary: dict, messages: list) -> Report:
+    """Wait for the server until Ctrl-C (or SIGTERM / SIGHUP to this process), then stop it."""
+    import signal
+    import threading
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            previous[sig] = signal.signal(sig, interrupt)
     started = time.monotonic()
     try:
         server.proc.wait()
     except KeyboardInterrupt:
         pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     summary["served for (s)"] = round(time.monotonic() - started, 1)
     return Report(f"Server at {server.url} stopped", summary=summary, messages=messages)
 

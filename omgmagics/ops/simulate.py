@@ -67,7 +67,10 @@ def apply_shift(df: Any, shift: list[tuple[str, str, Any]]) -> Any:
             continue
         if not pd.api.types.is_numeric_dtype(df[col]):
             raise UsageError(f"Shift '{col}{op}{value:g}' needs a numeric column; '{col}' is {df[col].dtype}.")
-        df[col] = df[col] * value if op == "*" else df[col] + (value if op == "+" else -value)
+        out = df[col] * value if op == "*" else df[col] + (value if op == "+" else -value)
+        if pd.api.types.is_integer_dtype(df[col]):  # a whole-number field stays one (rounded)
+            out = out.round().astype(df[col].dtype)
+        df[col] = out
     return df
 
 
@@ -92,6 +95,23 @@ def _inputs(df: Any, project: Any, scorer: Any) -> list[str]:
     skip = {project.target, project.config.get_path("data.id_column"), "row_id", "label_source",
             "label_confidence"}
     return [c for c in df.columns if c not in skip]
+
+
+def _score(scorer: Any, frame: Any) -> tuple[Any, list[Any], list[str | None]]:
+    """Scores and predictions of a day; rows the model cannot score become error records (with the
+    message), as the server answers them, instead of stopping the replay."""
+    try:
+        scores, preds = scorer.predict(frame)
+        return scores, list(preds), [None] * len(frame)
+    except Exception:  # noqa: BLE001 - find the failing rows one by one
+        scores, preds, failed = np.full(len(frame), np.nan), [None] * len(frame), [None] * len(frame)
+        for i in range(len(frame)):
+            try:
+                s, p = scorer.predict(frame.iloc[[i]])
+                scores[i], preds[i] = s[0], p[0]
+            except Exception as exc:  # noqa: BLE001 - logged as the request's error
+                failed[i] = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+        return scores, preds, failed
 
 
 def _plain(v: Any) -> Any:
@@ -180,10 +200,10 @@ def simulate_traffic(project: Any, rows: Any = None, *, days: int = 14, per_day:
         if shifted:
             day = apply_shift(day, steps)
         tic = time.perf_counter()
-        scores, preds = scorer.predict(day[inputs])
+        scores, preds, failed = _score(scorer, day[inputs])
         ms = (time.perf_counter() - tic) * 1000 / max(len(day), 1)
         offsets = np.sort(rng.uniform(0, 86400, len(day)))
-        errors = rng.random(len(day)) < error_rate
+        errors = (rng.random(len(day)) < error_rate) | np.array([f is not None for f in failed])
         labeled = rng.random(len(day)) < label_share
         for i in range(len(day)):
             t = t0 + dt.timedelta(days=d, seconds=float(offsets[i]))
@@ -196,7 +216,7 @@ def simulate_traffic(project: Any, rows: Any = None, *, days: int = 14, per_day:
                 "inputs": {c: _plain(day.at[i, c]) for c in inputs},
                 "prediction": _plain(preds[i]) if ok else None,
                 "score": _plain(scores[i]) if ok else None,
-                "error": None if ok else "simulated error"})
+                "error": None if ok else (failed[i] or "simulated error")})
             due = t + delay.timedelta
             if ok and labeled[i] and due <= end:
                 feedback.append({"request_id": rid, "label": _plain(day.at[i, target]), "time": iso(due)})

@@ -144,7 +144,7 @@ def compare(before: Any, after: Any, data: measure.EvalData) -> dict[str, Any]:
 
     out: dict[str, Any] = {}
     for name, m in (("before", before), ("after", after)):
-        timing = measure.time_batches(m, data.X, [1, 1024], repeats=40, budget_s=3.0)
+        timing = measure.time_batches(m, data.X, [1, 1024], repeats=30, budget_s=1.5)
         out[name] = {"metric": measure.metric_value(m, data), "size_bytes": measure.model_size(m),
                      "p50_ms": timing[0]["p50_ms"], "p99_ms": timing[0]["p99_ms"],
                      "rows_per_s": timing[1]["rows_per_s"]}
