@@ -157,9 +157,57 @@ class Rollout:
                 "totals": dict(self.totals), "reason": self.reason}
 
 
+class Upstream:
+    """Keep-alive HTTP/1.1 connections to one backend (the load generator's lean client: the
+    router's own overhead counts in the challenger's latency, so it has to be small)."""
+
+    def __init__(self, url: str, timeout: float = 10.0, keep: int = 64):
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(url)
+        self.host, self.port = parts.hostname, parts.port
+        self.timeout, self.keep = timeout, keep
+        self.idle: list[Any] = []
+
+    async def request(self, method: str, path: str, body: bytes = b"",
+                      headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+        """The backend's answer; a reused connection the backend closed meanwhile is retried once
+        on a fresh one. Raises OSError / ConnectionError / TimeoutError when there is no answer."""
+        import asyncio
+
+        from .loadgen import Connection
+
+        for attempt in (0, 1):
+            reused = bool(self.idle)
+            conn = self.idle.pop() if reused else Connection(self.host, self.port)
+            try:
+                out = await asyncio.wait_for(conn.request(method, path, body, headers),
+                                             self.timeout)
+            except (OSError, ConnectionError, asyncio.IncompleteReadError, ValueError,
+                    IndexError) as exc:
+                conn.close()
+                if reused and attempt == 0 and not isinstance(exc, TimeoutError):
+                    continue  # the backend closed an idle connection: nothing was processed
+                raise ConnectionError(str(exc) or type(exc).__name__) from None
+            except BaseException:
+                conn.close()
+                raise
+            if conn.writer is not None and len(self.idle) < self.keep:
+                self.idle.append(conn)
+            else:
+                conn.close()
+            return out
+        raise ConnectionError("no answer")
+
+    def close(self) -> None:
+        for conn in self.idle:
+            conn.close()
+        self.idle = []
+
+
 def create_app(cfg: dict[str, Any]) -> Any:
     """The router application for the backends and policy in `cfg`."""
-    import httpx
+
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
@@ -175,38 +223,36 @@ def create_app(cfg: dict[str, Any]) -> Any:
 
     policy = Rollout(cfg["steps"], cfg["window_requests"], cfg["max_error_rate"],
                      cfg["max_latency_p99_ms"], on_event)
-    urls = {"champion": cfg["champion"]["url"] + "/predict",
-            "challenger": cfg["challenger"]["url"] + "/predict"}
-    holder: dict[str, Any] = {}
+    timeout = float(cfg.get("timeout_s", 10.0))
+    upstream = {role: Upstream(cfg[role]["url"], timeout) for role in ("champion", "challenger")}
 
     from contextlib import asynccontextmanager
 
     @asynccontextmanager
     async def lifespan(app: Any):  # noqa: ANN202
-        holder["client"] = httpx.AsyncClient(
-            timeout=httpx.Timeout(cfg.get("timeout_s", 10.0)),
-            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64))
         on_event({"event": "start", "share": policy.share, "previous_share": 0.0,
                   "window": policy.window_stats()})
         yield
-        await holder["client"].aclose()
+        for up in upstream.values():
+            up.close()
 
     app = FastAPI(title="omg router", docs_url=None, redoc_url=None, openapi_url=None,
                   lifespan=lifespan)
 
     async def forward(target: str, body: bytes, headers: dict[str, str]) -> Any:
         try:
-            return await holder["client"].post(urls[target], content=body, headers=headers)
-        except httpx.HTTPError:
+            return await upstream[target].request("POST", "/predict", body, headers)
+        except (TimeoutError, ConnectionError):
             return None
 
     def passthrough(resp: Any, served_by: str, retried: bool) -> Response:
-        headers = {k: v for k, v in resp.headers.items()
-                   if k.lower() in ("content-type", "x-request-id", "x-model-version")}
+        status, hdrs, content = resp
+        headers = {k: v for k, v in hdrs.items()
+                   if k in ("content-type", "x-request-id", "x-model-version")}
         headers["x-served-by"] = served_by
         if retried:
             headers["x-retried"] = "challenger"
-        return Response(resp.content, status_code=resp.status_code, headers=headers)
+        return Response(content, status_code=status, headers=headers)
 
     async def predict(request: Request) -> Response:
         body = await request.body()
@@ -218,7 +264,7 @@ def create_app(cfg: dict[str, Any]) -> Any:
             t0 = time.perf_counter()
             resp = await forward("challenger", body, headers)
             ms = (time.perf_counter() - t0) * 1000
-            error = resp is None or resp.status_code >= 500
+            error = resp is None or resp[0] >= 500
             policy.totals["challenger"] += 1
             policy.totals["challenger_errors"] += int(error)
             policy.record(ms, error)
@@ -241,9 +287,8 @@ def create_app(cfg: dict[str, Any]) -> Any:
     @app.get("/ready")
     async def ready() -> Response:
         try:
-            r = await holder["client"].get(cfg["champion"]["url"] + "/ready")
-            ok = r.status_code == 200
-        except httpx.HTTPError:
+            ok = (await upstream["champion"].request("GET", "/ready"))[0] == 200
+        except (TimeoutError, ConnectionError):
             ok = False
         return JSONResponse({"status": "ready" if ok else "champion not ready"},
                             status_code=200 if ok else 503)

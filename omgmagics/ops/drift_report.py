@@ -239,7 +239,7 @@ def _report(project: Any, ref: Any, ref_src: Any, cur_src: Any, results: list[Wi
     }
     report = Report(title=f"Drift {'over ' + str(len(results)) + ' windows' if rolling else 'of the current window'}"
                           f" vs the reference: {'dataset drift' if last.dataset_drift else 'no dataset drift'}",
-                    summary=summary, messages=list(messages), value=results)
+                    summary=summary, messages=list(messages) + list(last.notes), value=results)
     report.tables["features (latest window)" if rolling else "features"] = last.table()
     if rolling:
         report.tables["windows"] = pd.DataFrame([{
