@@ -157,6 +157,14 @@ tuning:
 features:
   name: project_features
 
+serving:                         # phase 4; every key has a default (see docs/architecture.md)
+  host: 127.0.0.1                # bind address; anything else requires auth_token_env
+  auth_token_env: null           # name of the environment variable holding a bearer token
+  max_batch: 1024
+  canary:
+    steps: [10, 25, 50, 100]     # challenger's traffic share, stepped up after healthy windows
+    max_error_rate: 0.01         # p99 limit: brief.constraints.latency_p99_ms
+
 seed: 42
 """
 

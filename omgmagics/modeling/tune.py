@@ -10,7 +10,7 @@ registered as ``challenger``.
 
 Search spaces: a default per model type, overridable per parameter in ``omg.yaml``
 (``tuning.search_space.MODEL.PARAM``) or a ``--space`` YAML file. A parameter is a fixed value, a
-range ``{low, high, log, step, type}`` or ``{choices: [...]}``.
+range ``{low, high, log, step, type}`` or ``{choices: [...]}`` (:mod:`omgmagics.modeling.spaces`).
 """
 
 from __future__ import annotations
