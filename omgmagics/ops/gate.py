@@ -42,7 +42,7 @@ def _alerts_answered(project: Any, Criterion: Any) -> Any:
              + (f" (retrain job {waiting[a['id']]} not finished)" if a["id"] in waiting else "")
              for a in open_[:5]]
     why = {failed[a["id"]].get("job"): failed[a["id"]].get("reason") for a in open_ if a["id"] in failed}
-    detail = "unanswered: " + "; ".join(parts) + ("..." if len(open_) > 5 else "") + "."
+    detail = "unanswered: " + "; ".join(parts) + (f" and {len(open_) - 5} more" if len(open_) > 5 else "") + "."
     detail += "".join(f" Retrain job {j} failed: {r}" for j, r in list(why.items())[:2])
     return Criterion("drift alerts answered", "fail", f"{len(drift) - len(open_)} of {len(drift)}",
                      "all", detail=detail + " Run `omg ops retrain --trigger drift` or record a "
