@@ -26,8 +26,11 @@ demo: setup
 	rm -rf $(DEMO_DIR)/adult-income
 	mkdir -p $(DEMO_DIR)
 	$(BIN)/omg ml init adult-income --dir $(DEMO_DIR)
-	cd $(DEMO_DIR)/adult-income && $(abspath $(BIN))/omg ml run
+	@# --no-gates: run all five phases and record every gate's verdict (shown in the table and in
+	@# reports/index.html) instead of stopping at the first failed gate.
+	cd $(DEMO_DIR)/adult-income && $(abspath $(BIN))/omg ml run --no-gates
 	@echo
+	@echo "Review:   $(abspath $(DEMO_DIR))/adult-income/reports/index.html"
 	@echo "Reports:  $(abspath $(DEMO_DIR))/adult-income/reports/"
 	@ls -1 $(DEMO_DIR)/adult-income/reports/
 	@echo "Manifest: $$(ls -d $(abspath $(DEMO_DIR))/adult-income/runs/*/manifest.json | tail -1)"
