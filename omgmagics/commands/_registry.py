@@ -68,6 +68,17 @@ def arg(*flags: str, **kwargs: Any) -> Arg:
     return Arg(flags, kwargs)
 
 
+def optional_fraction(text: str) -> float | None:
+    """An option type: a number, or none/null (so a notebook parameter ``sample_frac = None``
+    passes through a ``{sample_frac}`` expansion)."""
+    if text.strip().lower() in ("none", "null", ""):
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number (or none)") from None
+
+
 COMMON = [
     arg("--format", choices=["text", "json"], default="text",
         help="how to show the result: text (a table in a terminal, HTML in a notebook) or json"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._registry import Context, arg, command
+from ._registry import Context, arg, command, optional_fraction
 
 P1 = "issue #3 (Phase 1: discovery)"
 P2 = "issue #4 (Phase 2: data & features)"
@@ -12,16 +12,6 @@ P2 = "issue #4 (Phase 2: data & features)"
 DATA = arg("--data", metavar="PATH|DATAFRAME", default=None,
            help="input table: a csv/parquet/jsonl path or a DataFrame variable of the notebook "
                 "(default: the project's data)")
-
-
-def _optional_fraction(text: str) -> float | None:
-    """A number, or none/null (so a notebook parameter ``sample_frac = None`` passes through)."""
-    if text.strip().lower() in ("none", "null", ""):
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number (or none)") from None
 
 
 def _table(ns: argparse.Namespace, ctx: Context, project, stage: str = "raw"):
@@ -41,7 +31,7 @@ def _table(ns: argparse.Namespace, ctx: Context, project, stage: str = "raw"):
              "(default: sources.yaml; without one, the project's data.source is collected)"),
     arg("--output", metavar="DIR", default="data/raw",
         help="folder for the collected parquet files (never overwritten)"),
-    arg("--sample-frac", type=_optional_fraction, default=None,
+    arg("--sample-frac", type=optional_fraction, default=None,
         help="keep a seeded share of each source's rows (default, or 'none': data.sample_frac of "
              "omg.yaml)"),
     help="load csv/parquet/json/SQL sources into data/raw/ with lineage (source, rows, sha256)",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import UsageError
-from ._registry import Context, arg, command
+from ._registry import Context, arg, command, optional_fraction
 
 
 @command(
@@ -120,16 +120,6 @@ def gate(ns: argparse.Namespace, ctx: Context):
     return approve_gate(ctx.project(), phase=ns.phase, by=ns.by, note=ns.note, run_id=ns.run)
 
 
-def _fraction_or_none(text: str) -> float | None:
-    """A number, or none/null (a notebook parameter ``sample_frac = None`` passes through)."""
-    if text.strip().lower() in ("none", "null", ""):
-        return None
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"'{text}' is not a number (or none)") from None
-
-
 PHASE1_DATA = arg("--data", metavar="PATH|DATAFRAME", default=None,
                   help="input table: a csv/parquet/jsonl path or a DataFrame variable of the notebook "
                        "(default: the project's data.source)")
@@ -149,7 +139,7 @@ def _phase1_steps(ctx: Context, total: int, desc: str):
 @command(
     "ml", "feasibility",
     PHASE1_DATA,
-    arg("--sample-frac", type=_fraction_or_none, default=None,
+    arg("--sample-frac", type=optional_fraction, default=None,
         help="prototype on a seeded sample of this share of labeled rows (default: all, up to "
              "--max-rows)"),
     arg("--cv", type=int, default=5, help="cross-validation folds (at least 2)"),

@@ -81,17 +81,10 @@ class OptimizedModel:
         return len(self.classes) if self.classes else 0
 
     def matrix(self, X: Any) -> Any:
-        import numpy as np
-        import pandas as pd
+        """`X` in training column order: the same rules as the phase 3 model's."""
+        from ..modeling.models import OmgModel
 
-        if isinstance(X, pd.DataFrame):
-            missing = [c for c in self.feature_names if c not in X.columns]
-            if missing:
-                raise DataError(f"The input lacks {len(missing)} feature column(s) the model was "
-                                f"trained on: {', '.join(missing[:10])}.")
-            return X[self.feature_names].to_numpy(dtype=np.float64)
-        arr = np.asarray(X, dtype=np.float64)
-        return arr.reshape(1, -1) if arr.ndim == 1 else arr
+        return OmgModel.matrix(self, X)
 
     def predict_scores(self, X: Any) -> Any:
         """P(positive class) (binary), an (n, k) probability matrix (multi-class) or values."""
