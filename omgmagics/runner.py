@@ -126,6 +126,9 @@ def render_report(executed: Path, dest: Path) -> Path:
     from nbconvert import HTMLExporter
 
     nb = nbformat.read(executed, as_version=4)
+    # Without saved widget state nbconvert emits no widget loader (it would fetch from a CDN);
+    # widget outputs (progress bars) render their text fallback.
+    nb.metadata.pop("widgets", None)
     # Parameters and set-up are plumbing, not part of the review.
     nb.cells = [c for c in nb.cells
                 if "parameters" not in c.get("metadata", {}).get("tags", [])

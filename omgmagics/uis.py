@@ -96,8 +96,9 @@ def start_uis(project: Any, port: int = 5000, dashboard_port: int = 8080) -> Rep
     state["mlflow"] = {"pid": proc.pid, "url": url}
     optuna_db = root / "optuna.db"
     if optuna_db.is_file():
-        dash = [sys.executable, "-m", "optuna_dashboard", f"sqlite:///{optuna_db}", "--host",
-                "127.0.0.1", "--port", str(dashboard_port)]
+        # optuna-dashboard has no `python -m` entry point: use its console script beside python.
+        dash = [str(Path(sys.executable).with_name("optuna-dashboard")), f"sqlite:///{optuna_db}",
+                "--host", "127.0.0.1", "--port", str(dashboard_port)]
         proc2 = _spawn(dash, root / ".omg" / "ui-optuna.log", root)
         url2 = f"http://127.0.0.1:{dashboard_port}"
         _wait_http(url2, proc2, root / ".omg" / "ui-optuna.log")

@@ -161,11 +161,15 @@ def test_phase_notebook_runs_in_real_jupyterlab(jupyterlab):
         page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
         n_code = page.locator(".jp-CodeCell").count()
         # Done when every code cell has a number in its prompt and the kernel is idle again.
-        page.wait_for_function(
-            """n => { const ps = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]
-                       .map(e => e.textContent.trim());
-                      return ps.length === n && ps.every(t => /\\[\\d+\\]/.test(t)); }""",
-            arg=n_code, timeout=150_000)
+        try:
+            page.wait_for_function(
+                """n => { const ps = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]
+                           .map(e => e.textContent.trim());
+                          return ps.length === n && ps.every(t => /\\[\\d+\\]/.test(t)); }""",
+                arg=n_code, timeout=400_000)
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "jupyterlab-timeout.png"), full_page=True)
+            raise
         page.wait_for_timeout(500)
         page.screenshot(path=str(ARTIFACTS / "jupyterlab-01_discovery.png"), full_page=True)
         errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
