@@ -95,6 +95,30 @@ def start_uis(project: Any, port: int = 5000, dashboard_port: int = 8080) -> Rep
     _wait_http(url, proc, root / ".omg" / "ui-mlflow.log")
     state["mlflow"] = {"pid": proc.pid, "url": url}
     optuna_db = root / "optuna.db"
+    try:
+        _start_dashboard(root, optuna_db, dashboard_port, state)
+    except BaseException:
+        _kill(proc.pid)  # never leave a half-started pair behind
+        raise
+    write_json(state_file, state)
+    return Report(title="Tracking UIs started on 127.0.0.1",
+                  summary={k: v["url"] for k, v in state.items()},
+                  messages=["Stop them with `omg ml ui --stop`."] +
+                  ([] if optuna_db.is_file() else ["No Optuna study yet: optuna-dashboard not started."]),
+                  value={k: v["url"] for k, v in state.items()})
+
+
+def _kill(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except OSError:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except OSError:
+            pass
+
+
+def _start_dashboard(root: Path, optuna_db: Path, dashboard_port: int, state: dict[str, Any]) -> None:
     if optuna_db.is_file():
         # optuna-dashboard has no `python -m` entry point: use its console script beside python.
         dash = [str(Path(sys.executable).with_name("optuna-dashboard")), f"sqlite:///{optuna_db}",
@@ -103,12 +127,6 @@ def start_uis(project: Any, port: int = 5000, dashboard_port: int = 8080) -> Rep
         url2 = f"http://127.0.0.1:{dashboard_port}"
         _wait_http(url2, proc2, root / ".omg" / "ui-optuna.log")
         state["optuna-dashboard"] = {"pid": proc2.pid, "url": url2}
-    write_json(state_file, state)
-    return Report(title="Tracking UIs started on 127.0.0.1",
-                  summary={k: v["url"] for k, v in state.items()},
-                  messages=["Stop them with `omg ml ui --stop`."] +
-                  ([] if optuna_db.is_file() else ["No Optuna study yet: optuna-dashboard not started."]),
-                  value={k: v["url"] for k, v in state.items()})
 
 
 def stop_uis(project: Any) -> Report:
@@ -120,10 +138,7 @@ def stop_uis(project: Any) -> Report:
     stopped = []
     for name, info in state.items():
         if _alive(info["pid"]):
-            try:
-                os.killpg(info["pid"], signal.SIGTERM)
-            except OSError:
-                os.kill(info["pid"], signal.SIGTERM)
+            _kill(info["pid"])
             stopped.append(name)
     state_file.unlink()
     return Report(title=f"Stopped: {', '.join(stopped) or 'nothing was running'}")
