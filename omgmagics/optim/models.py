@@ -108,18 +108,16 @@ class OptimizedModel:
             return torch.softmax(out, dim=1).numpy().astype(np.float64)
 
     def predict_encoded(self, X: Any) -> Any:
-        import numpy as np
+        """Class indices or values: the same decision rule as the phase 3 model's."""
+        from ..modeling.models import OmgModel
 
-        scores = self.predict_scores(X)
-        if self.task == "regression":
-            return scores
-        return scores.argmax(axis=1) if scores.ndim == 2 else (scores >= 0.5).astype(np.int64)
+        return OmgModel.predict_encoded(self, X)
 
     def predict(self, X: Any) -> Any:
-        import numpy as np
+        """Predicted labels (original values) or regression values, as the phase 3 model's."""
+        from ..modeling.models import OmgModel
 
-        enc = self.predict_encoded(X)
-        return enc if self.task == "regression" else np.asarray(self.classes, dtype=object)[enc]
+        return OmgModel.predict(self, X)
 
     # --- files ---------------------------------------------------------------------------------
     @property
