@@ -64,7 +64,7 @@ def build_index(project: Project) -> Report:
 
     reports = project.reports_dir
     reports.mkdir(parents=True, exist_ok=True)
-    runs = list_runs(project)
+    runs = list_runs(project, "lifecycle")
     latest = runs[0] if runs else None
     esc = html.escape
 

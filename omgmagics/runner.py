@@ -58,8 +58,9 @@ def load_manifest(run_dir: Path) -> dict[str, Any]:
                            "start a new run with `omg ml run`.") from None
 
 
-def list_runs(project: Project) -> list[dict[str, Any]]:
-    """Manifests of all runs, newest first."""
+def list_runs(project: Project, kind: str | None = None) -> list[dict[str, Any]]:
+    """Manifests of all runs, newest first; only runs of `kind` (``lifecycle`` or ``retrain``) when
+    given."""
     runs = []
     if project.runs_dir.is_dir():
         for d in project.runs_dir.iterdir():
@@ -68,6 +69,8 @@ def list_runs(project: Project) -> list[dict[str, Any]]:
                     runs.append(json.loads((d / "manifest.json").read_text()))
                 except json.JSONDecodeError:
                     log.warning("skipping unreadable manifest in %s", d)
+    if kind is not None:
+        runs = [r for r in runs if r.get("kind", "lifecycle") == kind]
     return sorted(runs, key=lambda m: m.get("started", ""), reverse=True)
 
 
@@ -176,7 +179,8 @@ def _phase_error(phase: int, exc: BaseException, saved: Path, root: Path) -> tup
 
 def run_lifecycle(project: Project, phases: list[int] | None = None, resume: bool = False,
                   params: dict[str, Any] | None = None, enforce_gates: bool = True,
-                  progress: Callable[..., Any] | None = None, kernel_name: str | None = None) -> Report:
+                  progress: Callable[..., Any] | None = None, kernel_name: str | None = None,
+                  kind: str = "lifecycle") -> Report:
     """Execute phase notebooks of `project` with papermill, gate by gate.
 
     Parameters
@@ -192,6 +196,10 @@ def run_lifecycle(project: Project, phases: list[int] | None = None, resume: boo
         Stop at a failed gate (default) or only record it.
     progress : callable
         A tqdm-like factory ``progress(total=..., desc=...)``.
+    kind : str
+        ``lifecycle`` (default) or ``retrain``: a retrain run (phase 5 re-running phases 2 and 3 on
+        new data) renders its reports into its run folder, not ``reports/``, leaves the review
+        index alone, and is neither the run ``--resume``/``status``/``gate approve`` act on.
 
     Raises
     ------
@@ -204,7 +212,7 @@ def run_lifecycle(project: Project, phases: list[int] | None = None, resume: boo
 
     params = dict(params or {})
     if resume:
-        runs = list_runs(project)
+        runs = list_runs(project, "lifecycle")
         if not runs:
             raise UsageError("Nothing to resume: this project has no runs yet. Start one with "
                              "`omg ml run`.")
@@ -219,7 +227,8 @@ def run_lifecycle(project: Project, phases: list[int] | None = None, resume: boo
     else:
         phases = phases or [1, 2, 3, 4, 5]
         run_id = new_run_id()
-        manifest = {"run_id": run_id, "project": project.name, "started": _now(), "finished": None,
+        manifest = {"run_id": run_id, "kind": kind, "project": project.name, "started": _now(),
+                    "finished": None,
                     "status": "running", "phases_requested": phases, "parameters": params,
                     "git_commit": _git_commit(project.root), "phases": {}, "approvals": []}
     # Every -p key must be a parameter of some phase notebook: a typo is not silently ignored.
@@ -253,7 +262,9 @@ def run_lifecycle(project: Project, phases: list[int] | None = None, resume: boo
                 continue
             if bar:
                 bar.set_postfix_str(f"phase {phase}: {PHASE_TITLES[phase]}")
-            state = _run_phase(pm, project, run_dir, phase, params, declared[phase], kernel_name)
+            reports = run_dir / "reports" if manifest.get("kind") == "retrain" else project.reports_dir
+            state = _run_phase(pm, project, run_dir, phase, params, declared[phase], kernel_name,
+                               reports)
             manifest["phases"][str(phase)] = state
             if state["status"] == "passed" or not enforce_gates and state["status"] == "gate-failed":
                 write_json(run_dir / "manifest.json", manifest)
@@ -272,7 +283,8 @@ def run_lifecycle(project: Project, phases: list[int] | None = None, resume: boo
     finally:
         if bar:
             bar.close()
-        _write_index(project)
+        if manifest.get("kind") != "retrain":
+            _write_index(project)
     done = all(manifest["phases"].get(str(p), {}).get("status") in ("passed", "gate-failed")
                for p in phases)
     manifest["status"] = "passed" if done and all(
@@ -281,7 +293,8 @@ def run_lifecycle(project: Project, phases: list[int] | None = None, resume: boo
     manifest["failed_phase"] = None
     manifest["finished"] = _now()
     write_json(run_dir / "manifest.json", manifest)
-    _write_index(project)
+    if manifest.get("kind") != "retrain":
+        _write_index(project)
     return _run_report(project, manifest)
 
 
@@ -296,7 +309,7 @@ def _write_index(project: Project) -> None:
 
 
 def _run_phase(pm: Any, project: Project, run_dir: Path, phase: int, params: dict[str, Any],
-               declared: dict[str, Any], kernel_name: str | None) -> dict[str, Any]:
+               declared: dict[str, Any], kernel_name: str | None, reports_dir: Path) -> dict[str, Any]:
     folder = PHASES[phase]
     src = project.notebook(phase)
     out = run_dir / f"{folder}.ipynb"
@@ -320,7 +333,7 @@ def _run_phase(pm: Any, project: Project, run_dir: Path, phase: int, params: dic
             error = exc
     state["ended"] = _now()
     state["duration_s"] = round(time.time() - t0, 2)
-    report = project.reports_dir / f"phase{phase}_{folder.split('_', 1)[1]}.html"
+    report = reports_dir / f"phase{phase}_{folder.split('_', 1)[1]}.html"
     if out.exists():
         try:
             render_report(out, report)
@@ -366,7 +379,7 @@ def lifecycle_status(project: Project, limit: int = 5) -> Report:
     """Recent runs, the latest run's phases, and the governance approvals."""
     import pandas as pd
 
-    runs = list_runs(project)
+    runs = list_runs(project, "lifecycle")
     if not runs:
         return Report(title=f"Project {project.name}: no lifecycle runs yet",
                       messages=["Start one with `omg ml run` (or `%omgml run`)."])
@@ -388,7 +401,7 @@ def lifecycle_status(project: Project, limit: int = 5) -> Report:
 def approve_gate(project: Project, phase: int, by: str, note: str = "",
                  run_id: str | None = None) -> Report:
     """Record a governance approval of `phase` in a run's manifest (default: the latest run)."""
-    runs = list_runs(project)
+    runs = list_runs(project, "lifecycle")
     if run_id:
         runs = [r for r in runs if r["run_id"] == run_id]
         if not runs:

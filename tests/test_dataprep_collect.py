@@ -11,6 +11,7 @@ import pytest
 
 from omgmagics.dataprep.sources import collect, content_sha256, load_sources
 from omgmagics.errors import ConfigError, DataError
+from omgmagics.project import Project
 
 
 @pytest.fixture
@@ -120,3 +121,42 @@ def test_collect_verb_without_sources_file_takes_the_project_source(demo_project
     assert lineage["sources"]["adult"]["sample_frac"] == 0.02
     code, out, err = run_cli(["data", "collect", "--sources", "missing.yaml"], cwd=demo_project)
     assert code == 1 and f"The sources file {demo_project / 'missing.yaml'} does not exist" in err
+
+
+def test_collect_one_file_makes_it_the_current_raw_table(demo_project, run_cli):
+    from omgmagics.dataprep.steps import raw_table
+
+    code, out, err = run_cli(["data", "collect"], cwd=demo_project)
+    assert code == 0, err
+    project = Project.at(demo_project)
+    base, _ = raw_table(project)
+    new = base.head(50).assign(age=base["age"].head(50) + 1)
+    (demo_project / "data" / "retrain").mkdir(parents=True)
+    new.to_parquet(demo_project / "data" / "retrain" / "job-1.parquet", index=False)
+    code, out, err = run_cli(["data", "collect", "--source", "data/retrain/job-1.parquet",
+                              "--sample-frac", "1"], cwd=demo_project)
+    assert code == 0, err
+    lineage = json.loads((demo_project / "data" / "raw" / "lineage.json").read_text())
+    assert lineage["current"] == "job-1" and set(lineage["sources"]) == {"adult", "job-1"}
+    df, info = raw_table(project)
+    assert info["path"] == "data/raw/job-1.parquet"
+    pd.testing.assert_frame_equal(df, new)
+    # collecting the project source again (unchanged) makes it current again
+    code, out, err = run_cli(["data", "collect"], cwd=demo_project)
+    assert code == 0, err
+    assert raw_table(project)[1]["path"] == "data/raw/adult.parquet"
+    # a notebook parameter left at None passes through as 'none': the project's source
+    code, out, err = run_cli(["data", "collect", "--source", "None"], cwd=demo_project)
+    assert code == 0 and "collected the project's data.source" in out
+
+
+def test_collect_source_errors_write_nothing(demo_project, run_cli):
+    code, out, err = run_cli(["data", "collect", "--source", "nope.parquet"], cwd=demo_project)
+    assert code == 1
+    assert "--source nope.parquet: no such file. Give the path of a csv, parquet or jsonl file" in err
+    code, out, err = run_cli(["data", "collect", "--source", "x.xlsx"], cwd=demo_project)
+    assert code == 1 and "--source x.xlsx has an unknown file type '.xlsx'. Use csv, parquet or jsonl" in err
+    code, out, err = run_cli(["data", "collect", "--source", "a.csv", "--sources", "s.yaml"],
+                             cwd=demo_project)
+    assert code == 2 and "--source and --sources exclude each other" in err
+    assert not list((demo_project / "data" / "raw").glob("*.*"))

@@ -70,6 +70,36 @@ def test_every_phase_notebook_runs_green(lifecycle):
     assert "def capital_net" in (project.root / "projectlib" / "features.py").read_text()
 
 
+def test_the_closed_loop_retrains_through_the_runner(lifecycle):
+    """Phase 5's drift alerts trigger a retrain that re-runs phases 2 and 3 through the runner on
+    the reference rows plus the labeled traffic, and ends in a decision that answers the alerts."""
+    from omgmagics.ops.retrain import history
+    from omgmagics.ops.simulate import loop_summary
+
+    project, manifest = lifecycle
+    decisions = [r for r in history(project) if r.get("event") == "decision"]
+    assert decisions, "phase 5 ran no retrain"
+    d = decisions[-1]
+    assert d["decision"] in ("promote", "keep"), d["reason"]
+    assert d["data"]["new labeled rows"] > 0 and d["data"]["file"].endswith("job-1.parquet")
+    assert "columns the new rows lack (left missing)" not in d["data"]
+    run = json.loads((project.runs_dir / d["run_id"] / "manifest.json").read_text())
+    assert run["kind"] == "retrain" and run["phases_requested"] == [2, 3]
+    assert run["parameters"]["data_source"] == d["data"]["file"]
+    assert run["parameters"]["n_trials"] == 2  # inherited from the lifecycle run
+    assert run["phases"]["2"]["status"] == "passed", run["phases"]["2"].get("gate_summary")
+    assert run["phases"]["3"]["status"] in ("passed", "gate-failed")
+    assert (project.runs_dir / d["run_id"] / "reports" / "phase3_model.html").is_file()
+    lineage = json.loads((project.raw_dir / "lineage.json").read_text())
+    assert lineage["current"] == "job-1" and lineage["sources"]["job-1"]["rows"] == d["data"]["total rows"]
+    gate5 = {c["name"]: c for c in manifest["phases"]["5"]["gate"]["criteria"]}
+    assert gate5["drift alerts answered"]["status"] == "pass", gate5["drift alerts answered"]
+    loop = loop_summary(project)
+    assert isinstance(loop["shift to detection h (simulated)"], float)
+    assert loop["shift to detection h (simulated)"] <= 24
+    assert loop["retrain wall s"] > 0
+
+
 @needs_chromium
 def test_review_bundle_in_a_real_browser(lifecycle):
     from playwright.sync_api import sync_playwright

@@ -71,6 +71,9 @@ def make_train(kind, seen):
     def train(project, data_path, params, phases, progress):
         df = pd.read_parquet(data_path)
         seen.append(df)
+        card = project.root / "docs" / "model_card.md"  # phase 3 writes the card of its model
+        card.parent.mkdir(exist_ok=True)
+        card.write_text(f"# card of the {kind} model\n")
         model = _model(df, ["x", "z"], invert=(kind == "worse"))
         version, run_id = _register(project, model, "challenger")
         if kind == "worse":  # phase 3's compare would promote its best model: the job must undo it
@@ -111,6 +114,8 @@ def test_closed_loop_keeps_a_worse_challenger_then_promotes_a_better_one(loop_pr
     assert gate.status == "failed" and gate.criteria[0].value == "0 of 2"
 
     # 1. a worse challenger: not promoted, the champion alias the "notebook" moved is restored
+    card = project.root / "docs" / "model_card.md"
+    card.write_text("# card of the champion\n")
     seen = []
     out = retrain(project, "drift", "high", reason="drift in x", train=make_train("worse", seen))
     job = out.value
@@ -120,6 +125,11 @@ def test_closed_loop_keeps_a_worse_challenger_then_promotes_a_better_one(loop_pr
     dec = [r for r in history(project) if r["event"] == "decision"][-1]
     assert dec["champion"]["version"] == "1" and dec["challenger"]["version"] == "2"
     assert any("moved it back to v1" in n for n in dec["notes"])
+    # the champion stays: its model card is back, the challenger's is kept with the run
+    assert card.read_text() == "# card of the champion\n"
+    assert (project.root / "runs" / dec["run_id"] / "model_docs" / "docs" / "model_card.md").read_text() \
+        == "# card of the worse model\n"
+    assert any(n.startswith("The champion stays, so its docs/model_card.md were put back") for n in dec["notes"])
     assert dec["durations"]["retrain wall s"] > 0 and dec["times"]["triggered"] <= dec["times"]["decided"]
     # the training data: the reference rows plus the labeled traffic before the evaluation window
     data = seen[0]
@@ -149,6 +159,7 @@ def test_closed_loop_keeps_a_worse_challenger_then_promotes_a_better_one(loop_pr
     dec = [r for r in history(project) if r["event"] == "decision"][-1]
     assert dec["decision"] == "promote" and dec["rollout"]["status"] == "promoted"
     assert reg.alias("champion") == "4" and reg.alias("challenger") is None
+    assert card.read_text() == "# card of the better model\n"  # the new champion's card stays
     assert dec["durations"]["trigger to promotion s"] >= 0 and "promoted" in dec["times"]
     gate = check_gate(project, 5)
     assert gate.status == "passed", gate.summary()

@@ -112,3 +112,35 @@ def test_simulation_needs_consistent_options(tmp_path):
                                                    "got 5.")):
         simulate_traffic(project, frame(100, 1), days=3, shift="x+1", shift_from=5, scorer=_scorer())
     assert np.isfinite(_scorer().scores(frame(10, 2)[["x", "z"]])).all()
+
+
+def test_columns_that_are_no_input_arrive_with_the_labels_and_reach_the_retrain_data(tmp_path):
+    import datetime as dt
+
+    import pandas as pd
+
+    from omgmagics.ops.live import labeled
+    from omgmagics.ops.retrain_job import build_training_data
+    from omgmagics.ops.settings import monitoring_settings
+
+    project = Project.at(small_project(tmp_path))
+    rows = frame(300, 14).assign(sex=lambda d: np.where(d["x"] > 0, "Female", "Male"))
+    scorer = _scorer()
+    scorer.inputs = ["x", "z", "color"]
+    simulate_traffic(project, rows, days=3, per_day=100, scorer=scorer, label_delay="1h")
+    log, _ = read_log(project)
+    assert "sex" not in log.columns  # not a model input: never in a request
+    fb = read(project.monitoring_dir / "feedback.jsonl")
+    assert set(fb[0]["attributes"]) == {"sex"}
+    rows_, _ = labeled(project, monitoring_settings(project))
+    # labels due after the simulated period ends (the last hour) are held back
+    assert 280 < len(rows_) < 300 and set(rows_["sex"]) == {"Female", "Male"}
+    source = project.root / "data/raw/source.csv"  # the reference: the source data, with sex
+    pd.read_csv(source).assign(sex="Male").to_csv(source, index=False)
+    cut = dt.datetime(2026, 1, 3, tzinfo=dt.UTC)
+    path, counts = build_training_data(project, rows_, cut, 1)
+    data = pd.read_parquet(path)
+    new = data.tail(counts["new labeled rows"])
+    assert counts["new labeled rows"] == (rows_["time"] < cut).sum() == 200  # before the window only
+    assert new["sex"].notna().all() and new["income"].notna().all()
+    assert "columns the new rows lack (left missing)" not in counts

@@ -147,3 +147,21 @@ def test_status_and_gate_approval(small_project, run_cli):
     assert code == 0 and "1 governance approval(s) in demo" in out
     code, _, err = run_cli(["ml", "gate", "approve", "--phase", "1"], cwd=small_project.root)
     assert code == 2 and "gate approve needs --phase N and --by NAME" in err
+
+
+def test_a_retrain_run_keeps_its_reports_and_is_not_the_latest_lifecycle_run(small_project):
+    first = run_lifecycle(small_project, phases=[1, 2]).value
+    index = (small_project.reports_dir / "index.html").read_text()
+    report2 = (small_project.reports_dir / "phase2_data.html").read_bytes()
+    retrain = run_lifecycle(small_project, phases=[2], params={"seed": 9}, kind="retrain").value
+    run_dir = small_project.runs_dir / retrain["run_id"]
+    assert retrain["kind"] == "retrain" and retrain["status"] == "passed"
+    assert (run_dir / "reports" / "phase2_data.html").is_file()
+    assert retrain["phases"]["2"]["report"] == f"runs/{retrain['run_id']}/reports/phase2_data.html"
+    # the lifecycle run's reports and review index are untouched
+    assert (small_project.reports_dir / "phase2_data.html").read_bytes() == report2
+    assert (small_project.reports_dir / "index.html").read_text() == index
+    status = lifecycle_status(small_project)
+    assert status.title.startswith(f"Project {small_project.name}: latest run {first['run_id']}")
+    approve = approve_gate(small_project, 1, by="reviewer")
+    assert approve.summary["run_id"] == first["run_id"]

@@ -79,6 +79,12 @@ def optional_fraction(text: str) -> float | None:
         raise argparse.ArgumentTypeError(f"'{text}' is not a number (or none)") from None
 
 
+def optional_path(text: str) -> str | None:
+    """An option type: a path, or none/null (so a notebook parameter ``data_source = None``
+    passes through a ``{data_source}`` expansion)."""
+    return None if text.strip().lower() in ("none", "null", "") else text
+
+
 COMMON = [
     arg("--format", choices=["text", "json"], default="text",
         help="how to show the result: text (a table in a terminal, HTML in a notebook) or json"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._registry import Context, arg, command, optional_fraction
+from ._registry import Context, arg, command, optional_fraction, optional_path
 
 P1 = "issue #3 (Phase 1: discovery)"
 P2 = "issue #4 (Phase 2: data & features)"
@@ -29,6 +29,9 @@ def _table(ns: argparse.Namespace, ctx: Context, project, stage: str = "raw"):
     arg("--sources", metavar="YAML", default=None,
         help="sources file: csv, parquet, json lines, or SQL queries on SQLite/DuckDB files "
              "(default: sources.yaml; without one, the project's data.source is collected)"),
+    arg("--source", metavar="FILE", type=optional_path, default=None,
+        help="collect this one csv/parquet/jsonl file instead (a retrain's new data; 'none': "
+             "ignored), named after the file; it becomes the raw table the next steps read"),
     arg("--output", metavar="DIR", default="data/raw",
         help="folder for the collected parquet files (never overwritten)"),
     arg("--sample-frac", type=optional_fraction, default=None,
@@ -40,15 +43,18 @@ def _table(ns: argparse.Namespace, ctx: Context, project, stage: str = "raw"):
         "DuckDB file, or the bundled demo data) into data/raw/NAME.parquet, with a lineage record per\n"
         "source in data/raw/lineage.json: location, query, rows, columns, sha256, time. Every source\n"
         "is read and checked before anything is written; an existing raw file is never replaced\n"
-        "(the same content again is a no-op). Format: docs/sources_format.md."
+        "(the same content again is a no-op). Format: docs/sources_format.md. --source FILE collects\n"
+        "one file instead (a retrain hands its data this way); the last single source collected is\n"
+        "the raw table validate, label and split read."
     ),
-    examples=["collect", "collect --sources sources.yaml --output data/raw"],
+    examples=["collect", "collect --sources sources.yaml --output data/raw",
+              "collect --source data/retrain/job-3.parquet --sample-frac 1"],
 )
 def collect(ns: argparse.Namespace, ctx: Context):
     from ..dataprep.steps import collect_step
 
     return collect_step(ctx.project(), sources=ns.sources, output=ns.output,
-                        sample_frac=ns.sample_frac, progress=ctx.progress)
+                        sample_frac=ns.sample_frac, progress=ctx.progress, source=ns.source)
 
 
 @command(

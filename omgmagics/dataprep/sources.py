@@ -258,6 +258,11 @@ def collect(specs: list[dict[str, Any]], output: str | Path, sample_frac: float 
             }
         rows.append({"source": spec["name"], "kind": spec["kind"], "rows": len(df),
                      "columns": df.shape[1], "file": str(target), "status": status})
+    # one source collected alone is the raw table the next steps read; several leave the choice open
+    if len(loaded) == 1:
+        lineage["current"] = loaded[0][0]["name"]
+    else:
+        lineage.pop("current", None)
     write_json(lineage_path, lineage)
     import pandas as pd
 

@@ -65,30 +65,45 @@ def project_source_spec(project: Any) -> dict[str, Any]:
     source = project.config.get_path("data.source", "demo")
     if source in (None, "demo"):
         return {"name": "adult", "kind": "demo", "options": {}}
+    return file_source_spec(project, source, "data.source")
+
+
+def file_source_spec(project: Any, source: str, what: str) -> dict[str, Any]:
+    """One csv/parquet/jsonl file as a source entry named after the file (`what` names the setting
+    or option it came from, for the error message)."""
     path = resolve(project, source, source)
     kinds = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl",
              ".ndjson": "jsonl"}
     kind = kinds.get(path.suffix.lower())
     if kind is None:
-        raise ConfigError(f"data.source {source} has an unknown file type '{path.suffix}'. Use csv, "
+        raise ConfigError(f"{what} {source} has an unknown file type '{path.suffix}'. Use csv, "
                           "parquet or jsonl, or list the source in sources.yaml.")
-    name = re.sub(r"[^A-Za-z0-9_-]", "_", path.stem) or "source"
+    if what.startswith("--") and not path.is_file():
+        raise DataError(f"{what} {source}: no such file. Give the path of a csv, parquet or jsonl "
+                        "file (relative paths are read from the project folder).")
+    name = re.sub(r"[^A-Za-z0-9_-]", "_", path.stem).lstrip("_-") or "source"
     return {"name": name, "kind": kind, "path": str(path),
             "options": {"sep": "\t"} if path.suffix.lower() == ".tsv" else {}}
 
 
 def collect_step(project: Any, sources: str | None = None, output: str | None = None,
-                 sample_frac: float | None = None, progress: Any = None) -> Report:
+                 sample_frac: float | None = None, progress: Any = None,
+                 source: str | None = None) -> Report:
     """Collect the sources of `sources` (default ``sources.yaml``) into `output` (``data/raw``).
 
-    Without a sources file (and none named), the project's own ``data.source`` is collected.
-    `sample_frac` defaults to ``data.sample_frac``.
+    Without a sources file (and none named), the project's own ``data.source`` is collected; with
+    `source` (a file), only that file. `sample_frac` defaults to ``data.sample_frac``.
     """
     from .sources import collect, load_sources
 
+    if source is not None and sources is not None:
+        raise UsageError("--source and --sources exclude each other: collect one file with --source, "
+                         "or the sources of a sources file with --sources.")
     path = resolve(project, sources, project.config.get_path("data.sources", "sources.yaml"))
     note = None
-    if sources is None and not path.is_file():
+    if source is not None:
+        specs = [file_source_spec(project, source, "--source")]
+    elif sources is None and not path.is_file():
         specs = [project_source_spec(project)]
         note = (f"No {path.name} in the project: collected the project's data.source "
                 f"({specs[0].get('path', 'the bundled demo data')}). List more sources in {path.name}.")
@@ -104,19 +119,23 @@ def collect_step(project: Any, sources: str | None = None, output: str | None = 
 
 
 def raw_table(project: Any) -> tuple[Any, dict[str, Any]]:
-    """The collected raw table (the only source in ``data/raw``), or the project's source if none.
+    """The raw table the data steps read: the last single source collected (lineage ``current``),
+    else the only source in ``data/raw``, else the project's source if nothing was collected.
 
     Raises
     ------
     UsageError
-        When several sources were collected: name one with ``--data``.
+        When several sources were collected together: name one with ``--data``.
     """
     import pandas as pd
 
     from .sources import LINEAGE_FILE, content_sha256
 
-    lineage = read_json_or(project.raw_dir / LINEAGE_FILE, {"sources": {}})["sources"]
-    present = {n: r for n, r in lineage.items() if (project.raw_dir / r["file"]).is_file()}
+    lineage = read_json_or(project.raw_dir / LINEAGE_FILE, {"sources": {}})
+    present = {n: r for n, r in lineage["sources"].items() if (project.raw_dir / r["file"]).is_file()}
+    current = lineage.get("current")
+    if current in present:
+        present = {current: present[current]}
     if len(present) > 1:
         raise UsageError("Several raw sources are collected (" + ", ".join(sorted(present)) + "). "
                          "Name one with --data data/raw/NAME.parquet, or join them into one table first.")

@@ -14,12 +14,14 @@ from .predlog import encode_labels, feedback_path, read_feedback, read_log
 
 
 def join_feedback(log: Any, feedback: Any) -> Any:
-    """The log rows with a ``label`` column (NaN where no label arrived), joined by request_id."""
+    """The log rows with a ``label`` column (NaN where no label arrived) and the feedback's
+    attributes the log lacks, joined by request_id."""
     if log.empty:
         return log.assign(label=np.nan)
     out = log.copy()
     out["request_id"] = out["request_id"].astype(str)
-    return out.merge(feedback[["request_id", "label"]], on="request_id", how="left")
+    extra = ["request_id"] + [c for c in feedback.columns if c not in out.columns and c != "label_time"]
+    return out.merge(feedback[extra], on="request_id", how="left")
 
 
 def metric_value(project: Any, labels: Any, scores: Any, predictions: Any = None,

@@ -27,7 +27,7 @@ def _runs_table(project: Any, limit: int) -> Any:
         "run": r.get("run_id"), "started": r.get("started"), "status": r.get("status"),
         "phases": ",".join(str(p) for p in r.get("phases_requested", [])),
         "failed phase": r.get("failed_phase") or "",
-        "retrain": "yes" if "data_source" in (r.get("parameters") or {}) else ""} for r in runs])
+        "kind": r.get("kind", "lifecycle")} for r in runs])
 
 
 def _aliases(project: Any) -> dict[str, str]:
@@ -45,30 +45,40 @@ def _aliases(project: Any) -> dict[str, str]:
         return {"registry": f"unreadable ({str(exc).splitlines()[0][:80]})"}
 
 
-def _deployments(project: Any) -> Any:
+def _deployments(project: Any, limit: int = 10) -> Any:
+    """Bundles, what each environment serves (``monitoring/deployments/ENV.json``) and the outcome
+    of the recent rollouts (``monitoring/deployments/history.jsonl``), as phase 4 records them."""
     import pandas as pd
 
     rows = []
     try:
         from ..deploy.bundle import list_bundles
-
-        for b in list_bundles(project):
-            rows.append({"kind": "bundle", "name": f"{b['name']}/{b['version']}", "created": b["created"],
-                         "detail": b.get("model") or ""})
-    except ImportError:
-        pass
-    folder = Path(project.models_dir) / "deployments"
-    if folder.is_dir():
-        for path in sorted(folder.glob("*.json")):
-            try:
-                data = json.loads(path.read_text())
-            except (OSError, ValueError):
-                continue
-            if isinstance(data, dict):
-                rows.append({"kind": data.get("strategy") or data.get("kind") or "deployment",
-                             "name": data.get("env") or path.stem,
-                             "created": data.get("updated") or data.get("created") or "",
-                             "detail": data.get("status") or data.get("state") or ""})
+        from ..deploy.rollout import deployments_dir, read_history
+    except ImportError:  # the deploy extra is not installed
+        return pd.DataFrame(rows)
+    for b in list_bundles(project):
+        rows.append({"kind": "bundle", "name": f"{b['name']}/{b['version']}", "time": b["created"],
+                     "detail": b.get("model") or ""})
+    folder = deployments_dir(project)
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict):
+            rows.append({"kind": f"serving ({data.get('env') or path.stem})",
+                         "name": data.get("model_version") or "", "time": data.get("since") or "",
+                         "detail": f"{data.get('strategy', '')} rollout {data.get('rollout_id', '')}: "
+                                   f"{data.get('last_rollout', '')}"})
+    outcomes: dict[str, dict[str, Any]] = {}
+    for e in read_history(project):
+        if e.get("event") in ("promoted", "rolled_back", "halted") and e.get("rollout_id"):
+            outcomes[e["rollout_id"]] = e
+    for rid, e in list(outcomes.items())[-limit:]:
+        rows.append({"kind": f"rollout ({e.get('strategy', '')})", "name": rid, "time": e.get("time", ""),
+                     "detail": f"{e.get('challenger')} vs {e.get('champion')}: "
+                               f"{e['event'].replace('_', ' ')}"
+                               + (f" ({e['reason']})" if e.get("reason") else "")})
     return pd.DataFrame(rows)
 
 

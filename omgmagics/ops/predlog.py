@@ -212,7 +212,13 @@ def read_log(project: Any, start: dt.datetime | None = None, end: dt.datetime | 
 
 
 def read_feedback(path: Path | None, problems: Problems | None = None) -> Any:
-    """Ground truth as a DataFrame (request_id, label, time); the latest label of a request wins."""
+    """Ground truth as a DataFrame (request_id, label, label_time, then one column per attribute);
+    the latest label of a request wins.
+
+    A record may carry ``attributes``: facts about the case that arrive with the ground truth but
+    are no model input (say, the sensitive attributes a fairness review needs); a feedback table's
+    columns beyond request_id, label and time are attributes. A retrain trains on them with the
+    inputs, so its data has every column of the schema."""
     import pandas as pd
 
     empty = pd.DataFrame({"request_id": pd.Series(dtype=object), "label": pd.Series(dtype=object),
@@ -240,7 +246,13 @@ def read_feedback(path: Path | None, problems: Problems | None = None) -> Any:
             rows.append(rec)
         if reasons:
             problems.add_lines(path, reasons, total)
-        df = pd.DataFrame(rows, columns=["request_id", "label", "time"]) if rows else None
+        df = None
+        if rows:
+            df = pd.DataFrame(rows, columns=["request_id", "label", "time"])
+            attrs = pd.DataFrame.from_records([r.get("attributes") if isinstance(r.get("attributes"), dict)
+                                               else {} for r in rows])
+            attrs = attrs[[c for c in attrs.columns if c not in df.columns]]
+            df = pd.concat([df, attrs], axis=1)
     else:
         from ..io import read_table
 
@@ -261,8 +273,7 @@ def read_feedback(path: Path | None, problems: Problems | None = None) -> Any:
     df["label_time"] = pd.to_datetime(df["label_time"], utc=True, errors="coerce", format="ISO8601")
     df["request_id"] = df["request_id"].astype(str)
     df = df.sort_values("label_time", kind="stable", na_position="first")
-    return df.drop_duplicates("request_id", keep="last").reset_index(drop=True)[
-        ["request_id", "label", "label_time"]]
+    return df.drop_duplicates("request_id", keep="last").reset_index(drop=True)
 
 
 def encode_labels(labels: Any, positive_label: Any) -> Any:

@@ -5,7 +5,7 @@
    The evaluation window (``retraining.eval_window``, the latest labeled requests) is held out, so
    the challenger is not scored on rows it was trained on.
 2. Training: the lifecycle runner re-runs ``retraining.phases`` (2 and 3) with ``data_source`` set to
-   that file (and the notebook parameters of the last lifecycle run, then ``retraining.params``).
+   that file (and the latest notebook parameters of the lifecycle runs, then ``retraining.params``).
    The job owns promotion: if the phase 3 notebook moved ``champion`` during the run, the job moves
    it back; the new model gets the alias ``challenger``.
 3. Comparison: champion and challenger score the held-out window; the primary metric of each.
@@ -73,8 +73,13 @@ def _reference_rows(project: Any) -> Any:
     return pd.concat([f[cols] for f in frames], ignore_index=True)
 
 
-def build_training_data(project: Any, labeled: Any, before: dt.datetime | None, job_id: int) -> tuple[Path, dict[str, int]]:
-    """Reference data plus labeled traffic before `before`, as ``data/retrain/job-N.parquet``."""
+def build_training_data(project: Any, labeled: Any, before: dt.datetime | None, job_id: int
+                        ) -> tuple[Path, dict[str, Any]]:
+    """Reference data plus labeled traffic before `before`, as ``data/retrain/job-N.parquet``.
+
+    A traffic row brings its inputs, its label and the attributes that came with the label
+    (feedback ``attributes``); a reference column it has none of is left missing (and named in the
+    counts: the retrain's schema validation then says whether that is allowed)."""
     import pandas as pd
 
     from ..atomic import atomic_path
@@ -94,7 +99,12 @@ def build_training_data(project: Any, labeled: Any, before: dt.datetime | None, 
     path = Path(project.root) / "data" / "retrain" / f"job-{job_id}.parquet"
     with atomic_path(path, ".parquet") as tmp:
         combined.to_parquet(tmp, index=False)
-    return path, {"reference rows": len(ref), "new labeled rows": len(rows), "total rows": len(combined)}
+    counts: dict[str, Any] = {"reference rows": len(ref), "new labeled rows": len(rows),
+                              "total rows": len(combined)}
+    lacking = [c for c in ref.columns if c != target and c != id_col and c not in new.columns]
+    if lacking and len(rows):
+        counts["columns the new rows lack (left missing)"] = ", ".join(lacking)
+    return path, counts
 
 
 def lifecycle_train(project: Any, data_path: Path, params: dict[str, Any], phases: list[int],
@@ -110,16 +120,19 @@ def lifecycle_train(project: Any, data_path: Path, params: dict[str, Any], phase
                         f"hand them the new labeled data ({data_path.name}). Add `data_source = None` "
                         "to the parameters cell of the phase 2 notebook and read it instead of "
                         "data.source when it is set.")
-    # the notebook parameters of the last lifecycle run (say, a smaller n_trials), then retraining.params
+    # the notebook parameters of the lifecycle runs (say, a smaller n_trials), then retraining.params
     from ..runner import list_runs
 
-    inherited = next((dict(r.get("parameters") or {}) for r in list_runs(project)
-                      if "data_source" not in (r.get("parameters") or {})), {})
+    inherited: dict[str, Any] = {}
+    for run in list_runs(project, "lifecycle"):  # newest first: the latest value of each parameter
+        for key, value in (run.get("parameters") or {}).items():
+            inherited.setdefault(key, value)
     params = {k: v for k, v in {**inherited, **params}.items() if k in declared}
     params["data_source"] = str(data_path)
     if "sample_frac" in declared:
         params["sample_frac"] = 1.0  # the file is already the sample plus the new rows
-    report = run_lifecycle(project, phases=phases, params=params, enforce_gates=False, progress=progress)
+    report = run_lifecycle(project, phases=phases, params=params, enforce_gates=False, progress=progress,
+                           kind="retrain")
     manifest = report.value
     gates = {p: s.get("status") for p, s in manifest["phases"].items()}
     notes = [f"phase {p}: {s.get('gate_summary', s.get('status'))}" for p, s in manifest["phases"].items()
@@ -172,7 +185,8 @@ def _rollout(project: Any, registry: Any, mode: str, version: str, reason: str) 
     started = journal.stamp()
     try:
         bundle = package_model(project, model_ref=f"models:/{registry.name}/{version}").value
-        out = cloud_local(project, "production", "canary", challenger=str(bundle))
+        # port 0: the router takes a free port (the production port may be serving right now)
+        out = cloud_local(project, "production", "canary", challenger=str(bundle), port=0)
     except OmgError as exc:
         return {"status": "failed", "started": started,
                 "detail": f"the canary could not run: {exc.message}"}
@@ -184,6 +198,41 @@ def _rollout(project: Any, registry: Any, mode: str, version: str, reason: str) 
         if registry.alias("champion") == str(version):
             registry.delete_alias("challenger")
     return result
+
+
+# What phase 3 writes about "the" model: while the champion stays, these describe the champion.
+MODEL_DOCS = ("docs/model_card.md", "decisions/adr-001-model-choice.md", "reports/evaluation.json",
+              "reports/evaluation.html", "reports/comparison.json")
+
+
+def _snapshot(project: Any) -> dict[str, bytes | None]:
+    root = Path(project.root)
+    return {rel: (root / rel).read_bytes() if (root / rel).is_file() else None for rel in MODEL_DOCS}
+
+
+def _settle_model_docs(project: Any, before: dict[str, bytes | None], run_id: str | None,
+                       promoted: bool) -> str | None:
+    """Keep the retrain run's model card, ADR and evaluation when its model became the champion;
+    otherwise move them into the run folder (``runs/RUN_ID/model_docs/``) and put the champion's
+    back. Returns a note for the decision record."""
+    from ..atomic import write_bytes
+
+    root = Path(project.root)
+    changed = [rel for rel, old in before.items()
+               if ((root / rel).read_bytes() if (root / rel).is_file() else None) != old]
+    if promoted or not changed:
+        return None
+    keep = root / "runs" / run_id / "model_docs" if run_id else None
+    for rel in changed:
+        path = root / rel
+        if keep is not None and path.is_file():
+            write_bytes(keep / rel, path.read_bytes())
+        if before[rel] is None:
+            path.unlink(missing_ok=True)
+        else:
+            write_bytes(path, before[rel])
+    where = f" (the challenger's are in runs/{run_id}/model_docs/)" if keep is not None else ""
+    return (f"The champion stays, so its {', '.join(changed)} were put back{where}.")
 
 
 def _seconds(a: str | None, b: str | None) -> float | None:
@@ -213,6 +262,7 @@ def run_job(project: Any, queue: Any, job: Any, *, train: Callable[..., dict[str
     ms = monitoring_settings(project)
     times = {"triggered": job.triggered, "queued": job.created, "started": journal.stamp()}
     t_start = time.time()
+    docs_before: dict[str, bytes | None] | None = None
     base = {"job": job.id, "trigger": job.trigger, "alerts": job.alerts, "request_reason": job.reason}
     try:
         if registry is None:
@@ -232,6 +282,7 @@ def run_job(project: Any, queue: Any, job: Any, *, train: Callable[..., dict[str
         times["data ready"] = journal.stamp()
         before = {"champion": registry.alias("champion"), "challenger": registry.alias("challenger")}
         t0_ms = int(time.time() * 1000) - 1
+        docs_before = _snapshot(project)
         t_train = time.time()
         outcome = (train or lifecycle_train)(project, data_path, dict(rs["params"] or {}),
                                              list(rs["phases"]), progress)
@@ -265,6 +316,10 @@ def run_job(project: Any, queue: Any, job: Any, *, train: Callable[..., dict[str
             times["rollout started"] = rollout["started"]
         if rollout.get("promoted"):
             times["promoted"] = rollout["promoted"]
+        note = _settle_model_docs(project, docs_before, outcome.get("run_id"),
+                                  promoted=registry.alias("champion") == str(candidate))
+        if note:
+            notes.append(note)
         durations = {
             "queue wait s": _seconds(times["queued"], times["started"]),
             "retrain wall s": round(time.time() - t_start, 1),
@@ -286,6 +341,8 @@ def run_job(project: Any, queue: Any, job: Any, *, train: Callable[..., dict[str
     except Exception as exc:  # noqa: BLE001 - any failure ends the job as failed, with its message
         msg = exc.message if isinstance(exc, OmgError) else f"{type(exc).__name__}: {exc}"
         times["failed"] = journal.stamp()
+        if docs_before is not None:  # a run that failed half-way: the champion's documents return
+            _settle_model_docs(project, docs_before, None, promoted=False)
         result = {**base, "decision": "failed", "reason": msg, "times": times,
                   "durations": {"retrain wall s": round(time.time() - t_start, 1)}}
         record(project, "decision", **result)

@@ -5,7 +5,8 @@ are scored in-process by the champion (through the production bundle phase 4 ser
 the champion: the server's own handler, feature pipeline and model; else the registered model and its
 feature pipeline) and are written to the prediction log in the serving contract, with
 their true labels in ``monitoring/feedback.jsonl`` arriving ``label_delay`` after each request (labels
-not yet due at the end of the simulated period are held back). A shift can be injected from a given
+not yet due at the end of the simulated period are held back), with the row's other columns that
+are no model input (the sensitive attributes) as the feedback's ``attributes``. A shift can be injected from a given
 day on. ``latency_ms`` is the measured in-process scoring time per row (no network). Everything the
 simulation writes is marked ``env: "simulation"`` and described in ``monitoring/simulation.json``;
 a later run continues where the previous one ended.
@@ -182,6 +183,8 @@ def simulate_traffic(project: Any, rows: Any = None, *, days: int = 14, per_day:
             served_by = (f"the production bundle {bundle.version} (phase 4's serving code, "
                          "in-process)")
     inputs = _inputs(rows, project, scorer)
+    skip = {target, project.config.get_path("data.id_column"), "row_id", "label_source", "label_confidence"}
+    attributes = [c for c in rows.columns if c not in inputs and c not in skip]
     per_day = per_day or max(1, len(rows) // days)
     need = per_day * days
     replace = need > len(rows)
@@ -219,7 +222,10 @@ def simulate_traffic(project: Any, rows: Any = None, *, days: int = 14, per_day:
                 "error": None if ok else (failed[i] or "simulated error")})
             due = t + delay.timedelta
             if ok and labeled[i] and due <= end:
-                feedback.append({"request_id": rid, "label": _plain(day.at[i, target]), "time": iso(due)})
+                fb = {"request_id": rid, "label": _plain(day.at[i, target]), "time": iso(due)}
+                if attributes:
+                    fb["attributes"] = {c: _plain(day.at[i, c]) for c in attributes}
+                feedback.append(fb)
         per.append({"day": d + 1, "date": (t0 + dt.timedelta(days=d)).date().isoformat(),
                     "requests": len(day), "shifted": shifted,
                     "mean score": float(np.nanmean(scores)) if len(scores) else np.nan})
