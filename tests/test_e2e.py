@@ -81,7 +81,8 @@ def test_the_closed_loop_retrains_through_the_runner(lifecycle):
     assert decisions, "phase 5 ran no retrain"
     d = decisions[-1]
     assert d["decision"] in ("promote", "keep"), d["reason"]
-    assert d["data"]["new labeled rows"] > 0 and d["data"]["file"].endswith("job-1.parquet")
+    assert d["data"]["new labeled rows"] > 0
+    assert re.fullmatch(r"job-1-\d{8}-\d{6}", Path(d["data"]["file"]).stem)
     assert "columns the new rows lack (left missing)" not in d["data"]
     run = json.loads((project.runs_dir / d["run_id"] / "manifest.json").read_text())
     assert run["kind"] == "retrain" and run["phases_requested"] == [2, 3]
@@ -91,7 +92,8 @@ def test_the_closed_loop_retrains_through_the_runner(lifecycle):
     assert run["phases"]["3"]["status"] in ("passed", "gate-failed")
     assert (project.runs_dir / d["run_id"] / "reports" / "phase3_model.html").is_file()
     lineage = json.loads((project.raw_dir / "lineage.json").read_text())
-    assert lineage["current"] == "job-1" and lineage["sources"]["job-1"]["rows"] == d["data"]["total rows"]
+    current = Path(d["data"]["file"]).stem
+    assert lineage["current"] == current and lineage["sources"][current]["rows"] == d["data"]["total rows"]
     gate5 = {c["name"]: c for c in manifest["phases"]["5"]["gate"]["criteria"]}
     assert gate5["drift alerts answered"]["status"] == "pass", gate5["drift alerts answered"]
     loop = loop_summary(project)

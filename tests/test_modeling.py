@@ -105,17 +105,17 @@ def test_tune_resumes_where_it_stopped(flow):
     first, second = flow["tune2"], flow["tune4"]
     assert first.summary["new this call"] == 2 and first.summary["trials"] == 2
     assert second.summary["new this call"] == 2 and second.summary["trials"] == 4
-    assert any("Resumed study 'demo-xgboost': 2 finished trials before, 2 now." in m
+    assert any("Resumed study 'demo-xgboost-project_features-v1': 2 finished trials before, 2 now." in m
                for m in second.messages)
     import optuna
 
-    study = optuna.load_study(study_name="demo-xgboost",
+    study = optuna.load_study(study_name="demo-xgboost-project_features-v1",
                               storage=f"sqlite:///{flow['root'].resolve() / 'optuna.db'}")
     assert len(study.trials) == 4
     assert len({json.dumps(t.params, sort_keys=True) for t in study.trials}) == 4  # no replay
     assert {"optimization_history", "param_importances"} <= set(second.figures)
     run = _runs(flow["project"], name="tuned-xgboost")[0]
-    assert run.data.tags["omg.study"] == "demo-xgboost"
+    assert run.data.tags["omg.study"] == "demo-xgboost-project_features-v1"
     assert run.data.metrics["n_trials_complete"] + run.data.metrics["n_trials_pruned"] == 4
 
 

@@ -74,6 +74,9 @@ def make_train(kind, seen):
         card = project.root / "docs" / "model_card.md"  # phase 3 writes the card of its model
         card.parent.mkdir(exist_ok=True)
         card.write_text(f"# card of the {kind} model\n")
+        project.processed_dir.mkdir(parents=True, exist_ok=True)  # and phase 2 its splits
+        df.head(5).to_parquet(project.processed_dir / "train.parquet")
+        (project.processed_dir / "train_augmented.parquet").write_bytes(b"new")
         model = _model(df, ["x", "z"], invert=(kind == "worse"))
         version, run_id = _register(project, model, "challenger")
         if kind == "worse":  # phase 3's compare would promote its best model: the job must undo it
@@ -116,6 +119,8 @@ def test_closed_loop_keeps_a_worse_challenger_then_promotes_a_better_one(loop_pr
     # 1. a worse challenger: not promoted, the champion alias the "notebook" moved is restored
     card = project.root / "docs" / "model_card.md"
     card.write_text("# card of the champion\n")
+    project.processed_dir.mkdir(parents=True, exist_ok=True)
+    (project.processed_dir / "train.parquet").write_bytes(b"champion's split")
     seen = []
     out = retrain(project, "drift", "high", reason="drift in x", train=make_train("worse", seen))
     job = out.value
@@ -129,7 +134,10 @@ def test_closed_loop_keeps_a_worse_challenger_then_promotes_a_better_one(loop_pr
     assert card.read_text() == "# card of the champion\n"
     assert (project.root / "runs" / dec["run_id"] / "model_docs" / "docs" / "model_card.md").read_text() \
         == "# card of the worse model\n"
-    assert any(n.startswith("The champion stays, so its docs/model_card.md were put back") for n in dec["notes"])
+    assert (project.processed_dir / "train.parquet").read_bytes() == b"champion's split"
+    assert not (project.processed_dir / "train_augmented.parquet").exists()
+    assert any(n.startswith("The champion stays, so its docs/model_card.md, phase 2 data (2 file(s) of "
+                            "data/processed/ and the raw lineage) were put back") for n in dec["notes"])
     assert dec["durations"]["retrain wall s"] > 0 and dec["times"]["triggered"] <= dec["times"]["decided"]
     # the training data: the reference rows plus the labeled traffic before the evaluation window
     data = seen[0]

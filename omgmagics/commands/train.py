@@ -102,7 +102,7 @@ def train(ns: argparse.Namespace, ctx: Context):
     arg("--n-jobs", type=int, default=1, help="parallel trials in this process"),
     arg("--storage", metavar="URL", default=None,
         help="Optuna storage URL (default: the project's SQLite)"),
-    arg("--study", default=None, help="study name (default: PROJECT-MODEL)"),
+    arg("--study", default=None, help="study name (default: tuning.study of omg.yaml, else PROJECT-MODEL-FEATURESET-vN)"),
     arg("--workers", type=int, default=1, help="local worker processes sharing the study"),
     FEATURES,
     arg("--space", metavar="YAML", default=None,

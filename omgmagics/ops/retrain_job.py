@@ -1,7 +1,7 @@
 """One retrain job (core layer): data, training run, challenger, comparison, decision, rollout.
 
 1. Data: the reference data (phase 2's raw train and validation splits, else the source data) plus
-   the labeled traffic from before the evaluation window, written to ``data/retrain/job-N.parquet``.
+   the labeled traffic from before the evaluation window, written to ``data/retrain/job-N-TIME.parquet``.
    The evaluation window (``retraining.eval_window``, the latest labeled requests) is held out, so
    the challenger is not scored on rows it was trained on.
 2. Training: the lifecycle runner re-runs ``retraining.phases`` (2 and 3) with ``data_source`` set to
@@ -75,7 +75,7 @@ def _reference_rows(project: Any) -> Any:
 
 def build_training_data(project: Any, labeled: Any, before: dt.datetime | None, job_id: int
                         ) -> tuple[Path, dict[str, Any]]:
-    """Reference data plus labeled traffic before `before`, as ``data/retrain/job-N.parquet``.
+    """Reference data plus labeled traffic before `before`, as ``data/retrain/job-N-TIME.parquet``.
 
     A traffic row brings its inputs, its label and the attributes that came with the label
     (feedback ``attributes``); a reference column it has none of is left missing (and named in the
@@ -96,7 +96,8 @@ def build_training_data(project: Any, labeled: Any, before: dt.datetime | None, 
         if pd.api.types.is_numeric_dtype(ref[c]) and not pd.api.types.is_numeric_dtype(rows[c]):
             rows[c] = pd.to_numeric(rows[c], errors="coerce")
     combined = pd.concat([ref, rows[ref.columns]], ignore_index=True)
-    path = Path(project.root) / "data" / "retrain" / f"job-{job_id}.parquet"
+    # the job number and the time: raw data is never overwritten, and a reset queue counts from 1 again
+    path = Path(project.root) / "data" / "retrain" / f"job-{job_id}-{dt.datetime.now():%Y%m%d-%H%M%S}.parquet"
     with atomic_path(path, ".parquet") as tmp:
         combined.to_parquet(tmp, index=False)
     counts: dict[str, Any] = {"reference rows": len(ref), "new labeled rows": len(rows),
@@ -200,39 +201,56 @@ def _rollout(project: Any, registry: Any, mode: str, version: str, reason: str) 
     return result
 
 
-# What phase 3 writes about "the" model: while the champion stays, these describe the champion.
+# What phases 2 and 3 write about "the" model and its data: while the champion stays, these keep
+# describing the champion (the feature store and the registry keep every version anyway).
 MODEL_DOCS = ("docs/model_card.md", "decisions/adr-001-model-choice.md", "reports/evaluation.json",
               "reports/evaluation.html", "reports/comparison.json")
+MODEL_DATA = ("data/raw/lineage.json",)  # plus every file of data/processed/
+
+
+def _state_files(project: Any) -> list[str]:
+    root = Path(project.root)
+    processed = Path(project.processed_dir)
+    data = sorted(str(p.relative_to(root)) for p in processed.glob("*") if p.is_file()) \
+        if processed.is_dir() else []
+    return [*MODEL_DOCS, *MODEL_DATA, *data]
 
 
 def _snapshot(project: Any) -> dict[str, bytes | None]:
+    """The champion's documents and phase 2 data as they are before a retrain run."""
     root = Path(project.root)
-    return {rel: (root / rel).read_bytes() if (root / rel).is_file() else None for rel in MODEL_DOCS}
+    return {rel: (root / rel).read_bytes() if (root / rel).is_file() else None
+            for rel in _state_files(project)}
 
 
 def _settle_model_docs(project: Any, before: dict[str, bytes | None], run_id: str | None,
                        promoted: bool) -> str | None:
-    """Keep the retrain run's model card, ADR and evaluation when its model became the champion;
-    otherwise move them into the run folder (``runs/RUN_ID/model_docs/``) and put the champion's
-    back. Returns a note for the decision record."""
+    """Keep what the retrain run wrote when its model became the champion; otherwise put the
+    champion's back: its model card, ADR and evaluation (the challenger's go to
+    ``runs/RUN_ID/model_docs/``), its processed splits and the current raw table (the challenger's
+    data stays in ``data/retrain/`` and its feature-set version). Returns a note for the record."""
     from ..atomic import write_bytes
 
     root = Path(project.root)
-    changed = [rel for rel, old in before.items()
-               if ((root / rel).read_bytes() if (root / rel).is_file() else None) != old]
+    names = set(before) | set(_state_files(project))
+    changed = [rel for rel in sorted(names)
+               if ((root / rel).read_bytes() if (root / rel).is_file() else None) != before.get(rel)]
     if promoted or not changed:
         return None
     keep = root / "runs" / run_id / "model_docs" if run_id else None
     for rel in changed:
         path = root / rel
-        if keep is not None and path.is_file():
+        if keep is not None and rel in MODEL_DOCS and path.is_file():
             write_bytes(keep / rel, path.read_bytes())
-        if before[rel] is None:
+        if before.get(rel) is None:
             path.unlink(missing_ok=True)
         else:
             write_bytes(path, before[rel])
-    where = f" (the challenger's are in runs/{run_id}/model_docs/)" if keep is not None else ""
-    return (f"The champion stays, so its {', '.join(changed)} were put back{where}.")
+    docs = [r for r in changed if r in MODEL_DOCS]
+    where = f" (the challenger's are in runs/{run_id}/model_docs/)" if keep is not None and docs else ""
+    data = len(changed) - len(docs)
+    return ("The champion stays, so its " + ", ".join(docs + ([f"phase 2 data ({data} file(s) of "
+            "data/processed/ and the raw lineage)"] if data else [])) + f" were put back{where}.")
 
 
 def _seconds(a: str | None, b: str | None) -> float | None:
