@@ -122,7 +122,8 @@ SPEC: dict[str, Any] = {
     },
     "tracking": {"uri": OPT_STR, "experiment": OPT_STR, "registered_model": OPT_STR},
     "tuning": {"storage": OPT_STR, "study": OPT_STR, "n_trials": (int, type(None)),
-               "timeout_s": OPT_NUM, "search_space": (dict, type(None))},
+               "timeout_s": OPT_NUM, "search_space": (dict, type(None)),
+               "heartbeat_s": (int, type(None))},  # worker heartbeat; stale after 4x
     "features": {"name": OPT_STR, "config": OPT_STR},
     "serving": SERVING_SPEC,
     "monitoring": MONITORING_SPEC,

@@ -146,7 +146,9 @@ class Report:
             parts.append(f"<h4>{esc(name)}</h4>{_table_html(table)}")
         for name, png in self.figures.items():
             b64 = base64.b64encode(png).decode()
-            parts.append(f'<h4>{esc(name)}</h4><img alt="{esc(name)}" src="data:image/png;base64,{b64}"/>')
+            # the figure carries its own title; the name is the image's alternative text
+            parts.append(f'<div><img alt="{esc(name.replace("_", " "))}" '
+                         f'src="data:image/png;base64,{b64}"/></div>')
         if self.messages:
             parts.append("<ul>" + "".join(f"<li>{esc(m)}</li>" for m in self.messages) + "</ul>")
         if self.artifacts:

@@ -164,7 +164,7 @@ def _phase_error(phase: int, exc: BaseException, saved: Path, root: Path) -> tup
     evalue = getattr(exc, "evalue", None) or str(exc)
     evalue = evalue.strip().splitlines()[0] if evalue.strip() else ""
     if type(exc).__name__ == "DeadKernelError" or "Kernel died" in str(exc):
-        where, ename, evalue = "its kernel died", "DeadKernelError", (
+        where, ename, evalue = "a dead kernel", "DeadKernelError", (
             "the kernel process ended (out of memory or os._exit?)")
     else:
         count = getattr(exc, "exec_count", None)
@@ -172,7 +172,7 @@ def _phase_error(phase: int, exc: BaseException, saved: Path, root: Path) -> tup
         where = (f"cell {cell + 1}" + (f" (In [{count}])" if count else "")) if cell is not None \
             else "set-up"
     msg = (f"{title} failed at {where}: {ename}: {evalue}. The executed notebook is saved at {rel}"
-           + (f" (kernel log: {rel.with_name('kernel-' + rel.stem + '.log')})" if where.startswith("its kernel") else "")
+           + (f" (kernel log: {rel.with_name('kernel-' + rel.stem + '.log')})" if where == "a dead kernel" else "")
            + f". Fix the cause, then {RESUME_HINT}.")
     return msg, {"cell": cell + 1 if isinstance(cell, int) else None, "exception": ename, "message": evalue, "notebook": str(rel)}
 

@@ -244,6 +244,17 @@ def init_project(name: str, parent: str | Path = ".", template: str | None = Non
     if task == "classification" and n_classes < 2:
         raise DataError(f"Target column '{target}' has a single class ({y.dropna().iloc[0]!r}); "
                         "a classifier needs at least two. Check the column or the data extract.")
+    known = len(df) - missing
+    if task == "classification" and n_classes > 100 and n_classes > known // 2:
+        # An identifier or a free-text column: most classes would have a single row.
+        raise DataError(f"Target column '{target}' has {n_classes} distinct values in {known} "
+                        "labelled rows, too many to be classes (an identifier?). Choose the label "
+                        "column, or --template regression for a numeric target.")
+    if task == "regression" and not pd.api.types.is_numeric_dtype(y):
+        bad = y.dropna()[pd.to_numeric(y.dropna(), errors="coerce").isna()]
+        raise DataError(f"Target column '{target}' is not numeric ({len(bad)} of {known} values are "
+                        f"not numbers, e.g. {bad.iloc[0]!r}); a regression needs numbers. Fix the "
+                        "values or use --template classification.")
     metric = default_metric(task, n_classes)
     if data is None:
         positive, threshold = DEMO_BRIEF["positive_label"], DEMO_BRIEF["threshold"]

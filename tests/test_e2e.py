@@ -93,7 +93,10 @@ def test_the_closed_loop_retrains_through_the_runner(lifecycle):
     assert (project.runs_dir / d["run_id"] / "reports" / "phase3_model.html").is_file()
     lineage = json.loads((project.raw_dir / "lineage.json").read_text())
     current = Path(d["data"]["file"]).stem
-    assert lineage["current"] == current and lineage["sources"][current]["rows"] == d["data"]["total rows"]
+    assert lineage["sources"][current]["rows"] == d["data"]["total rows"]  # collected, recorded
+    promoted = (d.get("rollout") or {}).get("status") == "promoted"
+    # the current raw table is the champion's: the retrain's data only if its model won
+    assert lineage["current"] == (current if promoted else "adult")
     gate5 = {c["name"]: c for c in manifest["phases"]["5"]["gate"]["criteria"]}
     assert gate5["drift alerts answered"]["status"] == "pass", gate5["drift alerts answered"]
     loop = loop_summary(project)

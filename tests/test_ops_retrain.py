@@ -3,6 +3,7 @@ challenger is never promoted), the rollout, the history, and the phase 5 gate.""
 
 from __future__ import annotations
 
+import json
 import re
 import tempfile
 from pathlib import Path
@@ -77,6 +78,10 @@ def make_train(kind, seen):
         project.processed_dir.mkdir(parents=True, exist_ok=True)  # and phase 2 its splits
         df.head(5).to_parquet(project.processed_dir / "train.parquet")
         (project.processed_dir / "train_augmented.parquet").write_bytes(b"new")
+        lineage = project.raw_dir / "lineage.json"  # and collects the retrain data as current
+        record = json.loads(lineage.read_text()) if lineage.is_file() else {"sources": {}}
+        record["sources"][f"job-{kind}"] = {"file": f"job-{kind}.parquet"}
+        lineage.write_text(json.dumps({**record, "current": f"job-{kind}"}))
         model = _model(df, ["x", "z"], invert=(kind == "worse"))
         version, run_id = _register(project, model, "challenger")
         if kind == "worse":  # phase 3's compare would promote its best model: the job must undo it
@@ -121,6 +126,7 @@ def test_closed_loop_keeps_a_worse_challenger_then_promotes_a_better_one(loop_pr
     card.write_text("# card of the champion\n")
     project.processed_dir.mkdir(parents=True, exist_ok=True)
     (project.processed_dir / "train.parquet").write_bytes(b"champion's split")
+    (project.raw_dir / "lineage.json").write_text(json.dumps({"sources": {}, "current": "source"}))
     seen = []
     out = retrain(project, "drift", "high", reason="drift in x", train=make_train("worse", seen))
     job = out.value
@@ -136,8 +142,10 @@ def test_closed_loop_keeps_a_worse_challenger_then_promotes_a_better_one(loop_pr
         == "# card of the worse model\n"
     assert (project.processed_dir / "train.parquet").read_bytes() == b"champion's split"
     assert not (project.processed_dir / "train_augmented.parquet").exists()
+    lineage = json.loads((project.raw_dir / "lineage.json").read_text())
+    assert lineage == {"sources": {"job-worse": {"file": "job-worse.parquet"}}, "current": "source"}
     assert any(n.startswith("The champion stays, so its docs/model_card.md, phase 2 data (2 file(s) of "
-                            "data/processed/ and the raw lineage) were put back") for n in dec["notes"])
+                            "data/processed/, and the current raw table) were put back") for n in dec["notes"])
     assert dec["durations"]["retrain wall s"] > 0 and dec["times"]["triggered"] <= dec["times"]["decided"]
     # the training data: the reference rows plus the labeled traffic before the evaluation window
     data = seen[0]

@@ -101,8 +101,8 @@ def test_failing_cell_stops_the_run_and_resume_continues(small_project, run_cli)
 
 def test_dead_kernel_is_reported(small_project):
     write_notebook(small_project.notebook(1), "import os\nos._exit(1)")
-    with pytest.raises(PhaseFailedError, match=r"Phase 1 \(Discovery & planning\) failed at its kernel "
-                                               r"died: DeadKernelError"):
+    with pytest.raises(PhaseFailedError, match=r"Phase 1 \(Discovery & planning\) failed at a dead "
+                                               r"kernel: DeadKernelError"):
         run_lifecycle(small_project, phases=[1])
 
 

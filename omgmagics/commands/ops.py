@@ -163,6 +163,11 @@ def retrain(ns: argparse.Namespace, ctx: Context):
 
     if ns.eval_window is not None:
         parse_duration(ns.eval_window, "--eval-window")
+    if ns.min_improvement is not None and not ns.min_improvement >= 0:
+        from ..errors import UsageError
+
+        raise UsageError(f"--min-improvement must be 0 or more (how much better the challenger must "
+                         f"be), got {ns.min_improvement:g}.")
     overrides = {"eval_window": ns.eval_window, "min_improvement": ns.min_improvement}
     return run(ctx.project(), ns.trigger, ns.priority, ns.reason, force=ns.force,
                run=not ns.queue_only, decline_it=ns.decline, by=ns.by, progress=ctx.progress,

@@ -171,6 +171,9 @@ def augment_frame(train: Any, target: str, strategy: str = "smote", k_neighbors:
                              if strategy != "random_under" else 0,
                              "removed rows": n - len(out) if strategy == "random_under" else 0},
                     tables={"class counts": counts}, value=out)
+    from .plots import class_counts_change
+
+    report.add_figure("class counts", class_counts_change(counts, method))
     if strategy == "smote" and numeric and train[numeric].isna().any().any():
         report.messages.append("Missing numeric values were filled with the median for interpolation "
                                "only; original rows keep their missing values.")

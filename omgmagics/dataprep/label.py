@@ -249,6 +249,9 @@ def label_frame(df: Any, lfs: list[LabelingFunction], target: str, strategy: str
         raise UsageError(unknown_choice("labeling strategy", strategy, STRATEGIES))
     if not 0 <= hide_share < 1:
         raise DataError(f"--hide-share must be in [0, 1), got {hide_share}.")
+    if not 0 <= min_confidence <= 1:
+        raise DataError(f"--min-confidence must be in [0, 1] (a label-model probability), got "
+                        f"{min_confidence}.")
     df = df.reset_index(drop=True).copy()
     if "row_id" not in df.columns:
         df.insert(0, "row_id", np.arange(len(df), dtype="int64"))
@@ -326,6 +329,9 @@ def label_frame(df: Any, lfs: list[LabelingFunction], target: str, strategy: str
     report = Report(f"Weak supervision on '{target}': {int(fill.sum())} rows labelled by {chosen}",
                     summary=summary, tables={"labeling functions": lf_table, "label models": models},
                     value=out)
+    from .plots import labeling_functions
+
+    report.add_figure("labeling functions", labeling_functions(lf_table))
     how = ("semi-supervised: known labels kept fixed" if ds["semi_supervised"]
            else "unsupervised: class prior fixed at the majority vote's balance")
     ran = (f"converged in {ds['iterations']}" if ds["converged"] else

@@ -266,6 +266,9 @@ def split_report(splits: dict[str, Any], target: str, fractions: tuple[float, fl
                "leakage": status}
     report = Report(f"Split {total} rows {fractions[0]}/{fractions[1]}/{fractions[2]} ({mode})",
                     summary=summary, tables={"class balance": balance, "leakage checks": checks})
+    from .plots import class_balance as balance_figure
+
+    report.add_figure("class balance", balance_figure(balance, target, objective))
     if LABEL_SOURCE in splits["train"].columns:
         weak = {k: int(v[LABEL_SOURCE].eq("weak").sum()) for k, v in splits.items()}
         report.messages.append(f"Weakly labelled rows per split: {weak} (evaluation splits hold real "

@@ -449,8 +449,6 @@ def package_model(project: Any, model_ref: str | None = None, handler: str | Non
     from ..optim.models import describe, load_any_model, resolve_ref
     from .signature import build_signature, jsonable_record, numeric_signature, to_mlflow_signature
 
-    ref = resolve_ref(project, model_ref)
-    model = load_any_model(project, ref)
     name = name or registered_model_name(project)
     if not NAME_RE.match(name) or name in RESERVED:
         raise UsageError(f"Bundle name '{name}' must be letters, digits, '.', '-' or '_' (at most 64) "
@@ -463,6 +461,9 @@ def package_model(project: Any, model_ref: str | None = None, handler: str | Non
     if dest.exists():
         raise UsageError(f"Bundle {name}/{version} already exists and bundles are immutable. Omit "
                          f"--version to write the next one ({next_version(folder)}).")
+    # The name and version are checked above before the model is resolved (no store is opened).
+    ref = resolve_ref(project, model_ref)
+    model = load_any_model(project, ref)
     handler_src = Path(handler) if handler else Path(project.root) / "projectlib" / "handler.py"
     if handler and not handler_src.is_absolute() and not handler_src.exists():
         handler_src = Path(project.root) / handler

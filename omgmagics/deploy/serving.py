@@ -164,7 +164,6 @@ def _foreground(server: process.ServerProcess, summary: dict, messages: list) ->
 
 def _validation_report(result: dict[str, Any], summary: dict, messages: list, project: Any) -> Report:
     import pandas as pd
-    from matplotlib.figure import Figure
 
     from .staging import result_path
 
@@ -181,17 +180,7 @@ def _validation_report(result: dict[str, Any], summary: dict, messages: list, pr
                     tables={"checks": table}, messages=messages,
                     artifacts={"result": str(result_path(project))},
                     data={"result": result})
-    fig = Figure(figsize=(6.4, 2.8))
-    ax = fig.subplots()
-    load = result["load"]
-    ax.bar(["replay p50", "replay p99", "load p50", "load p99"],
-           [result["replay"]["p50_ms"] or 0, result["replay"]["p99_ms"] or 0, load["p50_ms"] or 0,
-            load["p99_ms"] or 0], color=["#8fb8de", "#4a7fb5", "#9fd39f", "#3f8f3f"])
-    ax.axhline(result["thresholds"]["latency_p99_ms"], color="#cf222e", linestyle="--",
-               label="p99 limit")
-    ax.set_ylabel("latency (ms)")
-    ax.set_title("Staging latency (client side)")
-    ax.legend()
+    fig = latency_figure(result)
     report.add_figure("latency", fig)
     if result["replay"]["outside_signature"]:
         report.messages.append(
@@ -215,3 +204,40 @@ def stop(project: Any, env: str = "staging") -> Report:
     stopped = sum(1 for d in done if d["action"] == "stopped")
     return Report(f"Stopped {stopped} server process(es) of env '{env}'",
                   summary={"env": env, "stopped": stopped}, tables={"processes": table})
+
+
+def latency_figure(result: dict[str, Any]) -> Any:
+    """Staging latency as the client saw it: the distribution of per-request latency of the replay
+    and of the load test (histograms, log scale) against the p99 limit."""
+    import numpy as np
+
+    from ..plotstyle import BAD, PALETTE, label_axes, new_figure, plain_log_ticks, style_legend
+
+    fig, ax = new_figure(7.5, 3.4)
+    lats = result.get("latencies_ms") or {}
+    limit = result["thresholds"]["latency_p99_ms"]
+    series = [(f"replay ({result['replay'].get('rows', 0)} rows, concurrent)", lats.get("replay"),
+               result["replay"]), (f"load test ({result['load'].get('rate', 0):g} requests/s)",
+                                  lats.get("load"), result["load"])]
+    values = [np.asarray(v, dtype=float) for _, v, _ in series if v]
+    if values:
+        lo = max(min(float(v.min()) for v in values), 1e-3)
+        hi = max(max(float(v.max()) for v in values), float(limit or 0), lo * 10)
+        bins = np.geomspace(lo, hi, 40)
+        for (name, v, summ), colour in zip(series, PALETTE, strict=False):
+            if v:
+                ax.hist(v, bins=bins, alpha=0.55, color=colour,
+                        label=f"{name}: p50 {summ['p50_ms'] or 0:.1f}, p99 {summ['p99_ms'] or 0:.1f} ms")
+        ax.set_xscale("log")
+        plain_log_ticks(ax, "x")
+    else:  # an older result file without per-request latencies: the percentiles only
+        for (name, _, summ), colour in zip(series, PALETTE, strict=False):
+            for q, style in (("p50_ms", "-"), ("p99_ms", ":")):
+                if summ.get(q) is not None:
+                    ax.axvline(summ[q], color=colour, linestyle=style, label=f"{name} {q[:3]}")
+    if limit is not None:
+        ax.axvline(limit, color=BAD, linestyle="--", label=f"p99 limit {limit:g} ms")
+    label_axes(ax, "Staging latency per request (client side)", "latency", "requests",
+               x_unit="ms, log scale")
+    style_legend(ax, loc="best")
+    return fig

@@ -79,9 +79,15 @@ class ServeSettings:
         ------
         ConfigError
             When ``auth_token_env`` names a variable that is not set: starting without auth
-            would silently open the server.
+            would silently open the server; or when the server would listen on an address other
+            machines reach (not loopback) without a token.
         """
         if not self.auth_token_env:
+            if self.host not in LOOPBACK:
+                raise ConfigError(f"Serving on {self.host} would let other machines call the model "
+                                  "without auth. Set serving.auth_token_env to the name of an "
+                                  "environment variable holding a bearer token, or bind 127.0.0.1 "
+                                  "(the default).")
             return None
         value = os.environ.get(self.auth_token_env, "")
         if not value:
@@ -92,6 +98,9 @@ class ServeSettings:
 
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k != "sources"}
+
+
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
 def read_config_file(path: str | os.PathLike, project: Any = None) -> dict[str, Any]:
@@ -181,6 +190,10 @@ def resolve_settings(project: Any, env: str = "staging", config: str | None = No
     if host is not None:
         merged["host"] = host
     if port is not None:
+        if not 0 <= int(port) <= 65535:  # the flag's value, not a config file's: name the flag
+            from ..errors import UsageError
+
+            raise UsageError(f"--port must be in 0..65535 (0: any free port), got {port}.")
         merged["port"] = port
     if bundle is not None:
         merged["bundle"] = bundle

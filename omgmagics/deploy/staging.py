@@ -148,8 +148,9 @@ def validate_staging(project: Any, bundle_path: Path, url: str, settings: Any,
                                    "rows", f"<= {SKEW_TOLERANCE}"))
     rate = float(val.get("load_rps") or settings.throughput_rps)
     valid_bodies = [json.dumps(r).encode() for r in valid]
-    load = loadgen.fixed_rate(url + "/predict", valid_bodies, rate=rate,
-                              n=int(val["load_requests"]), headers=headers, max_seconds=120).summary()
+    load_res = loadgen.fixed_rate(url + "/predict", valid_bodies, rate=rate,
+                                  n=int(val["load_requests"]), headers=headers, max_seconds=120)
+    load = load_res.summary()
     criteria.append(_criterion("p99 latency under load", load["p99_ms"] is not None and
                                load["p99_ms"] <= settings.latency_p99_ms and load["non_200"] == 0
                                and load["transport_errors"] == 0,
@@ -186,6 +187,9 @@ def validate_staging(project: Any, bundle_path: Path, url: str, settings: Any,
                    "p50_ms": float(np.percentile(lat, 50)) if lat.size else None,
                    "p99_ms": float(np.percentile(lat, 99)) if lat.size else None},
         "skew": skew, "load": {**load, "rate": rate},
+        # per-request latencies (ms), for the latency distribution of the report
+        "latencies_ms": {"replay": [round(float(x), 3) for x in lat],
+                         "load": [round(float(x), 3) for x in load_res.latencies_ms if x is not None]},
         "thresholds": {"latency_p99_ms": settings.latency_p99_ms, "score_tolerance": SCORE_TOLERANCE,
                        "skew_tolerance": SKEW_TOLERANCE},
     }

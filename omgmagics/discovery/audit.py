@@ -145,11 +145,18 @@ def profile_html(df: pd.DataFrame, *, title: str, description: str, minimal: boo
         raise DataError("The audit's profile needs fg-data-profiling: pip install 'omgmagics[data]' "
                         "(or run with --no-profile for the checklist alone).") from None
     frame = df.copy(deep=False)
+    # The profiler's templates print column names and values without escaping them (a column
+    # named <script> ran as a script): the profiled copy carries escaped text. Escaping is
+    # one-to-one, so counts and distinct values are unchanged.
     for col in frame.columns:
         s = frame[col]
+        if s.dtype == object or pd.api.types.is_string_dtype(s) or \
+                isinstance(s.dtype, pd.CategoricalDtype):
+            s = s.astype(object).map(lambda v: html.escape(v) if isinstance(v, str) else v)
+            frame[col] = s
         if s.dtype == object and s.nunique(dropna=True) <= CATEGORY_MAX_DISTINCT:
             frame[col] = s.astype("category")  # profiled as categories, not as free text
-    frame.columns = [str(c) for c in frame.columns]
+    frame.columns = [html.escape(str(c)) for c in frame.columns]
     with contextlib.redirect_stderr(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         report = ProfileReport(frame, minimal=minimal, title=title, progress_bar=False,
@@ -286,8 +293,13 @@ def audit_data(df: pd.DataFrame, brief: Brief, *, html_path: str | os.PathLike |
     if len(result["personal_data"]):
         tables["personal data"] = result["personal_data"]
     tables["columns"] = result["columns"]
-    return Report(title=f"Data audit: {brief.name} ({counts['pass']} pass, {counts['warn']} warn, "
-                        f"{counts['fail']} fail)",
-                  summary=summary, tables=tables, messages=messages, artifacts=artifacts,
-                  data={"status": verdict, "failed": doc["failed"], "warnings": doc["warnings"]},
-                  value=table)
+    report = Report(title=f"Data audit: {brief.name} ({counts['pass']} pass, {counts['warn']} warn, "
+                          f"{counts['fail']} fail)",
+                    summary=summary, tables=tables, messages=messages, artifacts=artifacts,
+                    data={"status": verdict, "failed": doc["failed"], "warnings": doc["warnings"]},
+                    value=table)
+    from .plots import audit_overview
+
+    report.add_figure("audit overview", audit_overview(items, result["columns"], brief.target,
+                                                       target_facts, result["single_feature"]))
+    return report

@@ -337,12 +337,18 @@ def assess_feasibility(df: pd.DataFrame, brief: Brief, *, json_path: str | os.Pa
                 READY_FORMULA + f" = {ready['value']} ({_terms(ready['terms'])}).",
                 f"Prototype on {sample_note}." + (f" Left out as leakage suspects: {', '.join(leaks)}."
                                                    if leaks else "")] + notes
-    return Report(title=f"Feasibility: {brief.name}: {recommendation.split(':')[0]}", summary=summary,
-                  tables={"prototype (cross-validated)": board, "risks": risk_table},
-                  messages=messages, artifacts={"feasibility": str(json_path)},
-                  data={"proceed": proceed, "technical_feasibility": tech["value"],
-                        "data_readiness": ready["value"], "estimated_accuracy": estimated},
-                  value=doc)
+    report = Report(title=f"Feasibility: {brief.name}: {recommendation.split(':')[0]}",
+                    summary=summary,
+                    tables={"prototype (cross-validated)": board, "risks": risk_table},
+                    messages=messages, artifacts={"feasibility": str(json_path)},
+                    data={"proceed": proceed, "technical_feasibility": tech["value"],
+                          "data_readiness": ready["value"], "estimated_accuracy": estimated},
+                    value=doc)
+    from .plots import feasibility_scores
+
+    report.add_figure("prototype vs dummy", feasibility_scores(
+        [cvres["dummy"], cvres["model"]], m.name, brief.threshold, cvres["cv"]))
+    return report
 
 
 def _terms(terms: dict[str, Any]) -> str:

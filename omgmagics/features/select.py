@@ -159,16 +159,20 @@ def select_features(X: Any, y: Any, method: str = "mutual_info", k: int | None =
 
 
 def _plot(table: Any, method: str) -> Any:
-    from matplotlib.figure import Figure
+    from ..plotstyle import MUTED, PRIMARY, TICK_SIZE, label_axes, new_figure
 
-    top = table.head(40).iloc[::-1]
-    fig = Figure(figsize=(7, max(2.5, 0.22 * len(top) + 1)))
-    ax = fig.add_subplot()
-    colours = ["#1f6feb" if s else "#afb8c1" for s in top["selected"]]
+    # the best 40, and enough beyond the cut (up to 60) that the first unselected ones show
+    shown = min(len(table), max(40, min(int(table["selected"].sum()) + 8, 60)))
+    top = table.head(shown).iloc[::-1]
+    fig, ax = new_figure(7, max(2.5, 0.22 * len(top) + 1.2))
+    colours = [PRIMARY if s else MUTED for s in top["selected"]]
     ax.barh(top["feature"].astype(str), top["score"], color=colours)
-    ax.set_xlabel(f"{method} score")
-    ax.set_title(f"Feature scores ({method}; blue = selected)"
-                 + (f", top 40 of {len(table)}" if len(table) > 40 else ""))
-    ax.tick_params(axis="y", labelsize=7)
-    fig.tight_layout()
+    ax.tick_params(axis="y", labelsize=TICK_SIZE - 1)
+    ax.grid(axis="y", visible=False)
+    label_axes(ax, f"Feature scores ({method}; blue = selected)"
+               + (f", top {shown} of {len(table)}" if len(table) > shown else ""),
+               f"{method} score", "feature", x_unit=_UNITS.get(method))
     return fig
+
+
+_UNITS = {"mutual_info": "nats", "variance": "squared units", "correlation": "|r|"}

@@ -80,15 +80,16 @@ def check_spec(data: Any, source: str = "features.yaml") -> dict[str, Any]:
         For a missing ``features`` list, an unknown transform or key, a key of another transform,
         duplicate names or a bad value.
     """
-    if not isinstance(data, dict) or not isinstance(data.get("features"), list) or not data["features"]:
-        raise ConfigError(f"{source}: expected a top-level 'features:' list. Example:\n{EXAMPLE}\n"
-                          "Write a starting one from the data with `omg feature extract --infer`.")
-    extra = set(data) - {"features", "target", "version"}
+    # An unknown key is named first: a misspelt 'features:' is also a missing one.
+    extra = set(data) - {"features", "target", "version"} if isinstance(data, dict) else set()
     if extra:
-        bad = sorted(extra)[0]
+        bad = sorted(map(str, extra))[0]
         raise ConfigError(f"{source}: unknown top-level key '{bad}'."
                           f"{did_you_mean(bad, ['features', 'target', 'version'])} "
                           "Valid: features, target, version.")
+    if not isinstance(data, dict) or not isinstance(data.get("features"), list) or not data["features"]:
+        raise ConfigError(f"{source}: expected a top-level 'features:' list. Example:\n{EXAMPLE}\n"
+                          "Write a starting one from the data with `omg feature extract --infer`.")
     out, names = [], set()
     for i, entry in enumerate(data["features"]):
         if not isinstance(entry, dict):

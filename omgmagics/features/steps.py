@@ -181,9 +181,9 @@ def store_step(project: Any, name: str | None = None, version: str | None = None
     from .extract import load_pipeline, save_pipeline
     from .transformers import SelectColumns
 
-    meta, stage = _staged(project)
     name = name or feature_set_name(project)
-    parse_ref(name)
+    parse_ref(f"{name}@{version}" if version else name)  # bad names fail before any work
+    meta, stage = _staged(project)
     root = project.features_dir
     version = version or next_version(root, name)
     splits = {s: pd.read_parquet(stage / f["file"]) for s, f in meta["splits"].items()}

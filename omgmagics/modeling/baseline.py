@@ -91,7 +91,7 @@ def run_baselines(project: Any, *, features: str | None = None, table: Any = Non
     task = project.objective_type
     for name in models:
         if name not in BASELINES and name not in MODEL_TYPES:
-            raise UsageError(unknown_choice("baseline", name, [*BASELINES, *MODEL_TYPES]))
+            raise UsageError(unknown_choice("baseline", name, {*BASELINES, *MODEL_TYPES}))
     data = load_model_data(project, features, target, table=table, table_name=table_name)
     primary, secondary = metric_names(project, task)
     metrics = [primary, *secondary]
@@ -191,8 +191,12 @@ def run_baselines(project: Any, *, features: str | None = None, table: Any = Non
     if not data.has("test"):
         messages.append("No test split: the baselines were cross-validated only; store a feature set "
                         "with a test split to compare models against them.")
+    from .plots import LazyFigures, leaderboard
+
+    # drawn only when the report is shown in a notebook
+    figures = LazyFigures({"leaderboard": lambda: leaderboard(board, primary, cv)})
     return Report(f"Baselines on {data.ref} ({cv}-fold cross-validation, training split)",
-                  summary=summary, tables={"leaderboard": board}, messages=messages,
+                  summary=summary, tables={"leaderboard": board}, figures=figures, messages=messages,
                   data={"run_id": rec["run_id"], "best": best}, value=board)
 
 

@@ -152,9 +152,13 @@ def compare_runs(project: Any, experiments: list[str] | None = None, *, alpha: f
                                 "95% CI": f"[{t['bootstrap']['ci_low']:.4f}, "
                                           f"{t['bootstrap']['ci_high']:.4f}]",
                                 "significant": t["significant"]} for t in tests])
+    from .plots import LazyFigures, comparison
+
+    figures = LazyFigures({"comparison": lambda: comparison(table, primary, best.info.run_name)})
     return Report(f"Comparison of {len(runs)} runs on {result['feature_set']} (test split)",
                   summary=summary, tables={"runs": table, "significance": test_table},
-                  messages=messages, artifacts={"adr": str(adr_path), "comparison": str(json_path)},
+                  figures=figures, messages=messages,
+                  artifacts={"adr": str(adr_path), "comparison": str(json_path)},
                   data=result, value=table)
 
 

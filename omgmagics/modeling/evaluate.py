@@ -7,7 +7,8 @@ fairlearn group metrics on the brief's sensitive features; ``robustness`` the de
 
 Everything is validated (model, feature set, sensitive and slice columns) before anything is logged.
 Results go to the notebook (the report), to the model's MLflow run (metrics ``test_*``, plots, the JSON)
-and to ``reports/evaluation.json``, which the model card and the phase 3 gate read.
+and to ``reports/evaluation.json``, which the model card and the phase 3 gate read, and
+``reports/evaluation.html`` (a self-contained page for reviewers).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any
 from ..errors import DataError
 
 EVALUATION_FILE = "evaluation.json"
+EVALUATION_PAGE = "evaluation.html"
 
 
 def resolve_model(project: Any, tracking: Any, ref: str | None) -> tuple[Any, str | None, str]:
@@ -216,6 +218,7 @@ def evaluate_model(project: Any, model_ref: str | None = None, *, features: str 
                                "global": shap["global"],
                                "local": shap["local"].to_dict(orient="records")}
                 figures["shap_importance"] = shap["figure"]
+                figures["shap_summary"] = shap["summary_figure"]
                 tables["SHAP local explanations"] = shap["local"]
             except Exception as exc:  # noqa: BLE001 - explanations must not sink an evaluation
                 messages.append(f"SHAP explanations failed: {type(exc).__name__}: {exc}")
@@ -285,10 +288,52 @@ def evaluate_model(project: Any, model_ref: str | None = None, *, features: str 
         summary["fairness"] = "pass" if out["fairness"]["passed"] else "fail"
     if out.get("robustness"):
         summary["robustness limitations"] = len(out["robustness"]["limitations"])
-    return Report(f"Evaluation of {model.model_type} on the test split of {data.ref}", summary=summary,
-                  tables=tables, figures=figures, messages=messages,
-                  artifacts={"evaluation": str(path), "mlflow run": str(out["mlflow_run"])},
-                  data=out, value=out)
+    if out.get("calibration"):
+        summary["Brier score"] = round(out["calibration"]["brier_score"], 4)
+        summary["expected calibration error"] = round(out["calibration"]["expected_calibration_error"], 4)
+    report = Report(f"Evaluation of {model.model_type} on the test split of {data.ref}",
+                    summary=summary, tables=tables, figures=figures, messages=messages,
+                    artifacts={"evaluation": str(path)}, data=out, value=out)
+    report.artifacts["report"] = str(write_html(project.reports_dir / EVALUATION_PAGE, report))
+    report.artifacts["mlflow run"] = str(out["mlflow_run"])
+    return report
+
+
+_FIGURE_NAMES = {"roc_pr_calibration": "ROC, precision-recall and calibration",
+                 "shap_importance": "SHAP: global importance", "shap_summary": "SHAP: summary",
+                 "robustness": "robustness under perturbation"}
+
+
+def write_html(path: Any, report: Any) -> Any:
+    """The evaluation as a self-contained page for reviewers: key figures first, then the plots, then
+    the tables (figures embedded as PNG; no script, no network)."""
+    import base64
+    import html
+
+    from ..atomic import write_text
+    from ..results import _status_html, _table_html
+    from ..review import page
+
+    esc = html.escape
+    stamp = report.data.get("created", "") if isinstance(report.data, dict) else ""
+    parts = ['<p><a href="index.html">&larr; review index</a></p>', f"<h1>{esc(report.title)}</h1>",
+             f'<p class="sub">Written {esc(stamp)} by <code>omg train evaluate</code>; the numbers are '
+             f"also in <code>{EVALUATION_FILE}</code> and the model's MLflow run.</p>",
+             "<table>" + "".join(f"<tr><th>{esc(str(k))}</th><td>{_status_html(v)}</td></tr>"
+                                 for k, v in report.summary.items()) + "</table>"]
+    if report.messages:
+        parts.append("<ul>" + "".join(f"<li>{esc(m)}</li>" for m in report.messages) + "</ul>")
+    if report.figures:
+        parts.append("<h2>Figures</h2>")
+    for name, png in report.figures.items():
+        label = _FIGURE_NAMES.get(name) or name.replace("fairness_", "fairness by ").replace("_", " ")
+        parts.append(f'<h3>{esc(label)}</h3><img alt="{esc(label)}" style="max-width:100%" '
+                     f'src="data:image/png;base64,{base64.b64encode(png).decode()}"/>')
+    if report.tables:
+        parts.append("<h2>Tables</h2>")
+    for name, table in report.tables.items():
+        parts.append(f"<h3>{esc(name)}</h3>{_table_html(table)}")
+    return write_text(path, page(report.title, "".join(parts)))
 
 
 def _ece(y: Any, p: Any, bins: int = 10) -> float:

@@ -96,5 +96,7 @@ def shap_summary(model: Any, data: Any, *, rows: int = 200, seed: int = 0,
     fig = plots.barh(list(importance), list(importance.values()),
                      f"Global importance: mean |SHAP| ({sv['explainer'].split(' ')[0]})",
                      "mean |SHAP value|")
+    summary = plots.shap_beeswarm(values, sv["X"], names)
     return {"explainer": sv["explainer"], "rows": len(sv["X"]), "global": importance,
-            "local": pd.DataFrame(local), "figure": plots.to_png(fig)}
+            "local": pd.DataFrame(local), "figure": plots.to_png(fig),
+            "summary_figure": plots.to_png(summary)}

@@ -14,6 +14,7 @@ torch state dict for the MLP. Never a raw pickle.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import json
 import os
 import tempfile
@@ -303,7 +304,12 @@ class OmgModel:
         if meta.get("format") != "omg-model" or int(meta.get("format_version", 0)) > FORMAT_VERSION:
             raise DataError(f"{meta_path} is not a supported omg model (format "
                             f"{meta.get('format')} v{meta.get('format_version')}). Upgrade omgmagics.")
-        estimator = _load_estimator(meta, path / meta["file"])
+        try:
+            estimator = _load_estimator(meta, path / meta["file"])
+        except DataError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a damaged or foreign file: refused, not a traceback
+            raise DataError(_not_loaded(path / meta["file"], meta.get("family"), exc)) from None
         model = cls(meta["family"], meta["model_type"], estimator, task=meta["task"],
                     feature_names=meta["feature_names"], classes=meta.get("classes"),
                     positive_label=meta.get("positive_label"), params=meta.get("params"), meta=meta)
@@ -318,6 +324,12 @@ class OmgModel:
 
 
 def _versions(family: str) -> dict[str, str]:
+    return dict(_library_versions(family))
+
+
+@functools.cache
+def _library_versions(family: str) -> dict[str, str]:
+    # Looked up once per process: importlib.metadata scans the installed distributions each time.
     import importlib.metadata as md
 
     names = {"xgboost": ["xgboost"], "lightgbm": ["lightgbm"], "sklearn": ["scikit-learn", "skops"],
@@ -350,6 +362,14 @@ def _save_estimator(model: OmgModel, folder: Path) -> str:
 
 
 TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.", "collections.")
+
+
+def _not_loaded(file: Path, kind: Any, exc: BaseException) -> str:
+    """The message for a model file its safe-format loader refuses (pickled code, damage)."""
+    detail = (str(exc).strip().splitlines() or [""])[0][:200]
+    return (f"Model file {file} is not a valid {kind} model file, so it was not loaded "
+            f"({type(exc).__name__}: {detail}). The kit loads only safe formats (no pickled code); "
+            "re-save or re-train the model.")
 
 
 def _load_estimator(meta: dict[str, Any], file: Path) -> Any:
@@ -575,8 +595,13 @@ def fit_model(mt: ModelType, params: dict[str, Any], data: Any, *, metric: str, 
     return FitResult(model, best_iter, history, hist_metric, fit_time)
 
 
-def latency_ms(model: OmgModel, X: Any, repeats: int = 20) -> dict[str, float]:
-    """Single-row prediction latency p50/p99 (ms) and batch throughput (rows/s)."""
+def latency_ms(model: OmgModel, X: Any, repeats: int = 20,
+               batch: tuple[int, float] | None = None) -> dict[str, float]:
+    """Single-row prediction latency p50/p99 (ms) and batch throughput (rows/s).
+
+    `batch` = ``(rows, seconds)`` of a batch prediction the caller already timed (scoring a split);
+    without it the first 1000 rows of `X` are scored for the throughput.
+    """
     import time
 
     import numpy as np
@@ -588,10 +613,11 @@ def latency_ms(model: OmgModel, X: Any, repeats: int = 20) -> dict[str, float]:
         t0 = time.perf_counter()
         model.predict_scores(row)
         times.append((time.perf_counter() - t0) * 1000)
-    batch = X[: min(len(X), 1000)]
-    t0 = time.perf_counter()
-    model.predict_scores(batch)
-    dt = max(time.perf_counter() - t0, 1e-9)
+    if batch is None:
+        part = X[: min(len(X), 1000)]
+        t0 = time.perf_counter()
+        model.predict_scores(part)
+        batch = (len(part), time.perf_counter() - t0)
     return {"latency_p50_ms": float(np.percentile(times, 50)),
             "latency_p99_ms": float(np.percentile(times, 99)),
-            "throughput_rows_s": float(len(batch) / dt)}
+            "throughput_rows_s": float(batch[0] / max(batch[1], 1e-9))}

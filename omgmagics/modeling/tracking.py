@@ -20,7 +20,7 @@ import re
 import subprocess
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -50,15 +50,61 @@ def registered_model_name(project: Any) -> str:
     return str(project.config.get_path("tracking.registered_model") or f"{project.name}-model")
 
 
+_GIT_COMMITS: dict[str, tuple[tuple, str | None]] = {}
+
+
+def _git_state(root: Path) -> tuple | None:
+    """What `git rev-parse HEAD` depends on, cheaply: ``()`` when no ``.git`` is above `root` (git
+    finds no repository either), a key of HEAD and its ref files' stats inside a plain repository,
+    None when only git can tell (GIT_DIR set, worktrees, submodules, unreadable files)."""
+    if os.environ.get("GIT_DIR") or os.environ.get("GIT_WORK_TREE"):
+        return None
+    try:
+        for folder in (root, *root.parents):
+            dot = folder / ".git"
+            if not dot.exists():
+                continue
+            if not dot.is_dir():
+                return None
+            head = (dot / "HEAD").read_text().strip()
+            key: list = [str(dot), head]
+            files = ["packed-refs"]
+            if head.startswith("ref: "):
+                files.append(head[5:].strip())
+            for name in files:
+                try:
+                    st = (dot / name).stat()
+                    key.append((name, st.st_ino, st.st_mtime_ns, st.st_size))
+                except FileNotFoundError:
+                    key.append((name, None))
+            return tuple(key)
+    except OSError:
+        return None
+    return ()
+
+
 def git_commit(root: str | os.PathLike) -> str | None:
-    """The commit the project folder is checked out at, or None outside a git work tree."""
+    """The commit the project folder is checked out at, or None outside a git work tree.
+
+    Asks git once per repository state: the answer is cached against HEAD and the stats of the ref
+    file it names (a commit or a checkout changes them), and outside any repository git is not run.
+    """
+    state = _git_state(Path(root).resolve())
+    if state == ():
+        return None
+    cached = _GIT_COMMITS.get(str(root))
+    if state is not None and cached is not None and cached[0] == state:
+        return cached[1]
     try:
         out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
                              text=True, timeout=5, check=False)
     except (OSError, subprocess.SubprocessError):
         return None
     sha = out.stdout.strip()
-    return sha if out.returncode == 0 and re.fullmatch(r"[0-9a-f]{40}", sha) else None
+    sha = sha if out.returncode == 0 and re.fullmatch(r"[0-9a-f]{40}", sha) else None
+    if state is not None:
+        _GIT_COMMITS[str(root)] = (state, sha)
+    return sha
 
 
 def _quiet_mlflow() -> None:
@@ -69,6 +115,9 @@ def _quiet_mlflow() -> None:
     # The embedded store is local and often offline: no usage telemetry unless the user opts in
     # (set MLFLOW_DISABLE_TELEMETRY=false).
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    # With a tracking server MLflow prints "View run ... at: URL" to stdout, which would break
+    # `--format json`; the report names the run itself.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 
 def _seed_embedded_store(db: Path) -> None:
@@ -144,59 +193,137 @@ def _flatten(params: dict[str, Any], prefix: str = "") -> dict[str, str]:
     return out
 
 
+def _bulk_insert_metrics(client: Any, run_id: str, metrics: list[Any]) -> bool:
+    """Insert metric rows straight into a SQL store's ``metrics`` table, in one transaction.
+
+    MLflow's own ``log_batch`` builds an ORM object per value (about 0.3 ms each): a learning curve
+    of a few hundred rounds cost more than everything else logged for a run. The rows are exactly
+    the ones ``log_batch`` writes (MLflow's table definition, its NaN/inf sanitising); the caller
+    logs the curve's last step through MLflow, which keeps ``latest_metrics`` right. Returns False
+    (nothing written) for other stores or on any surprise, and the caller falls back to ``log_batch``.
+    """
+    try:
+        from mlflow.store.tracking.dbmodels.models import SqlMetric
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+        store = client._tracking_client.store
+        if not isinstance(store, SqlAlchemyStore):
+            return False
+        rows = []
+        for m in metrics:
+            is_nan, value = store.sanitize_metric_value(float(m.value))
+            rows.append({"key": m.key, "value": value, "timestamp": m.timestamp, "step": m.step,
+                         "is_nan": is_nan, "run_uuid": run_id})
+        with store.engine.begin() as conn:
+            conn.execute(SqlMetric.__table__.insert(), rows)
+        return True
+    except Exception:  # noqa: BLE001 - an optimisation only; MLflow's path follows
+        return False
+
+
 @dataclass
 class RunLogger:
-    """Logs into one open run (see :meth:`Tracking.run`)."""
+    """Logs into one open run (see :meth:`Tracking.run`).
+
+    `artifact_uri` (known when the run was just created) lets artifacts go straight to the run's
+    artifact store instead of MLflow looking the run up again for the first artifact.
+    """
 
     client: Any
     run_id: str
+    artifact_uri: str | None = None
+    tracking_uri: str | None = None
+    _repo: Any = field(default=None, repr=False)
 
     def params(self, params: dict[str, Any]) -> None:
-        from mlflow.entities import Param
-
-        items = [Param(k, v) for k, v in _flatten(params).items()]
-        for i in range(0, len(items), 100):
-            self.client.log_batch(self.run_id, params=items[i:i + 100])
+        self.batch(params=params)
 
     def metrics(self, metrics: dict[str, Any], step: int = 0) -> None:
+        self.batch(metrics=metrics, step=step)
+
+    def metric_history(self, name: str, values: list[float]) -> None:
+        self.batch(histories={name: values})
+
+    def batch(self, params: dict[str, Any] | None = None, metrics: dict[str, Any] | None = None,
+              histories: dict[str, list[float]] | None = None, step: int = 0) -> None:
+        """Log params, metrics (at `step`) and metric histories (one value per step from 0) together.
+
+        One MLflow ``log_batch`` call takes the params, the metrics and the last step of each history
+        (MLflow checks the names and records the latest values); the other history steps are
+        inserted in bulk where the store is SQL (see :func:`_bulk_insert_metrics`).
+        """
         import math
         import time
 
-        from mlflow.entities import Metric
+        from mlflow.entities import Metric, Param
 
         now = int(time.time() * 1000)
-        items = [Metric(k, float(v), now, step) for k, v in metrics.items()
-                 if v is not None and isinstance(v, (int, float)) and not math.isnan(float(v))]
-        for i in range(0, len(items), 500):
-            self.client.log_batch(self.run_id, metrics=items[i:i + 500])
-
-    def metric_history(self, name: str, values: list[float]) -> None:
-        import time
-
-        from mlflow.entities import Metric
-
-        now = int(time.time() * 1000)
-        items = [Metric(name, float(v), now, i) for i, v in enumerate(values)]
-        for i in range(0, len(items), 500):
-            self.client.log_batch(self.run_id, metrics=items[i:i + 500])
+        pitems = [Param(k, v) for k, v in _flatten(params or {}).items()]
+        mitems = [Metric(k, float(v), now, step) for k, v in (metrics or {}).items()
+                  if v is not None and isinstance(v, (int, float)) and not math.isnan(float(v))]
+        earlier = []
+        for name, values in (histories or {}).items():
+            points = [Metric(name, float(v), now, i) for i, v in enumerate(values)]
+            if points:
+                mitems.append(points[-1])
+                earlier.extend(points[:-1])
+        # MLflow's limits per call: 100 params, 1000 metrics, 1000 entities in all.
+        first_p, pitems = pitems[:100], pitems[100:]
+        first_m, mitems = mitems[:1000 - len(first_p)], mitems[1000 - len(first_p):]
+        if first_p or first_m:
+            self.client.log_batch(self.run_id, metrics=first_m, params=first_p)
+        for i in range(0, len(pitems), 100):
+            self.client.log_batch(self.run_id, params=pitems[i:i + 100])
+        for i in range(0, len(mitems), 500):
+            self.client.log_batch(self.run_id, metrics=mitems[i:i + 500])
+        if earlier and not _bulk_insert_metrics(self.client, self.run_id, earlier):
+            for i in range(0, len(earlier), 500):
+                self.client.log_batch(self.run_id, metrics=earlier[i:i + 500])
 
     def tags(self, tags: dict[str, Any]) -> None:
         for k, v in tags.items():
             if v is not None:
                 self.client.set_tag(self.run_id, k, str(v))
 
+    def _artifact_repo(self) -> Any:
+        """The run's artifact repository built from its known URI, or None (MLflow looks it up)."""
+        if self._repo is None:
+            self._repo = False
+            uri = self.tracking_uri or ""
+            if self.artifact_uri and not uri.startswith(("databricks", "uc:")):
+                try:
+                    from mlflow.store.artifact.artifact_repository_registry import (
+                        get_artifact_repository,
+                    )
+
+                    self._repo = get_artifact_repository(self.artifact_uri, tracking_uri=uri or None)
+                except Exception:  # noqa: BLE001 - MLflow's own lookup follows
+                    self._repo = False
+        return self._repo or None
+
     def artifacts(self, folder: str | os.PathLike, path: str | None = None) -> None:
-        self.client.log_artifacts(self.run_id, str(folder), path)
+        repo = self._artifact_repo()
+        if repo is None:
+            self.client.log_artifacts(self.run_id, str(folder), path)
+        else:
+            repo.log_artifacts(str(folder), path)
 
     def artifact(self, file: str | os.PathLike, path: str | None = None) -> None:
-        self.client.log_artifact(self.run_id, str(file), path)
+        repo = self._artifact_repo()
+        if repo is None:
+            self.client.log_artifact(self.run_id, str(file), path)
+        elif os.path.isdir(file):  # as MlflowClient.log_artifact does for a folder
+            name = os.path.basename(os.path.normpath(file))
+            repo.log_artifacts(str(file), os.path.join(path, name) if path is not None else name)
+        else:
+            repo.log_artifact(str(file), path)
 
     def _via_tmp(self, artifact_path: str, write) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             target = Path(tmp) / Path(artifact_path).name
             write(target)
             parent = str(Path(artifact_path).parent)
-            self.client.log_artifact(self.run_id, str(target), None if parent == "." else parent)
+            self.artifact(target, None if parent == "." else parent)
 
     def json(self, obj: Any, artifact_path: str) -> None:
         from ..atomic import write_json
@@ -211,6 +338,9 @@ class RunLogger:
 
     def text(self, text: str, artifact_path: str) -> None:
         self._via_tmp(artifact_path, lambda p: p.write_text(text, encoding="utf-8"))
+
+
+_EXPERIMENT_IDS: dict[tuple[str, str], str] = {}  # (tracking URI, experiment name) -> id
 
 
 class Tracking:
@@ -238,6 +368,19 @@ class Tracking:
             _fast_sqlite(self.client)
         self.experiment_name = experiment_name(project)
         self.model_name = registered_model_name(project)
+        key = (self.uri, self.experiment_name)
+        known = _EXPERIMENT_IDS.get(key)
+        if known is not None:
+            # Seen before in this process: setting it active reads it back, which is the check that
+            # it still exists under this name and is not deleted; otherwise look it up again.
+            from mlflow.exceptions import MlflowException
+
+            try:
+                if mlflow.set_experiment(experiment_id=known).name == self.experiment_name:
+                    self.experiment_id = known
+                    return
+            except MlflowException:
+                pass
         exp = self.client.get_experiment_by_name(self.experiment_name)
         if exp is None:
             location = (Path(project.root).resolve() / "mlartifacts").as_uri() \
@@ -249,6 +392,7 @@ class Tracking:
                 self.client.restore_experiment(exp.experiment_id)
             self.experiment_id = exp.experiment_id
         mlflow.set_experiment(experiment_id=self.experiment_id)
+        _EXPERIMENT_IDS[key] = self.experiment_id
 
     # --- runs ---------------------------------------------------------------------------------
     def base_tags(self, kind: str, feature_set: str | None = None,
@@ -273,7 +417,7 @@ class Tracking:
         if parent_run_id:
             all_tags["mlflow.parentRunId"] = parent_run_id
         run = self.client.create_run(self.experiment_id, run_name=name, tags=all_tags)
-        logger = RunLogger(self.client, run.info.run_id)
+        logger = RunLogger(self.client, run.info.run_id, run.info.artifact_uri, self.uri)
         try:
             yield logger
         except BaseException:
@@ -337,15 +481,27 @@ class Tracking:
         """Register the run's ``model`` artifact as a new version; set `alias` on it."""
         from mlflow.exceptions import MlflowException
 
-        try:
-            self.client.get_registered_model(self.model_name)
-        except MlflowException:
+        def create() -> Any:
+            return self.client.create_model_version(
+                self.model_name, source=f"runs:/{run_id}/{MODEL_ARTIFACT}", run_id=run_id,
+                description=description)
+
+        try:  # the registered model exists after the project's first registration
+            mv = create()
+        except MlflowException as exc:
+            if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
             self.client.create_registered_model(
                 self.model_name, description=f"Models of project {self.project.name} (omg).")
-        mv = self.client.create_model_version(self.model_name, source=f"runs:/{run_id}/{MODEL_ARTIFACT}",
-                                              run_id=run_id, description=description)
+            mv = create()
         if alias:
-            self.set_alias(alias, mv.version)
+            # Straight to the registry: MlflowClient first re-reads the registered model to refuse
+            # prompts, and this one just took a model version.
+            registry = getattr(self.client, "_get_registry_client", None)
+            if registry is None:
+                self.set_alias(alias, mv.version)
+            else:
+                registry().set_registered_model_alias(self.model_name, alias, str(mv.version))
         return str(mv.version)
 
     def set_alias(self, alias: str, version: str) -> None:

@@ -86,14 +86,21 @@ def metric_names(project: Any, task: str) -> tuple[str, list[str]]:
 
 
 def split_scores(model: Any, data: Any, metrics: list[str],
-                 cache: dict[str, Any] | None = None) -> dict[str, dict[str, float]]:
-    """``{split: {metric: value}}`` on the val and test splits that exist (scores kept in `cache`)."""
+                 cache: dict[str, Any] | None = None,
+                 seconds: dict[str, float] | None = None) -> dict[str, dict[str, float]]:
+    """``{split: {metric: value}}`` on the val and test splits that exist (scores kept in `cache`,
+    the time each batch prediction took in `seconds`)."""
+    import time
+
     from ..metrics import score
 
     out = {}
     for split in ("val", "test"):
         if data.has(split):
+            t0 = time.perf_counter()
             s = model.predict_scores(data.X[split])
+            if seconds is not None:
+                seconds[split] = time.perf_counter() - t0
             if cache is not None:
                 cache[split] = s
             out[split] = {m: score(m, data.y[split], s, data.task) for m in metrics}
@@ -146,15 +153,19 @@ def record_model(tracking: Any, project: Any, data: Any, fit: Any, *, name: str,
     """
     import tempfile
 
+    from ..atomic import atomic_path, write_json
     from . import plots
     from .models import latency_ms
     from .tracking import MODEL_ARTIFACT, PREDICTIONS_ARTIFACT
 
     model = fit.model
     cache: dict[str, Any] = {}
-    scores = split_scores(model, data, metrics, cache)
+    seconds: dict[str, float] = {}
+    scores = split_scores(model, data, metrics, cache, seconds)
     lat_split = "test" if data.has("test") else "train"
-    lat = latency_ms(model, data.X[lat_split])
+    # Throughput: the test split was just scored as one batch; no need to score another.
+    lat = latency_ms(model, data.X[lat_split], batch=(len(data.X["test"]), seconds["test"])
+                     if "test" in seconds else None)
     flat = {f"{split}_{m}": v for split, d in scores.items() for m, v in d.items()}
     flat.update({"fit_time_s": fit.fit_time_s, **lat, "n_features": len(data.feature_names),
                  "train_rows": len(data.X["train"])})
@@ -178,18 +189,22 @@ def record_model(tracking: Any, project: Any, data: Any, fit: Any, *, name: str,
         model.meta.update({"run_id": log.run_id, "run_name": name, "metrics": flat,
                            "primary_metric": metrics[0], "sensitive_features":
                            project.sensitive_features})
+        # The bundle, the test predictions and the importances are laid out as the run's artifact
+        # tree in one folder and logged with one copy.
         with tempfile.TemporaryDirectory() as tmp:
-            bundle = model.save(Path(tmp) / MODEL_ARTIFACT)
+            stage = Path(tmp)
+            bundle = model.save(stage / MODEL_ARTIFACT)
             flat["model_size_bytes"] = sum(p.stat().st_size for p in bundle.iterdir())
-            log.artifacts(bundle, MODEL_ARTIFACT)
-        log.params(params)
-        log.metrics(flat)
-        if fit.history:
-            log.metric_history(f"val_{fit.history_metric}_curve", fit.history)
-        if data.has("test"):
-            log.table(predictions_frame(model, data, scores=cache.get("test")), PREDICTIONS_ARTIFACT)
-        if imp is not None:
-            log.json(dict(zip(imp[0], imp[1], strict=True)), "plots/feature_importance.json")
+            if data.has("test"):
+                with atomic_path(stage / PREDICTIONS_ARTIFACT, suffix=".parquet") as part:
+                    predictions_frame(model, data, scores=cache.get("test")).to_parquet(
+                        part, index=False)
+            if imp is not None:
+                write_json(stage / "plots" / "feature_importance.json",
+                           dict(zip(imp[0], imp[1], strict=True)))
+            log.artifacts(stage)
+        log.batch(params=params, metrics=flat, histories={f"val_{fit.history_metric}_curve":
+                                                          fit.history} if fit.history else None)
         if extra is not None:
             extra(log, log.run_id)
         run_id = log.run_id

@@ -5,8 +5,9 @@ Optuna storage URL (``tuning.storage`` / ``--storage``, e.g. PostgreSQL shared b
 samples the search space; trials report the validation metric every few boosting rounds (XGBoost and
 LightGBM callbacks) or every epoch (MLP) and a median pruner stops the unpromising ones. ``--trials N``
 is the study's total: a study that was interrupted continues where it stopped, and stale trials of a
-dead worker are failed by the heartbeat and retried. The best trial is refitted, logged to MLflow and
-registered as ``challenger``.
+dead worker are failed by the heartbeat (``tuning.heartbeat_s``, default 30 s, stale after 4x; RDB
+storages only) and retried once. Each trial records its worker (``host:pid``) as the user attribute
+``worker``. The best trial is refitted, logged to MLflow and registered as ``challenger``.
 
 Search spaces: a default per model type, overridable per parameter in ``omg.yaml``
 (``tuning.search_space.MODEL.PARAM``) or a ``--space`` YAML file. A parameter is a fixed value, a
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +28,7 @@ from ..errors import ConfigError, DataError, UsageError
 from .spaces import SPACES, check_space, decode_params, resolve_space, suggest  # noqa: F401
 
 REPORT_EVERY = 50  # boosting rounds between reports to the pruner (each costs storage round trips)
+HEARTBEAT_S = 30  # default tuning.heartbeat_s
 
 
 def default_storage(project: Any) -> str:
@@ -42,8 +45,20 @@ def redact(url: str) -> str:
         return url
 
 
-def make_storage(url: str) -> Any:
-    """An Optuna storage: RDB with a heartbeat (stale trials failed and retried once)."""
+def heartbeat_seconds(project: Any) -> int:
+    """``tuning.heartbeat_s`` (default 30): how often a running trial proves its worker alive."""
+    value = project.config.get_path("tuning.heartbeat_s")
+    if value is None:
+        return HEARTBEAT_S
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"tuning.heartbeat_s must be a whole number of seconds >= 1, got "
+                          f"{value!r}. Fix it in omg.yaml (default {HEARTBEAT_S}).")
+    return value
+
+
+def make_storage(url: str, heartbeat_s: int = HEARTBEAT_S) -> Any:
+    """An Optuna storage: RDB with a heartbeat every `heartbeat_s` seconds; a running trial whose
+    heartbeat is older than 4x that is failed (by the next worker starting a trial) and retried once."""
     import optuna
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
@@ -52,8 +67,8 @@ def make_storage(url: str) -> Any:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # heartbeats are flagged experimental
-                storage = RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=30,
-                                     grace_period=120,
+                storage = RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=heartbeat_s,
+                                     grace_period=4 * heartbeat_s,
                                      heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
                                          max_retry=1))
             if url.startswith("sqlite"):
@@ -116,6 +131,8 @@ def make_objective(mt: Any, space: dict[str, Any], data: Any, *, metric: str, se
     flip = step_higher != higher
 
     def objective(trial: Any) -> float:
+        # Which worker ran the trial: shared studies show it, and a dead worker's trial is findable.
+        trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
         params = suggest(trial, space)
 
         def on_step(step: int, value: float) -> None:
@@ -149,7 +166,8 @@ def _worker(root: str, model: str, study_name: str, storage: str, trials: int,
     data = load_model_data(project, features)
     mt = get_model_type(model, project.objective_type)
     space = resolve_space(project, model, mt.valid_params(project.objective_type), space_file)
-    study = optuna.load_study(study_name=study_name, storage=make_storage(storage),
+    study = optuna.load_study(study_name=study_name,
+                              storage=make_storage(storage, heartbeat_seconds(project)),
                               sampler=optuna.samplers.TPESampler(seed=seed), pruner=_pruner(pruner))
     objective = make_objective(mt, space, data, metric=project.primary_metric, seed=project.seed,
                                early_stopping_rounds=_early_stop(mt), model_threads=model_threads)
@@ -242,8 +260,11 @@ def tune_model(project: Any, model: str = "xgboost", *, trials: int | None = Non
     primary, secondary = metric_names(project, task)
     direction = "maximize" if get_metric(primary).greater_is_better else "minimize"
     url = storage or default_storage(project)
-    study_name = study_name or project.config.get_path("tuning.study") or f"{project.name}-{mt.name}"
-    store = make_storage(url)
+    # by default one study per model type and feature-set version: a new feature set (say, after a
+    # retrain's phase 2) starts a new study instead of mixing trials scored on different data
+    study_name = study_name or project.config.get_path("tuning.study") or \
+        f"{project.name}-{mt.name}-{data.ref.replace('@', '-')}"
+    store = make_storage(url, heartbeat_seconds(project))
     attrs = {"model": mt.name, "metric": primary, "feature_set": data.ref}
     try:
         existing = optuna.load_study(study_name=study_name, storage=store)
@@ -267,6 +288,7 @@ def tune_model(project: Any, model: str = "xgboost", *, trials: int | None = Non
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     t0 = time.perf_counter()
     procs: list[Any] = []
+    crashed: list[str] = []
     bar = None
     try:
         with warnings.catch_warnings():
@@ -302,6 +324,9 @@ def tune_model(project: Any, model: str = "xgboost", *, trials: int | None = Non
             _optimize(study, objective, trials, timeout, n_jobs, on_trial)
             for proc in procs:
                 proc.join()
+            # a worker that crashed leaves the study to the others: say so instead of hiding it
+            crashed = [f"worker {i} (exit code {p.exitcode})" for i, p in enumerate(procs, start=2)
+                       if p.exitcode not in (0, None)]
     finally:
         for proc in procs:
             if proc.is_alive():
@@ -334,6 +359,9 @@ def tune_model(project: Any, model: str = "xgboost", *, trials: int | None = Non
                                                                               primary))
     importances: dict[str, float] = {}
     messages = []
+    if crashed:
+        messages.append(f"{', '.join(crashed)} ended with an error; the other workers finished the "
+                        "study. Its log is the stderr of this command.")
     if len(complete) >= 3:
         try:
             with warnings.catch_warnings():

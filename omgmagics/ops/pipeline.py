@@ -17,12 +17,12 @@ from . import journal
 ACTIONS = ("status", "run", "history")
 
 
-def _runs_table(project: Any, limit: int) -> Any:
+def _runs_table(project: Any, limit: int, kind: str | None = None) -> Any:
     import pandas as pd
 
     from ..runner import list_runs
 
-    runs = list_runs(project)[:limit]
+    runs = list_runs(project, kind)[:limit]
     return pd.DataFrame([{
         "run": r.get("run_id"), "started": r.get("started"), "status": r.get("status"),
         "phases": ",".join(str(p) for p in r.get("phases_requested", [])),
@@ -72,12 +72,12 @@ def _deployments(project: Any, limit: int = 10) -> Any:
                                    f"{data.get('last_rollout', '')}"})
     outcomes: dict[str, dict[str, Any]] = {}
     for e in read_history(project):
-        if e.get("event") in ("promoted", "rolled_back", "halted") and e.get("rollout_id"):
+        if e.get("event") in ("promoted", "rollback", "halted") and e.get("rollout_id"):
             outcomes[e["rollout_id"]] = e
     for rid, e in list(outcomes.items())[-limit:]:
         rows.append({"kind": f"rollout ({e.get('strategy', '')})", "name": rid, "time": e.get("time", ""),
                      "detail": f"{e.get('challenger')} vs {e.get('champion')}: "
-                               f"{e['event'].replace('_', ' ')}"
+                               f"{ {'rollback': 'rolled back'}.get(e['event'], e['event'])}"
                                + (f" ({e['reason']})" if e.get("reason") else "")})
     return pd.DataFrame(rows)
 
@@ -90,14 +90,20 @@ def pipeline_status(project: Any) -> Any:
     running = q.running()
     pending = q.pending()
     decisions = [r for r in history(project) if r.get("event") == "decision"]
-    runs = _runs_table(project, 1)
+    runs = _runs_table(project, 1, "lifecycle")
+    retrains = _runs_table(project, 1, "retrain")
     summary = {"latest lifecycle run": (f"{runs.iloc[0]['run']} {runs.iloc[0]['status']}" if len(runs)
                                         else "none yet"),
+               **({"latest retrain run": f"{retrains.iloc[0]['run']} {retrains.iloc[0]['status']}"}
+                  if len(retrains) else {}),
                "retrain running": f"job {running.id} ({running.trigger})" if running else "none",
                "retrain queued": len(pending)}
     if decisions:
         d = decisions[-1]
-        summary["last retrain decision"] = f"job {d.get('job')}: {d.get('decision')} ({d.get('reason')})"
+        rollout = (d.get("rollout") or {}).get("status")
+        summary["last retrain decision"] = (f"job {d.get('job')}: {d.get('decision')} ({d.get('reason')})"
+                                            + (f"; rollout {rollout}" if d.get("decision") == "promote"
+                                               and rollout else ""))
     summary.update(_aliases(project))
     report = Report(title=f"Pipeline of {project.name}", summary=summary)
     if pending:

@@ -139,7 +139,9 @@ def retrain(project: Any, trigger: str = "manual", priority: str = "normal", rea
     Report
     """
     from ..results import Report
+    from .settings import retraining_settings
 
+    retraining_settings(project)  # a broken retraining: section fails here, before anything is queued
     if decline_it:
         out = decline(project, trigger, reason, by)
         n = len(out["alerts"])

@@ -205,7 +205,6 @@ def _rollout(project: Any, registry: Any, mode: str, version: str, reason: str) 
 # describing the champion (the feature store and the registry keep every version anyway).
 MODEL_DOCS = ("docs/model_card.md", "decisions/adr-001-model-choice.md", "reports/evaluation.json",
               "reports/evaluation.html", "reports/comparison.json")
-MODEL_DATA = ("data/raw/lineage.json",)  # plus every file of data/processed/
 
 
 def _state_files(project: Any) -> list[str]:
@@ -213,17 +212,27 @@ def _state_files(project: Any) -> list[str]:
     processed = Path(project.processed_dir)
     data = sorted(str(p.relative_to(root)) for p in processed.glob("*") if p.is_file()) \
         if processed.is_dir() else []
-    return [*MODEL_DOCS, *MODEL_DATA, *data]
+    return [*MODEL_DOCS, *data]
 
 
-def _snapshot(project: Any) -> dict[str, bytes | None]:
-    """The champion's documents and phase 2 data as they are before a retrain run."""
+def _current_raw(project: Any) -> str | None:
+    from ..dataprep._util import read_json_or
+    from ..dataprep.sources import LINEAGE_FILE
+
+    return read_json_or(Path(project.raw_dir) / LINEAGE_FILE, {}).get("current")
+
+
+def _snapshot(project: Any) -> dict[str, Any]:
+    """The champion's documents and phase 2 data as they are before a retrain run (and which raw
+    table is current, under the key ``None``)."""
     root = Path(project.root)
-    return {rel: (root / rel).read_bytes() if (root / rel).is_file() else None
-            for rel in _state_files(project)}
+    files: dict[Any, Any] = {rel: (root / rel).read_bytes() if (root / rel).is_file() else None
+                             for rel in _state_files(project)}
+    files[None] = _current_raw(project)
+    return files
 
 
-def _settle_model_docs(project: Any, before: dict[str, bytes | None], run_id: str | None,
+def _settle_model_docs(project: Any, before: dict[Any, Any], run_id: str | None,
                        promoted: bool) -> str | None:
     """Keep what the retrain run wrote when its model became the champion; otherwise put the
     champion's back: its model card, ADR and evaluation (the challenger's go to
@@ -232,11 +241,24 @@ def _settle_model_docs(project: Any, before: dict[str, bytes | None], run_id: st
     from ..atomic import write_bytes
 
     root = Path(project.root)
-    names = set(before) | set(_state_files(project))
+    names = {n for n in before if n is not None} | set(_state_files(project))
     changed = [rel for rel in sorted(names)
                if ((root / rel).read_bytes() if (root / rel).is_file() else None) != before.get(rel)]
-    if promoted or not changed:
+    current = before.get(None)
+    if promoted or not changed and _current_raw(project) == current:
         return None
+    if _current_raw(project) != current:  # the lineage keeps the record of what was collected
+        from ..atomic import write_json
+        from ..dataprep._util import read_json_or
+        from ..dataprep.sources import LINEAGE_FILE
+
+        path = Path(project.raw_dir) / LINEAGE_FILE
+        lineage = read_json_or(path, {"sources": {}})
+        if current is None:
+            lineage.pop("current", None)
+        else:
+            lineage["current"] = current
+        write_json(path, lineage)
     keep = root / "runs" / run_id / "model_docs" if run_id else None
     for rel in changed:
         path = root / rel
@@ -249,8 +271,8 @@ def _settle_model_docs(project: Any, before: dict[str, bytes | None], run_id: st
     docs = [r for r in changed if r in MODEL_DOCS]
     where = f" (the challenger's are in runs/{run_id}/model_docs/)" if keep is not None and docs else ""
     data = len(changed) - len(docs)
-    return ("The champion stays, so its " + ", ".join(docs + ([f"phase 2 data ({data} file(s) of "
-            "data/processed/ and the raw lineage)"] if data else [])) + f" were put back{where}.")
+    return ("The champion stays, so its " + ", ".join(docs + [f"phase 2 data ({data} file(s) of "
+            "data/processed/, and the current raw table)"]) + f" were put back{where}.")
 
 
 def _seconds(a: str | None, b: str | None) -> float | None:
@@ -280,7 +302,7 @@ def run_job(project: Any, queue: Any, job: Any, *, train: Callable[..., dict[str
     ms = monitoring_settings(project)
     times = {"triggered": job.triggered, "queued": job.created, "started": journal.stamp()}
     t_start = time.time()
-    docs_before: dict[str, bytes | None] | None = None
+    docs_before: dict[Any, Any] | None = None
     base = {"job": job.id, "trigger": job.trigger, "alerts": job.alerts, "request_reason": job.reason}
     try:
         if registry is None:

@@ -132,4 +132,8 @@ def retraining_settings(project: Any) -> dict[str, Any]:
     phases = s["phases"]
     if not phases or any(not isinstance(p, int) or not 1 <= p <= 5 for p in phases):
         raise ConfigError(f"retraining.phases must list lifecycle phases 1-5, got {phases}.")
+    margin = s["min_improvement"]
+    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not margin >= 0:
+        raise ConfigError(f"retraining.min_improvement must be a number >= 0 (how much better the "
+                          f"challenger must be, in metric units), got {margin!r}.")
     return s

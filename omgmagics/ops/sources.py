@@ -270,6 +270,9 @@ class ParquetSource(Source):
         self.problems = []
         self.fragments = sorted(self.dataset.get_fragments(), key=lambda f: f.path)
         if not self.fragments:
+            if self.path.is_file():  # arrow skips a file that is not valid parquet
+                raise DataError(f"{self.path} is not a readable parquet file (truncated or corrupt?). "
+                                "Write it again, or point at another parquet file or folder.")
             raise DataError(f"{self.path} holds no parquet files. Point at a parquet file or a folder "
                             "of them.")
         self.rows = sum(f.count_rows() for f in self.fragments)

@@ -101,11 +101,13 @@ def batch_of(X: Any, n: int) -> Any:
 
 
 def time_batches(model: Any, X: Any, batch_sizes: list[int], repeats: int = 50,
-                 budget_s: float = 5.0) -> list[dict[str, Any]]:
+                 budget_s: float = 5.0, samples: dict[int, list[float]] | None = None
+                 ) -> list[dict[str, Any]]:
     """Latency p50/p99 (ms) and throughput (rows/s) per batch size.
 
     Each batch size gets a warm-up call and then up to `repeats` timed calls, fewer when the
-    `budget_s` seconds run out (at least 5).
+    `budget_s` seconds run out (at least 5). `samples`, when given, receives every timed call's
+    latency (ms) by batch size (for the distribution plot).
     """
     import numpy as np
 
@@ -122,6 +124,8 @@ def time_batches(model: Any, X: Any, batch_sizes: list[int], repeats: int = 50,
             if i >= 4 and time.perf_counter() > deadline:
                 break
         arr = np.asarray(times)
+        if samples is not None:
+            samples[n] = times
         rows.append({"batch": n, "repeats": len(times),
                      "p50_ms": float(np.percentile(arr, 50)), "p99_ms": float(np.percentile(arr, 99)),
                      "rows_per_s": float(n / (np.median(arr) / 1000)) if np.median(arr) > 0 else None})

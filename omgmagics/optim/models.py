@@ -156,14 +156,19 @@ class OptimizedModel:
         file = path / str(meta.get("file", ""))
         if not file.is_file():
             raise DataError(f"Model file {file} is missing from its folder. Re-run the optimization.")
-        if variant == "onnx":
-            payload = file.read_bytes()
-            model = cls(variant, _onnx_session(payload), meta, payload)
-        elif variant in TORCH_VARIANTS.values():
-            model = cls(variant, _load_torch(meta, file), meta)
-        else:
+        if variant not in ("onnx", *TORCH_VARIANTS.values()):
             raise DataError(f"{path / META_FILE} names an unknown optimized variant {variant!r}. "
                             "Upgrade omgmagics or re-run the optimization.")
+        try:
+            if variant == "onnx":
+                payload = file.read_bytes()
+                model = cls(variant, _onnx_session(payload), meta, payload)
+            else:
+                model = cls(variant, _load_torch(meta, file), meta)
+        except Exception as exc:  # noqa: BLE001 - a damaged or foreign file: refused, not a traceback
+            from ..modeling.models import _not_loaded
+
+            raise DataError(_not_loaded(file, variant, exc)) from None
         model.source = str(path)
         return model
 

@@ -58,29 +58,19 @@ def profile_model(project: Any, model_ref: str | None = None, batch_sizes: str =
         The feature set ``NAME@vN`` to take rows from (default: the one the model was trained on).
     """
     import pandas as pd
-    from matplotlib.figure import Figure
 
     sizes = measure.parse_batch_sizes(batch_sizes)
     ref = resolve_ref(project, model_ref)
     model = load_any_model(project, ref)
     data = measure.eval_data(project, model, features)
-    rows = measure.time_batches(model, data.X, sizes, repeats=repeats)
+    samples: dict[int, list[float]] = {}
+    rows = measure.time_batches(model, data.X, sizes, repeats=repeats, samples=samples)
     peak = measure.peak_memory_mb(model, data.X, n=max(sizes))
     size = measure.model_size(model)
     params = parameter_count(model)
     metric = measure.metric_value(model, data)
     table = pd.DataFrame(rows)
-    fig = Figure(figsize=(6.4, 3.2))
-    ax = fig.subplots()
-    labels = [str(r["batch"]) for r in rows]
-    ax.bar([x - 0.2 for x in range(len(rows))], table["p50_ms"], width=0.4, label="p50")
-    ax.bar([x + 0.2 for x in range(len(rows))], table["p99_ms"], width=0.4, label="p99")
-    ax.set_xticks(range(len(rows)), labels)
-    ax.set_xlabel("batch size (rows)")
-    ax.set_ylabel("latency (ms)")
-    ax.set_yscale("log")
-    ax.set_title(f"{model.model_type}: prediction latency")
-    ax.legend()
+    fig = latency_figure(rows, samples, f"{model.model_type} ({describe(model)['variant']})")
     info = describe(model)
     first, last = rows[0], rows[-1]
     summary = {"model": ref, "type": info["model"], "variant": info["variant"],
@@ -102,3 +92,46 @@ def profile_model(project: Any, model_ref: str | None = None, batch_sizes: str =
         report.messages.append(f"The model ({size / 2**20:.1f} MB) exceeds the brief's model_size_mb "
                                f"{limit}: quantize or prune it.")
     return report
+
+
+def latency_figure(rows: list[dict[str, Any]], samples: dict[int, list[float]], name: str) -> Any:
+    """Per batch size: the distribution of per-call latency (box and points, log scale) and the
+    throughput."""
+    import numpy as np
+
+    from ..plotstyle import (
+        BAD,
+        PRIMARY,
+        label_axes,
+        new_figure,
+        plain_log_ticks,
+        style_legend,
+        suptitle,
+    )
+
+    fig, (a, b) = new_figure(10, 3.6, 1, 2)
+    sizes = [r["batch"] for r in rows]
+    labels = [str(n) for n in sizes]
+    data = [np.asarray(samples.get(n) or [r["p50_ms"]], dtype=float) for n, r in zip(sizes, rows,
+                                                                                        strict=True)]
+    a.boxplot(data, tick_labels=labels, whis=(1, 99), showfliers=False, widths=0.5,
+              medianprops={"color": PRIMARY})
+    rng = np.random.default_rng(0)
+    for i, d in enumerate(data, start=1):
+        a.scatter(i + rng.uniform(-0.15, 0.15, len(d)), d, s=6, alpha=0.4, color=PRIMARY,
+                  label="timed call" if i == 1 else None)
+    a.scatter(range(1, len(rows) + 1), [r["p99_ms"] for r in rows], marker="_", s=300, color=BAD,
+              label="p99")
+    a.set_yscale("log")
+    plain_log_ticks(a)
+    label_axes(a, "Latency per call (whiskers p1-p99)", "batch size", "latency",
+               x_unit="rows", y_unit="ms, log scale")
+    style_legend(a, loc="upper left")
+    b.bar(labels, [r["rows_per_s"] or 0 for r in rows], color=PRIMARY, width=0.5)
+    b.set_yscale("log")
+    plain_log_ticks(b)
+    label_axes(b, "Throughput (median call)", "batch size", "throughput",
+               x_unit="rows", y_unit="rows/s, log scale")
+    b.grid(axis="x", visible=False)
+    suptitle(fig, f"{name}: prediction latency, model alone")
+    return fig

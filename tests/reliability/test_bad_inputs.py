@@ -52,7 +52,10 @@ def _apply_setup(project: Path, setup: dict) -> None:
 def test_corpus_is_large_and_unique():
     ids = [c["id"] for c in CASES]
     assert len(ids) == len(set(ids))
-    assert len(ids) >= 30
+    assert len(ids) >= 45
+    # every verb group has its bad inputs
+    assert {c["argv"][0] for c in CASES} >= {"ml", "data", "feature", "train", "optim", "deploy", "ops"}
+    assert all(hasattr(errors, c["error"]) for c in CASES)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
