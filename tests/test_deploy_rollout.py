@@ -59,7 +59,7 @@ def test_canary_promotes_and_moves_the_champion_alias(setup):
     assert current_production(project)["model_version"] == "p4-model/2"
     assert (project.docs_dir / "runbook.md").is_file()
     assert (project.decisions_dir / "adr-002-deployment-strategy.md").is_file()
-    assert "share" in report.figures
+    assert "challenger share" in report.figures
 
 
 def test_broken_challenger_rolls_back_with_no_request_lost(setup):

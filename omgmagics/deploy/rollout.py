@@ -346,7 +346,6 @@ def _report(project: Any, env: str, strategy: str, base: dict, status: dict, cli
             alias: str | None, smoke: dict | None, budget: int, keep: list, docs: dict,
             policy: dict) -> Report:
     import pandas as pd
-    from matplotlib.figure import Figure
 
     state = status.get("state", "unknown")
     events = [e for e in read_history(project) if e.get("rollout_id") == base["rollout_id"]]
@@ -402,14 +401,15 @@ def _report(project: Any, env: str, strategy: str, base: dict, status: dict, cli
             steps.append((count, e.get("previous_share", 0.0)))
             steps.append((count, e.get("share", 0.0)))
     if len(steps) > 1:
-        fig = Figure(figsize=(6.4, 2.6))
-        ax = fig.subplots()
-        ax.plot([s[0] for s in steps], [s[1] for s in steps], drawstyle="default", color="#4a7fb5")
-        ax.set_xlabel("challenger requests")
-        ax.set_ylabel("challenger share (%)")
+        from ..plotstyle import BAD, PRIMARY, label_axes, new_figure
+
+        fig, ax = new_figure(6.4, 2.8)
+        ax.plot([s[0] for s in steps], [s[1] for s in steps], marker=".",
+                color=BAD if state == "rolled_back" else PRIMARY)
         ax.set_ylim(-5, 105)
-        ax.set_title(f"{strategy}: {verdict}")
-        report.add_figure("share", fig)
+        label_axes(ax, f"Traffic to the challenger during the {strategy} rollout: {verdict}",
+                   "requests through the router (cumulative)", "challenger share", y_unit="%")
+        report.add_figure("challenger share", fig)
     return report
 
 

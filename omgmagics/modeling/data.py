@@ -136,9 +136,9 @@ def from_frames(splits: dict[str, Any], *, target: str, task: str, positive_labe
         if missing:
             raise DataError(f"The {split} split of {ref} lacks feature columns of the training split: "
                             f"{', '.join(map(str, missing[:10]))}. Store the splits together.")
-        frame = df[features].astype("float64")
-        frames[split] = frame
-        X[split] = frame.to_numpy(dtype=np.float64)
+        # one float64 matrix; the frame is a read-only view of it with the column names
+        X[split] = df[features].to_numpy(dtype=np.float64)
+        frames[split] = pd.DataFrame(X[split], columns=features, index=df.index, copy=False)
         if task == "regression":
             if not pd.api.types.is_numeric_dtype(df[target]):
                 raise DataError(f"The target '{target}' of {ref} is not numeric but the objective is "
