@@ -135,6 +135,10 @@ def test_columns_that_are_no_input_arrive_with_the_labels_and_reach_the_retrain_
     rows_, _ = labeled(project, monitoring_settings(project))
     # labels due after the simulated period ends (the last hour) are held back
     assert 280 < len(rows_) < 300 and set(rows_["sex"]) == {"Female", "Male"}
+    # the monitor judges the requests' own fields: an attribute whose labels are not due yet (the
+    # last hour) is not a missing input
+    windows = run_monitor(project, window="1d").tables["windows"]
+    assert set(windows["most missing feature"]) <= {"", "color"}
     source = project.root / "data/raw/source.csv"  # the reference: the source data, with sex
     pd.read_csv(source).assign(sex="Male").to_csv(source, index=False)
     cut = dt.datetime(2026, 1, 3, tzinfo=dt.UTC)

@@ -44,7 +44,8 @@ def window_series(project: Any, log: Any, feedback: Any, duration: Any) -> Any:
     joined = join_feedback(log, feedback)
     idx, first = _window_index(joined["time"].dt.tz_convert("UTC").dt.tz_localize(None), duration)
     joined["_w"] = idx
-    inputs = [c for c in joined.columns if c not in META and c not in ("label", "_w")]
+    # the request fields only: attributes that arrive with the labels are not the requests' own
+    inputs = [c for c in log.columns if c not in META]
     rows = []
     for w, g in joined.groupby("_w", sort=True):
         start = from_ns(first + int(w) * duration.ns)
