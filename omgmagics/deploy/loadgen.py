@@ -190,6 +190,9 @@ def replay(url: str, bodies: list[bytes], concurrency: int = 8, headers: dict[st
     return run(main)
 
 
+IDLE_S = 4.0  # a pooled connection idle longer than this is not reused (servers close them at 5 s)
+
+
 def fixed_rate(url: str, bodies: list[bytes], rate: float, n: int,
                headers: dict[str, str] | None = None, max_connections: int = 64,
                max_seconds: float = MAX_SECONDS) -> Result:
@@ -205,7 +208,7 @@ def fixed_rate(url: str, bodies: list[bytes], rate: float, n: int,
 
     async def main() -> Result:
         res = Result([0] * n, [None] * n, [b""] * n, [{} for _ in range(n)])
-        idle: list[Connection] = []
+        idle: list[tuple[Connection, float]] = []  # with the time each was last used
         opened = 0
         sem = asyncio.Semaphore(max_connections)
         tasks = []
@@ -215,14 +218,20 @@ def fixed_rate(url: str, bodies: list[bytes], rate: float, n: int,
         async def send(i: int, due: float) -> None:
             nonlocal opened
             async with sem:
-                if idle:
-                    conn = idle.pop()
-                else:
+                conn = None
+                while idle and conn is None:
+                    conn, used = idle.pop()
+                    if time.perf_counter() - used > IDLE_S:
+                        # the server may be closing it right now (uvicorn's keep-alive is 5 s):
+                        # a request on it could fail without ever reaching the server
+                        conn.close()
+                        conn = None
+                if conn is None:
                     conn = Connection(host, port)
                     opened += 1
                 await _one(conn, path, bodies[i % len(bodies)], headers, False, res, i, due)
                 if conn.writer is not None:
-                    idle.append(conn)
+                    idle.append((conn, time.perf_counter()))
 
         for i in range(n):
             due = t0 + i / rate
@@ -234,7 +243,7 @@ def fixed_rate(url: str, bodies: list[bytes], rate: float, n: int,
                 await asyncio.sleep(due - now)
             tasks.append(asyncio.create_task(send(i, due)))
         await asyncio.gather(*tasks)
-        for c in idle:
+        for c, _ in idle:
             c.close()
         res.elapsed_s = time.perf_counter() - t0
         return res
