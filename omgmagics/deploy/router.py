@@ -167,19 +167,26 @@ class Upstream:
         parts = urlsplit(url)
         self.host, self.port = parts.hostname, parts.port
         self.timeout, self.keep = timeout, keep
-        self.idle: list[Any] = []
+        self.idle: list[tuple[Any, float]] = []  # with the time each was last used
 
     async def request(self, method: str, path: str, body: bytes = b"",
                       headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
         """The backend's answer; a reused connection the backend closed meanwhile is retried once
         on a fresh one. Raises OSError / ConnectionError / TimeoutError when there is no answer."""
         import asyncio
+        import time
 
-        from .loadgen import Connection
+        from .loadgen import IDLE_S, Connection
 
         for attempt in (0, 1):
-            reused = bool(self.idle)
-            conn = self.idle.pop() if reused else Connection(self.host, self.port)
+            conn = None
+            while self.idle and conn is None:
+                conn, used = self.idle.pop()
+                if time.perf_counter() - used > IDLE_S:  # the backend may be closing it now
+                    conn.close()
+                    conn = None
+            reused = conn is not None
+            conn = conn or Connection(self.host, self.port)
             try:
                 out = await asyncio.wait_for(conn.request(method, path, body, headers),
                                              self.timeout)
@@ -193,14 +200,14 @@ class Upstream:
                 conn.close()
                 raise
             if conn.writer is not None and len(self.idle) < self.keep:
-                self.idle.append(conn)
+                self.idle.append((conn, time.perf_counter()))
             else:
                 conn.close()
             return out
         raise ConnectionError("no answer")
 
     def close(self) -> None:
-        for conn in self.idle:
+        for conn, _ in self.idle:
             conn.close()
         self.idle = []
 
