@@ -17,21 +17,16 @@ import yaml
 from omgmagics.deploy.bundle import ServingBundle, package_model, verify_bundle
 from omgmagics.deploy.signature import InvalidRequest, RequestValidator
 from omgmagics.errors import ConfigError, DataError, UsageError
-from omgmagics.project import Project
-from tests.test_deploy_support import BROKEN_HANDLER, FAILING_HANDLER, copy_project, shared
+from tests.test_deploy_support import (
+    BROKEN_HANDLER,
+    FAILING_HANDLER,
+    onnx_bundle_project,
+)
 
 
 @pytest.fixture(scope="module")
 def proj(tmp_path_factory):
-    data = shared(tmp_path_factory)
-    root = copy_project(data["root"], tmp_path_factory.mktemp("bundle"))
-    project = Project.at(root)
-    onnx = root / "models" / "optimized" / "champion-onnx"
-    from omgmagics.optim.quantize import quantize_model
-
-    quantize_model(project, "champion", export="onnx", output=str(onnx))
-    bundle = Path(package_model(project, str(onnx)).value)
-    return project, bundle
+    return onnx_bundle_project(tmp_path_factory, "bundle")
 
 
 @pytest.fixture(scope="module")

@@ -8,32 +8,27 @@ import json
 import re
 import socket
 import time
-from pathlib import Path
 
 import httpx
 import pandas as pd
 import pytest
 
 from omgmagics.deploy import process
-from omgmagics.deploy.bundle import package_model
 from omgmagics.deploy.serving import serve, stop
 from omgmagics.errors import ConfigError, DataError, UsageError
-from omgmagics.project import Project
-from tests.test_deploy_support import children, copy_project, kill_tree, shared, stop_all
+from tests.test_deploy_support import (
+    children,
+    kill_tree,
+    onnx_bundle_project,
+    stop_all,
+)
 
 
 @pytest.fixture(scope="module")
 def proj(tmp_path_factory):
-    data = shared(tmp_path_factory)
-    root = copy_project(data["root"], tmp_path_factory.mktemp("server"))
-    project = Project.at(root)
-    from omgmagics.optim.quantize import quantize_model
-
-    onnx = root / "models" / "optimized" / "champion-onnx"
-    quantize_model(project, "champion", export="onnx", output=str(onnx))
-    bundle = Path(package_model(project, str(onnx)).value)
+    project, bundle = onnx_bundle_project(tmp_path_factory, "server")
     yield project, bundle
-    stop_all(root)
+    stop_all(project.root)
 
 
 @pytest.fixture(scope="module")

@@ -124,6 +124,20 @@ def copy_project(src: Path, parent: Path, name: str = "p4copy") -> Path:
     return dst
 
 
+def onnx_bundle_project(tmp_path_factory: pytest.TempPathFactory, name: str) -> tuple[Any, Path]:
+    """A copy of the session's project with its champion exported to ONNX and packaged as a bundle:
+    (project, bundle folder)."""
+    from omgmagics.deploy.bundle import package_model
+    from omgmagics.optim.quantize import quantize_model
+    from omgmagics.project import Project
+
+    root = copy_project(shared(tmp_path_factory)["root"], tmp_path_factory.mktemp(name))
+    project = Project.at(root)
+    onnx = root / "models" / "optimized" / "champion-onnx"
+    quantize_model(project, "champion", export="onnx", output=str(onnx))
+    return project, Path(package_model(project, str(onnx)).value)
+
+
 def rel(refs: dict[str, Any], root: Path, key: str) -> str:
     """A model ref of the shared project, re-rooted into a copy."""
     return str(Path(root) / Path(refs[key]).relative_to(_CACHE["root"]))

@@ -153,7 +153,7 @@ def _seed_embedded_store(db: Path) -> None:
         pass  # no cache (read-only home ...): MLflow builds the store itself
 
 
-def _fast_sqlite(client: Any) -> None:
+def _fast_mlflow_sqlite(client: Any) -> None:
     """Best effort: WAL journal and no fsync per commit for the embedded store's connections.
 
     Every logged tag, metric batch and registry call is a commit, and a synced commit costs 10-20 ms
@@ -161,24 +161,29 @@ def _fast_sqlite(client: Any) -> None:
     into MLflow's stores, so any surprise leaves MLflow's defaults in place.
     """
     try:
-        from sqlalchemy import event
-
         stores = [client._tracking_client.store, client._get_registry_client().store]
         for engine in {id(e): e for e in (getattr(st, "engine", None) for st in stores) if e}.values():
             if engine.url.get_backend_name() != "sqlite" or getattr(engine, "_omg_fast", False):
                 continue
-
-            def pragmas(dbapi_conn: Any, _record: Any) -> None:
-                cur = dbapi_conn.cursor()
-                cur.execute("PRAGMA journal_mode=WAL")
-                cur.execute("PRAGMA synchronous=NORMAL")
-                cur.close()
-
-            event.listen(engine, "connect", pragmas)
-            engine.dispose()
+            fast_sqlite(engine)
             engine._omg_fast = True
     except Exception:  # noqa: BLE001 - an optimisation only
         return
+
+
+def fast_sqlite(engine: Any) -> None:
+    """WAL journal and no fsync per commit on every new connection of a SQLite `engine` (MLflow's
+    store, Optuna's study); pooled connections opened before are dropped."""
+    from sqlalchemy import event
+
+    def pragmas(dbapi_conn: Any, _record: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    event.listen(engine, "connect", pragmas)
+    engine.dispose()  # pooled connections were opened before the listener
 
 
 def _flatten(params: dict[str, Any], prefix: str = "") -> dict[str, str]:
@@ -365,7 +370,7 @@ class Tracking:
         mlflow.set_registry_uri(self.uri)
         self.client = MlflowClient(tracking_uri=self.uri, registry_uri=self.uri)
         if is_embedded(project):
-            _fast_sqlite(self.client)
+            _fast_mlflow_sqlite(self.client)
         self.experiment_name = experiment_name(project)
         self.model_name = registered_model_name(project)
         key = (self.uri, self.experiment_name)

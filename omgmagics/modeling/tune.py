@@ -72,7 +72,11 @@ def make_storage(url: str, heartbeat_s: int = HEARTBEAT_S) -> Any:
                                      heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
                                          max_retry=1))
             if url.startswith("sqlite"):
-                _fast_sqlite(storage.engine)
+                # each pruning report is a commit, and a synced commit costs 10-20 ms on a plain
+                # disk; WAL keeps the file consistent (a power cut may lose the last trials)
+                from .tracking import fast_sqlite
+
+                fast_sqlite(storage.engine)
             return storage
         except Exception as exc:  # noqa: BLE001 - driver missing, server down ...
             raise ConfigError(f"Cannot open the Optuna storage {redact(url)}: "
@@ -85,21 +89,6 @@ def make_storage(url: str, heartbeat_s: int = HEARTBEAT_S) -> Any:
     raise ConfigError(f"Unsupported Optuna storage URL {redact(url)}: use sqlite:///PATH, "
                       "postgresql://..., mysql://... or journal:PATH. (optuna "
                       f"{optuna.__version__})")
-
-
-def _fast_sqlite(engine: Any) -> None:
-    """WAL journal, no fsync per commit: each pruning report is a commit, and a synced commit costs
-    10-20 ms on a plain disk. WAL keeps the file consistent; a power cut may lose the last trials."""
-    from sqlalchemy import event
-
-    def pragmas(dbapi_conn: Any, _record: Any) -> None:
-        cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
-        cur.execute("PRAGMA synchronous=NORMAL")
-        cur.close()
-
-    event.listen(engine, "connect", pragmas)
-    engine.dispose()  # pooled connections were opened before the listener
 
 
 def _pruner(name: str) -> Any:
