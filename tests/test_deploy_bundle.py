@@ -251,7 +251,7 @@ def test_kserve_and_k8s_manifests(proj):
     assert images == ["registry.example.com/p4-model:1", f"registry.example.com/p4-model:{newer.name}"]
     assert docs[0]["spec"]["replicas"] == 2 and docs[1]["spec"]["replicas"] == 1
     assert docs[2]["spec"]["ports"][0]["targetPort"] == 8080
-    assert docs[2]["spec"]["selector"] == {"app.kubernetes.io/name": "p4-model"}
+    assert docs[2]["spec"]["selector"] == {"app.kubernetes.io/name": "p4-model", "omg/env": "production"}
     runbook = (project.docs_dir / "runbook.md").read_text()
     assert "omg deploy stop --env production" in runbook and "p99 latency above 2000 ms" in runbook
     adr = (project.decisions_dir / "adr-002-deployment-strategy.md").read_text()

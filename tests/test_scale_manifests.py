@@ -54,7 +54,7 @@ def _build(tmp_path: Path, target: str, *, share: float | None = None, stable: s
     return {name: Path(path).read_text() for name, path in files.items()}
 
 
-def _check_container(c: dict, bundle_dir: str) -> None:
+def _check_container(c: dict, bundle_dir: str, env_name: str = "production") -> None:
     assert c["ports"] == [{"containerPort": PORT, "protocol": "TCP"}]
     assert c["livenessProbe"]["httpGet"] == {"path": "/health", "port": PORT}
     assert c["readinessProbe"]["httpGet"] == {"path": "/ready", "port": PORT}
@@ -71,13 +71,14 @@ def _check_container(c: dict, bundle_dir: str) -> None:
     env = {e["name"]: e for e in c["env"]}
     assert args[args.index("--config-json") + 1] == "$(OMG_SERVER_CONFIG)"
     cfg = json.loads(env["OMG_SERVER_CONFIG"]["value"])
-    assert cfg["env"] == "production" and cfg["auth_token_env"] == "OMG_TOKEN"
+    assert cfg["env"] == env_name and cfg["auth_token_env"] == "OMG_TOKEN"
     # The prediction log goes to the mounted volume; the token comes from a Secret, never inline.
     mount = c["volumeMounts"][0]["mountPath"]
     assert cfg["log_folder"].startswith(mount + "/")
     assert "value" not in env["OMG_TOKEN"]
-    assert env["OMG_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "churn-model-token",
-                                                             "key": "token"}
+    # one secret per environment: a staging token never opens production
+    secret = "churn-model-token" if env_name == "production" else f"churn-model-{env_name}-token"
+    assert env["OMG_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": secret, "key": "token"}
     assert ":" in c["image"].rsplit("/", 1)[-1] and not c["image"].endswith(":latest")
 
 
@@ -121,7 +122,7 @@ def test_kserve_canary_percent_follows_the_first_share(tmp_path, share, percent)
     assert isvc["spec"]["predictor"]["canaryTrafficPercent"] == percent
 
 
-def _k8s(files: dict) -> tuple[list[dict], dict]:
+def _k8s(files: dict, service_name: str = "churn-model") -> tuple[list[dict], dict]:
     docs = list(yaml.safe_load_all(files["k8s.yaml"]))
     deployments = [d for d in docs if d["kind"] == "Deployment"]
     (service,) = [d for d in docs if d["kind"] == "Service"]
@@ -138,11 +139,11 @@ def _k8s(files: dict) -> tuple[list[dict], dict]:
         _check_labels(d["metadata"]["labels"])
         (c,) = spec["template"]["spec"]["containers"]
         version = template_labels["omg/model-version"].rsplit("-", 1)[1]
-        _check_container(c, f"/models/churn-model/{version}")
+        _check_container(c, f"/models/churn-model/{version}", template_labels["omg/env"])
         _check_pod_volumes(spec["template"]["spec"], c)
     selectors = [tuple(sorted(d["spec"]["selector"]["matchLabels"].items())) for d in deployments]
     assert len(set(selectors)) == len(selectors)  # no two Deployments fight over pods
-    assert (service["apiVersion"], service["metadata"]["name"]) == ("v1", "churn-model")
+    assert (service["apiVersion"], service["metadata"]["name"]) == ("v1", service_name)
     assert service["metadata"]["namespace"] == "ml-prod"
     (port,) = service["spec"]["ports"]
     assert port["targetPort"] == PORT and port["port"] == 80 and port["protocol"] == "TCP"
@@ -209,3 +210,32 @@ def test_labels_stay_valid_for_any_version(tmp_path):
     labels = isvc["metadata"]["labels"]
     _check_labels(labels)
     assert labels["omg/model-version"].startswith("churn-model-2026.11.27-build_7-x")
+
+
+def _matches(selector: dict, labels: dict) -> bool:
+    return selector.items() <= labels.items()
+
+
+def test_staging_and_production_share_a_namespace_without_sharing_pods(tmp_path):
+    prod = _k8s(_build(tmp_path / "p", "k8s", stable="1"))
+    staging = _k8s(_build(tmp_path / "s", "k8s", stable="1", env="staging"),
+                   service_name="churn-model-staging")
+    names = {env: {(d["kind"], d["metadata"]["name"]) for d in [*deps, svc]}
+             for env, (deps, svc) in (("production", prod), ("staging", staging))}
+    assert names["staging"] == {("Deployment", "churn-model-staging-stable"),
+                                ("Deployment", "churn-model-staging-canary"),
+                                ("Service", "churn-model-staging")}
+    assert not names["production"] & names["staging"]  # `kubectl apply` of one never replaces the other
+    for (deps, svc), (other_deps, _) in ((prod, staging), (staging, prod)):
+        pods = [d["spec"]["template"]["metadata"]["labels"] for d in other_deps]
+        assert not any(_matches(svc["spec"]["selector"], labels) for labels in pods)
+        for d in deps:
+            assert not any(_matches(d["spec"]["selector"]["matchLabels"], labels) for labels in pods)
+    # the same model and images in both: only the resources are per environment
+    assert {d["metadata"]["labels"]["app.kubernetes.io/name"] for d in prod[0] + staging[0]} == {
+        "churn-model"}
+    assert [d["spec"]["template"]["spec"]["containers"][0]["image"] for d in staging[0]] == [
+        d["spec"]["template"]["spec"]["containers"][0]["image"] for d in prod[0]]
+    isvc = yaml.safe_load(_build(tmp_path / "ks", "kserve", env="staging")["inferenceservice.yaml"])
+    assert isvc["metadata"]["name"] == "churn-model-staging"
+    assert isvc["metadata"]["labels"]["omg/env"] == "staging"

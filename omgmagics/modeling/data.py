@@ -87,16 +87,21 @@ def encode_labels(values: Any, positive_label: Any, where: str) -> tuple[list[An
 def _encode(y: Any, classes: list[Any], split: str, ref: str) -> Any:
     import numpy as np
 
+    import pandas as pd
+
     index = {str(c): i for i, c in enumerate(classes)}
-    strings = y.astype(str)
-    unknown = sorted(set(strings.unique()) - set(index))
-    if y.isna().any():
-        raise DataError(f"The target of {ref} has {int(y.isna().sum())} missing value(s) in the "
+    # classes are matched by their text (an int 1 in one split and "1" in another are one class);
+    # factorize first so the text conversion runs once per distinct value, not per row
+    codes, uniques = pd.factorize(y)
+    if (codes < 0).any():
+        raise DataError(f"The target of {ref} has {int((codes < 0).sum())} missing value(s) in the "
                         f"{split} split. Drop or label those rows in phase 2.")
+    names = [str(u) for u in uniques]
+    unknown = sorted(set(names) - set(index))
     if unknown:
         raise DataError(f"The {split} split of {ref} has target values not seen in training: "
                         f"{unknown[:5]}. Re-split the data so every class is in the training split.")
-    return strings.map(index).to_numpy(dtype=np.int64)
+    return np.array([index[n] for n in names], dtype=np.int64)[codes]
 
 
 def from_frames(splits: dict[str, Any], *, target: str, task: str, positive_label: Any = None,
