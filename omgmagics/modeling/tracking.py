@@ -386,12 +386,21 @@ class Tracking:
                     return
             except MlflowException:
                 pass
+        from mlflow.exceptions import MlflowException
+
         exp = self.client.get_experiment_by_name(self.experiment_name)
         if exp is None:
             location = (Path(project.root).resolve() / "mlartifacts").as_uri() \
                 if is_embedded(project) else None
-            self.experiment_id = self.client.create_experiment(self.experiment_name,
-                                                               artifact_location=location)
+            try:
+                self.experiment_id = self.client.create_experiment(self.experiment_name,
+                                                                   artifact_location=location)
+            except MlflowException as exc:
+                # another process (a second tune worker) created it between the look-up and here
+                exp = self.client.get_experiment_by_name(self.experiment_name)
+                if exp is None or exc.error_code not in ("RESOURCE_ALREADY_EXISTS", "INTERNAL_ERROR"):
+                    raise
+                self.experiment_id = exp.experiment_id
         else:
             if exp.lifecycle_stage == "deleted":
                 self.client.restore_experiment(exp.experiment_id)
@@ -496,8 +505,12 @@ class Tracking:
         except MlflowException as exc:
             if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
                 raise
-            self.client.create_registered_model(
-                self.model_name, description=f"Models of project {self.project.name} (omg).")
+            try:
+                self.client.create_registered_model(
+                    self.model_name, description=f"Models of project {self.project.name} (omg).")
+            except MlflowException as again:  # created by another process in the meantime
+                if again.error_code != "RESOURCE_ALREADY_EXISTS":
+                    raise
             mv = create()
         if alias:
             # Straight to the registry: MlflowClient first re-reads the registered model to refuse
