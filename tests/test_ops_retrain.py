@@ -128,6 +128,7 @@ def test_closed_loop_keeps_a_worse_challenger_then_promotes_a_better_one(loop_pr
     (project.processed_dir / "train.parquet").write_bytes(b"champion's split")
     (project.raw_dir / "lineage.json").write_text(json.dumps({"sources": {}, "current": "source"}))
     seen = []
+    reference_before = (project.monitoring_dir / "reference.parquet").read_bytes()
     out = retrain(project, "drift", "high", reason="drift in x", train=make_train("worse", seen))
     job = out.value
     assert job.state == "done" and out.summary["decision"] == "keep"
@@ -135,6 +136,7 @@ def test_closed_loop_keeps_a_worse_challenger_then_promotes_a_better_one(loop_pr
     assert reg.alias("champion") == "1" and reg.alias("challenger") == "2"
     dec = [r for r in history(project) if r["event"] == "decision"][-1]
     assert dec["champion"]["version"] == "1" and dec["challenger"]["version"] == "2"
+    assert (project.monitoring_dir / "reference.parquet").read_bytes() == reference_before
     assert any("moved it back to v1" in n for n in dec["notes"])
     # the champion stays: its model card is back, the challenger's is kept with the run
     assert card.read_text() == "# card of the champion\n"
@@ -176,6 +178,13 @@ def test_closed_loop_keeps_a_worse_challenger_then_promotes_a_better_one(loop_pr
     assert dec["decision"] == "promote" and dec["rollout"]["status"] == "promoted"
     assert reg.alias("champion") == "4" and reg.alias("challenger") is None
     assert card.read_text() == "# card of the better model\n"  # the new champion's card stays
+    # drift is now judged against what the new champion learned from, scored by it
+    ref = pd.read_parquet(project.monitoring_dir / "reference.parquet")
+    assert len(ref) == dec["data"]["reference rows"] + dec["data"]["new labeled rows"]
+    assert {"x", "z", "score", "prediction"} <= set(ref.columns) and "income" not in ref.columns
+    assert ref["score"].between(0, 1).all() and set(ref["prediction"]) <= {"<=50K", ">50K"}
+    assert (f"The drift reference (monitoring/reference.parquet) is now the new champion's training "
+            f"data: {len(ref):,} rows scored by v4.") in dec["notes"]
     assert dec["durations"]["trigger to promotion s"] >= 0 and "promoted" in dec["times"]
     gate = check_gate(project, 5)
     assert gate.status == "passed", gate.summary()

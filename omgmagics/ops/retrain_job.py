@@ -16,6 +16,8 @@
    traffic-splitting router; a healthy challenger is promoted and gets the ``champion`` alias, an
    unhealthy one is rolled back); ``direct`` moves the ``champion`` alias; ``none`` records the
    decision only.
+6. After a promotion the drift reference (``monitoring/reference.parquet``) becomes the retrain data
+   scored by the new champion; while the champion stays, its documents, data and reference stay.
 
 Times (trigger, queued, started, trained, decided, promoted) and durations go to the decision record.
 """
@@ -275,6 +277,19 @@ def _settle_model_docs(project: Any, before: dict[Any, Any], run_id: str | None,
             "data/processed/, and the current raw table)"]) + f" were put back{where}.")
 
 
+def _new_reference(project: Any, data_path: Path, scorer: Any, version: str) -> str:
+    """After a promotion, drift is judged against what the new champion learned from: the retrain
+    data (the old reference rows plus the new labeled traffic), scored by the new champion."""
+    import pandas as pd
+
+    from .simulate import refresh_reference
+
+    rows = pd.read_parquet(data_path)
+    path = refresh_reference(project, rows, scorer)
+    return (f"The drift reference ({Path(path).relative_to(project.root)}) is now the new champion's "
+            f"training data: {len(rows):,} rows scored by v{version}.")
+
+
 def _seconds(a: str | None, b: str | None) -> float | None:
     if not a or not b:
         return None
@@ -356,10 +371,12 @@ def run_job(project: Any, queue: Any, job: Any, *, train: Callable[..., dict[str
             times["rollout started"] = rollout["started"]
         if rollout.get("promoted"):
             times["promoted"] = rollout["promoted"]
-        note = _settle_model_docs(project, docs_before, outcome.get("run_id"),
-                                  promoted=registry.alias("champion") == str(candidate))
+        promoted = registry.alias("champion") == str(candidate)
+        note = _settle_model_docs(project, docs_before, outcome.get("run_id"), promoted=promoted)
         if note:
             notes.append(note)
+        if promoted:
+            notes.append(_new_reference(project, data_path, registry.scorer(candidate), candidate))
         durations = {
             "queue wait s": _seconds(times["queued"], times["started"]),
             "retrain wall s": round(time.time() - t_start, 1),

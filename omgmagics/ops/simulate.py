@@ -274,6 +274,11 @@ def _read_simulations(project: Any) -> list[dict[str, Any]]:
         return []
 
 
+def refresh_reference(project: Any, rows: Any, scorer: Any) -> Path:
+    """Make `rows` (the data a new champion learned from), scored by `scorer`, the drift reference."""
+    return _write_reference(project, rows, _inputs(rows, project, scorer), scorer)
+
+
 def _write_reference(project: Any, rows: Any, inputs: list[str], scorer: Any) -> Path:
     from ..atomic import atomic_path
 
