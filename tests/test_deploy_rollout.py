@@ -115,3 +115,49 @@ def test_same_bundle_or_no_champion_is_refused(setup, tmp_path):
     project, b = setup
     with pytest.raises(UsageError, match="Champion and challenger are the same bundle"):
         cloud_local(project, champion=b["v1"], challenger=b["v1"], port=0)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_router_answers_504_when_the_champion_stalls_and_502_when_it_is_gone(tmp_path):
+    """A champion that accepts the request but does not answer in time is a gateway timeout (it may
+    still serve and log the request); one that refuses connections is a bad gateway."""
+    import socket
+    import threading
+
+    from starlette.testclient import TestClient
+
+    from omgmagics.deploy.router import create_app
+
+    stalled = socket.create_server(("127.0.0.1", 0))  # accepts, reads, never answers
+    held: list[socket.socket] = []
+    threading.Thread(target=lambda: [held.append(stalled.accept()[0]) for _ in range(4)],
+                     daemon=True).start()
+    gone = f"http://127.0.0.1:{_free_port()}"
+    cfg = {"history": str(tmp_path / "history.jsonl"), "env": "production", "strategy": "canary",
+           "rollout_id": "r1", "steps": [50, 100], "window_requests": 100, "max_error_rate": 0.5,
+           "max_latency_p99_ms": 5000, "timeout_s": 0.5,
+           "champion": {"version": "1", "url": f"http://127.0.0.1:{stalled.getsockname()[1]}"},
+           "challenger": {"version": "2", "url": gone}}
+    try:
+        with TestClient(create_app(cfg)) as client:
+            r = client.post("/predict", json={"x": 1}, headers={"x-request-id": "stall-1"})
+            assert (r.status_code, r.json()) == (504, {"detail": "the champion did not answer within "
+                                                                 "0.5 s"})
+            assert r.headers["x-request-id"] == "stall-1"
+        cfg["champion"]["url"] = gone
+        with TestClient(create_app(cfg)) as client:
+            r = client.post("/predict", json={"x": 1})
+            assert (r.status_code, r.json()) == (502, {"detail": "no backend answered (champion "
+                                                                 "unreachable)"})
+            assert client.get("/ready").status_code == 503
+    finally:
+        stalled.close()
+        for conn in held:
+            conn.close()

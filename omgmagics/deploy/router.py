@@ -193,7 +193,9 @@ class Upstream:
             except (OSError, ConnectionError, asyncio.IncompleteReadError, ValueError,
                     IndexError) as exc:
                 conn.close()
-                if reused and attempt == 0 and not isinstance(exc, TimeoutError):
+                if isinstance(exc, TimeoutError):  # it got the request and may still serve it
+                    raise
+                if reused and attempt == 0:
                     continue  # the backend closed an idle connection: nothing was processed
                 raise ConnectionError(str(exc) or type(exc).__name__) from None
             except BaseException:
@@ -246,11 +248,14 @@ def create_app(cfg: dict[str, Any]) -> Any:
     app = FastAPI(title="omg router", docs_url=None, redoc_url=None, openapi_url=None,
                   lifespan=lifespan)
 
-    async def forward(target: str, body: bytes, headers: dict[str, str]) -> Any:
+    async def forward(target: str, body: bytes, headers: dict[str, str]) -> tuple[Any, str]:
+        """(the answer, "") or (None, why there is none: "timeout" or "unreachable")."""
         try:
-            return await upstream[target].request("POST", "/predict", body, headers)
-        except (TimeoutError, ConnectionError):
-            return None
+            return await upstream[target].request("POST", "/predict", body, headers), ""
+        except TimeoutError:
+            return None, "timeout"
+        except OSError:  # refused, reset, no route to the host
+            return None, "unreachable"
 
     def passthrough(resp: Any, served_by: str, retried: bool) -> Response:
         status, hdrs, content = resp
@@ -269,7 +274,7 @@ def create_app(cfg: dict[str, Any]) -> Any:
         retried = False
         if target == "challenger":
             t0 = time.perf_counter()
-            resp = await forward("challenger", body, headers)
+            resp, _ = await forward("challenger", body, headers)
             ms = (time.perf_counter() - t0) * 1000
             error = resp is None or resp[0] >= 500
             policy.totals["challenger"] += 1
@@ -279,12 +284,16 @@ def create_app(cfg: dict[str, Any]) -> Any:
                 return passthrough(resp, "challenger", False)
             retried = True
             policy.totals["retried"] += 1
-        resp = await forward("champion", body, headers)
+        resp, why = await forward("champion", body, headers)
         policy.totals["champion"] += 1
         if resp is None:
             policy.totals["failed"] += 1
+            rid = {"x-request-id": headers["x-request-id"]}
+            if why == "timeout":  # the champion may still answer (and log) it: a gateway timeout
+                return JSONResponse({"detail": f"the champion did not answer within {timeout:g} s"},
+                                    status_code=504, headers=rid)
             return JSONResponse({"detail": "no backend answered (champion unreachable)"},
-                                status_code=502)
+                                status_code=502, headers=rid)
         return passthrough(resp, "champion", retried)
 
     @app.get("/health")
@@ -295,7 +304,7 @@ def create_app(cfg: dict[str, Any]) -> Any:
     async def ready() -> Response:
         try:
             ok = (await upstream["champion"].request("GET", "/ready"))[0] == 200
-        except (TimeoutError, ConnectionError):
+        except OSError:
             ok = False
         return JSONResponse({"status": "ready" if ok else "champion not ready"},
                             status_code=200 if ok else 503)
