@@ -86,7 +86,6 @@ def encode_labels(values: Any, positive_label: Any, where: str) -> tuple[list[An
 
 def _encode(y: Any, classes: list[Any], split: str, ref: str) -> Any:
     import numpy as np
-
     import pandas as pd
 
     index = {str(c): i for i, c in enumerate(classes)}

@@ -24,31 +24,53 @@ def join_feedback(log: Any, feedback: Any) -> Any:
     return out.merge(feedback[extra], on="request_id", how="left")
 
 
-def metric_value(project: Any, labels: Any, scores: Any, predictions: Any = None,
-                 metric: str | None = None) -> float:
-    """The primary metric (or `metric`) of labeled rows; NaN when undefined (one class ...)."""
+def metric_arrays(project: Any, labels: Any, scores: Any, predictions: Any = None,
+                  metric: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Labeled rows as three float arrays (label, score, prediction) that :func:`metric_of_arrays`
+    scores: classes encoded 1 for the positive label, 0 otherwise; a regression's values as they are.
+    Arrays of several batches concatenated give the metric of all the rows (the monitor keeps these
+    compact arrays per window instead of the rows)."""
+    from ..metrics import get_metric
+
+    m = get_metric(metric or project.primary_metric)
+    n = len(labels)
+    if m.task == "regression":
+        y = np.asarray(labels, dtype=np.float64)
+        p = np.asarray(predictions if predictions is not None else scores, dtype=np.float64)
+        return y, p, p
+    positive = project.config.get_path("brief.objective.positive_label")
+    y = np.asarray(encode_labels(labels, positive), dtype=np.float64)
+    s = np.asarray(scores, dtype=np.float64) if scores is not None else np.full(n, np.nan)
+    p = (np.asarray(encode_labels(predictions, positive), dtype=np.float64) if predictions is not None
+         else np.full(n, np.nan))
+    return y, s, p
+
+
+def metric_of_arrays(project: Any, y: np.ndarray, s: np.ndarray, p: np.ndarray,
+                     metric: str | None = None) -> float:
+    """The primary metric (or `metric`) of :func:`metric_arrays`; NaN when undefined (one class ...)."""
     from ..metrics import get_metric, score
 
     name = metric or project.primary_metric
     m = get_metric(name)
-    labels = np.asarray(labels, dtype=object)
-    if len(labels) == 0:
+    if len(y) == 0:
         return float("nan")
     if m.task == "regression":
-        y = np.asarray(labels, dtype=np.float64)
-        pred = np.asarray(predictions if predictions is not None else scores, dtype=np.float64)
-        ok = ~np.isnan(y) & ~np.isnan(pred)
-        return score(name, y[ok], pred[ok], "regression") if ok.any() else float("nan")
-    positive = project.config.get_path("brief.objective.positive_label")
-    y = np.asarray(encode_labels(labels, positive), dtype=np.float64)
-    s = np.asarray(scores, dtype=np.float64) if scores is not None else np.full(len(y), np.nan)
-    if np.isnan(s).all() and predictions is not None:
+        ok = ~np.isnan(y) & ~np.isnan(p)
+        return score(name, y[ok], p[ok], "regression") if ok.any() else float("nan")
+    if np.isnan(s).all():
         # no probabilities logged: metrics of the predicted class only
-        s = np.asarray(encode_labels(predictions, positive), dtype=np.float64)
+        s = p
     ok = ~np.isnan(y) & ~np.isnan(s)
     if ok.sum() == 0 or len(np.unique(y[ok])) < 2 and name in ("roc_auc", "average_precision"):
         return float("nan")
     return score(name, y[ok].astype(int), s[ok], "classification")
+
+
+def metric_value(project: Any, labels: Any, scores: Any, predictions: Any = None,
+                 metric: str | None = None) -> float:
+    """The primary metric (or `metric`) of labeled rows; NaN when undefined (one class ...)."""
+    return metric_of_arrays(project, *metric_arrays(project, labels, scores, predictions, metric), metric)
 
 
 def labeled(project: Any, settings: dict[str, Any], start: Any = None, end: Any = None) -> tuple[Any, Any]:

@@ -121,41 +121,91 @@ def envs(settings: dict[str, Any] | None) -> set[str] | None:
     return {env} if isinstance(env, str) else set(env)
 
 
+def iter_json_lines(path: Path, problems: Problems, check: Any,
+                    batch_size: int | None = None) -> Iterator[list[dict[str, Any]]]:
+    """The valid records of a JSON-lines file, in lists of at most `batch_size` (all in one list when
+    None), read line by line so memory holds one batch, never the file.
+
+    ``check(record)`` returns why a JSON object is not a valid record (a reason such as ``"no valid
+    time"``), ``None`` to keep it (it may fill in parsed fields) or ``False`` to pass over it silently.
+    Damaged lines (not JSON, not an object, rejected by `check`) are counted by reason with their line
+    numbers and reported in `problems` once the file is read; a file that cannot be read is reported
+    as skipped. Serves both the prediction log and the feedback file.
+    """
+    reasons: dict[str, list[int]] = {}
+    total = 0
+    batch: list[dict[str, Any]] = []
+    try:
+        fh = open(path, "rb")  # noqa: SIM115 - closed by the `with` below
+    except OSError as exc:
+        problems.add_file(path, f"it cannot be read ({exc.strerror or exc})")
+        return
+    with fh:
+        try:
+            for no, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                total += 1
+                try:
+                    rec = json.loads(line)
+                except (json.JSONDecodeError, UnicodeDecodeError):
+                    reasons.setdefault("not JSON", []).append(no)
+                    continue
+                if not isinstance(rec, dict):
+                    reasons.setdefault("not a JSON object", []).append(no)
+                    continue
+                why = check(rec)
+                if why is False:
+                    continue
+                if why:
+                    reasons.setdefault(why, []).append(no)
+                    continue
+                batch.append(rec)
+                if batch_size is not None and len(batch) >= batch_size:
+                    yield batch
+                    batch = []
+        except OSError as exc:
+            problems.add_file(path, f"it cannot be read past line {total} ({exc.strerror or exc})")
+    if batch:
+        yield batch
+    if reasons:
+        problems.add_lines(path, reasons, total)
+
+
+def _log_check(only: set[str] | None) -> Any:
+    def check(rec: dict[str, Any]) -> str | bool | None:
+        t = _parse_time(rec.get("time"))
+        if t is None:
+            return "no valid time"
+        if not isinstance(rec.get("inputs", {}), dict):
+            return "inputs is not an object"
+        if only is not None and rec.get("env") not in only:
+            return False
+        rec["time"] = t
+        return None
+
+    return check
+
+
 def read_day(path: Path, problems: Problems, only: set[str] | None = None) -> list[dict[str, Any]]:
     """Valid records of one log file (of the environments `only`, if given); damaged lines are
     reported in `problems`."""
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        problems.add_file(path, f"it cannot be read ({exc.strerror or exc})")
-        return []
-    records, reasons, total = [], {}, 0
-    for no, line in enumerate(raw.splitlines(), start=1):
-        if not line.strip():
-            continue
-        total += 1
-        try:
-            rec = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            reasons.setdefault("not JSON", []).append(no)
-            continue
-        if not isinstance(rec, dict):
-            reasons.setdefault("not a JSON object", []).append(no)
-            continue
-        t = _parse_time(rec.get("time"))
-        if t is None:
-            reasons.setdefault("no valid time", []).append(no)
-            continue
-        if not isinstance(rec.get("inputs", {}), dict):
-            reasons.setdefault("inputs is not an object", []).append(no)
-            continue
-        if only is not None and rec.get("env") not in only:
-            continue
-        rec["time"] = t
-        records.append(rec)
-    if reasons:
-        problems.add_lines(path, reasons, total)
-    return records
+    return [rec for batch in iter_json_lines(path, problems, _log_check(only)) for rec in batch]
+
+
+def iter_records(project: Any, start: dt.datetime | None = None, end: dt.datetime | None = None,
+                 settings: dict[str, Any] | None = None, problems: Problems | None = None,
+                 batch_rows: int | None = None) -> Iterator[list[dict[str, Any]]]:
+    """Valid log records in ``[start, end)``, file by file (in lists of at most `batch_rows`)."""
+    problems = problems if problems is not None else Problems()
+    check = _log_check(envs(settings))
+    for _, path in day_files(log_dir(project, settings), start, end, problems):
+        for batch in iter_json_lines(path, problems, check, batch_rows):
+            if start is not None or end is not None:
+                batch = [r for r in batch if (start is None or r["time"] >= start)
+                         and (end is None or r["time"] < end)]
+            if batch:
+                yield batch
 
 
 def records_frame(records: list[dict[str, Any]]) -> Any:
@@ -182,21 +232,12 @@ def records_frame(records: list[dict[str, Any]]) -> Any:
 
 
 def iter_log(project: Any, start: dt.datetime | None = None, end: dt.datetime | None = None,
-             settings: dict[str, Any] | None = None,
-             problems: Problems | None = None) -> Iterator[Any]:
-    """One DataFrame per day file overlapping ``[start, end)``, rows filtered to that range."""
-    problems = problems if problems is not None else Problems()
-    only = envs(settings)
-    for _, path in day_files(log_dir(project, settings), start, end, problems):
-        df = records_frame(read_day(path, problems, only))
-        if df.empty:
-            continue
-        if start is not None:
-            df = df[df["time"] >= start]
-        if end is not None:
-            df = df[df["time"] < end]
-        if len(df):
-            yield df.reset_index(drop=True)
+             settings: dict[str, Any] | None = None, problems: Problems | None = None,
+             batch_rows: int | None = None) -> Iterator[Any]:
+    """One DataFrame per day file overlapping ``[start, end)`` (or per `batch_rows` records of it),
+    rows filtered to that range."""
+    for records in iter_records(project, start, end, settings, problems, batch_rows):
+        yield records_frame(records)
 
 
 def read_log(project: Any, start: dt.datetime | None = None, end: dt.datetime | None = None,
@@ -228,24 +269,10 @@ def read_feedback(path: Path | None, problems: Problems | None = None) -> Any:
     problems = problems if problems is not None else Problems()
     path = Path(path)
     if path.suffix.lower() == ".jsonl":
-        rows = []
-        reasons: dict[str, list[int]] = {}
-        total = 0
-        for no, line in enumerate(path.read_bytes().splitlines(), start=1):
-            if not line.strip():
-                continue
-            total += 1
-            try:
-                rec = json.loads(line)
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                reasons.setdefault("not JSON", []).append(no)
-                continue
-            if not isinstance(rec, dict) or "request_id" not in rec or "label" not in rec:
-                reasons.setdefault("no request_id or label", []).append(no)
-                continue
-            rows.append(rec)
-        if reasons:
-            problems.add_lines(path, reasons, total)
+        def check(rec: dict[str, Any]) -> str | None:
+            return None if "request_id" in rec and "label" in rec else "no request_id or label"
+
+        rows = [rec for batch in iter_json_lines(path, problems, check) for rec in batch]
         df = None
         if rows:
             df = pd.DataFrame(rows, columns=["request_id", "label", "time"])
@@ -328,7 +355,7 @@ def iso(t: dt.datetime) -> str:
     return t.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-__all__ = ["read_log", "iter_log", "read_feedback", "encode_labels", "append_records", "Problems",
+__all__ = ["read_log", "iter_log", "iter_records", "iter_json_lines", "read_feedback", "encode_labels", "append_records", "Problems",
            "log_dir", "feedback_path", "iso"]
 
 
