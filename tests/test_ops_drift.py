@@ -250,3 +250,39 @@ def test_bad_inputs_have_clear_messages():
         detect(ref[["a"]], cur, time_column="t", windows=w)
     with pytest.raises(DataError, match="The table reference is empty"):
         one(ref.iloc[:0], ref)
+
+
+def test_prediction_log_in_small_batches_equals_whole_day_files(tmp_path):
+    """The log as current data: batches of a few records give what whole day files give."""
+    from omgmagics.ops.predlog import LogSource
+    from omgmagics.project import Project
+
+    try:
+        from .test_ops_support import small_project, write_log, write_reference
+    except ImportError:  # pragma: no cover
+        from test_ops_support import small_project, write_log, write_reference
+
+    root = small_project(tmp_path)
+    ref = write_reference(root)
+    write_log(root, days=6, per_day=150, shift_from=3, shift=1.5)
+    project = Project.at(root)
+    windows = rolling_windows(dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
+                              to_ns(dt.datetime(2026, 1, 7, tzinfo=dt.UTC)), parse_duration("2d"))
+    from omgmagics.ops.drift import compare, count_current, profile_reference
+    from omgmagics.ops.sources import open_source
+
+    profile = profile_reference(open_source(ref), ["x", "z"], prediction="score")
+
+    def drift(batch_rows):
+        counts = count_current(LogSource(project, batch_rows=batch_rows), profile, time_column="time",
+                               windows=windows)
+        return [compare(profile, counts, w, windows[w]) for w in range(len(windows))]
+
+    small, whole = drift(37), drift(10**9)
+    assert [w.rows for w in small] == [w.rows for w in whole] and sum(w.rows for w in whole) == 900
+    for a, b in zip(small, whole, strict=True):
+        for fa, fb in zip(a.features + [a.prediction], b.features + [b.prediction], strict=True):
+            np.testing.assert_array_equal([fa.statistic, fa.psi], [fb.statistic, fb.psi])
+            np.testing.assert_array_equal(fa.cur_share, fb.cur_share)
+    # the shift starts on day 3; the fourth window (from Jan 7) is empty
+    assert [(w.rows, bool(w.drifted)) for w in whole] == [(300, False), (300, True), (300, True), (0, False)]

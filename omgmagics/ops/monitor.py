@@ -45,7 +45,7 @@ import numpy as np
 from ..errors import DataError
 from .alerts import alerts_table, make_alert, raise_alerts
 from .live import metric_arrays, metric_of_arrays
-from .predlog import META, feedback_path, read_feedback
+from .predlog import BATCH_RECORDS, META, feedback_path, read_feedback
 from .settings import monitoring_settings
 from .sketch import (  # noqa: F401 - EXACT_CAP and the bin helpers are re-exported
     EXACT_CAP,
@@ -58,7 +58,7 @@ from .sketch import (  # noqa: F401 - EXACT_CAP and the bin helpers are re-expor
 from .windows import current_window, floor_ns, from_ns, parse_duration, to_ns, to_utc
 
 DASHBOARD = "monitoring_dashboard.html"
-BATCH_ROWS = 50_000  # log records parsed into one DataFrame at a time
+BATCH_ROWS = BATCH_RECORDS  # log records parsed into one DataFrame at a time
 class _Window:
     """The accumulators of one window."""
 

@@ -31,6 +31,9 @@ META = ["request_id", "time", "env", "model_version", "latency_ms", "status", "p
 DAY_FILE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})\.jsonl$")
 
 
+BATCH_RECORDS = 50_000  # log records parsed into one DataFrame at a time by the streaming readers
+
+
 def log_dir(project: Any, settings: dict[str, Any] | None = None) -> Path:
     rel = (settings or {}).get("predictions") or "monitoring/predictions"
     path = Path(rel)
@@ -360,15 +363,18 @@ __all__ = ["read_log", "iter_log", "iter_records", "iter_json_lines", "read_feed
 
 
 class LogSource:
-    """The prediction log as a drift :class:`~omgmagics.ops.sources.Source` (one batch per day file).
+    """The prediction log as a drift :class:`~omgmagics.ops.sources.Source` (batches of at most
+    `batch_rows` records of one day file).
 
     :meth:`scan` reads the log once for its columns, kinds, time range and damaged parts; batches then
     read only the day files of the requested time range.
     """
 
-    def __init__(self, project: Any, settings: dict[str, Any] | None = None):
+    def __init__(self, project: Any, settings: dict[str, Any] | None = None,
+                 batch_rows: int = BATCH_RECORDS):
         self.project = project
         self.settings = settings
+        self.batch_rows = batch_rows
         self.folder = log_dir(project, settings)
         self.name = f"prediction log ({self.folder.relative_to(project.root) if self.folder.is_relative_to(project.root) else self.folder})"
         self.problems = Problems()
@@ -386,7 +392,8 @@ class LogSource:
         from .sources import _pandas_kind
 
         kinds: dict[str, str] = {}
-        for df in iter_log(self.project, settings=self.settings, problems=self.problems):
+        for df in iter_log(self.project, settings=self.settings, problems=self.problems,
+                           batch_rows=self.batch_rows):
             self.rows += len(df)
             lo, hi = df["time"].min().to_pydatetime(), df["time"].max().to_pydatetime()
             self.first = lo if self.first is None else min(self.first, lo)
@@ -421,5 +428,5 @@ class LogSource:
         start = from_ns(start_ns) if start_ns is not None else None
         end = from_ns(end_ns) if end_ns is not None else None
         quiet = Problems()  # damaged parts were reported by the scan already
-        for df in iter_log(self.project, start, end, self.settings, quiet):
+        for df in iter_log(self.project, start, end, self.settings, quiet, self.batch_rows):
             yield PandasBatch(df.reindex(columns=cols))
