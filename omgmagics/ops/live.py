@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from .predlog import encode_labels, feedback_path, read_feedback, read_log
+from .predlog import BATCH_RECORDS, encode_labels, feedback_path, read_feedback
 
 
 def join_feedback(log: Any, feedback: Any) -> Any:
@@ -74,18 +74,26 @@ def metric_value(project: Any, labels: Any, scores: Any, predictions: Any = None
 
 
 def labeled(project: Any, settings: dict[str, Any], start: Any = None, end: Any = None) -> tuple[Any, Any]:
-    """(log rows in ``[start, end)`` that have a label, damaged parts skipped while reading)."""
-    from .predlog import Problems
+    """(log rows in ``[start, end)`` that have a label, damaged parts skipped while reading).
 
-    log, problems = read_log(project, start, end, settings)
-    fb_problems = Problems()
+    The log is read in batches, each joined with the feedback and cut to its labeled rows, so memory
+    follows the labels, not the requests."""
+    import pandas as pd
+
+    from .predlog import Problems, iter_log, records_frame
+
+    problems, fb_problems = Problems(), Problems()
     fb = read_feedback(feedback_path(project, settings), fb_problems)
+    parts = []
+    for batch in iter_log(project, start, end, settings, problems, batch_rows=BATCH_RECORDS):
+        joined = join_feedback(batch, fb)
+        ok = joined["label"].notna() & (joined["status"] == "ok")
+        if ok.any():
+            parts.append(joined[ok])
     problems.items += fb_problems.items
-    joined = join_feedback(log, fb)
-    if joined.empty:
-        return joined, problems
-    ok = joined["label"].notna() & (joined["status"] == "ok")
-    return joined[ok].reset_index(drop=True), problems
+    if not parts:
+        return join_feedback(records_frame([]), fb), problems
+    return pd.concat(parts, ignore_index=True), problems
 
 
 def latest_labeled_window(project: Any, settings: dict[str, Any], window: Any,
