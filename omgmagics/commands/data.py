@@ -97,7 +97,7 @@ def _validate_audit(ns: argparse.Namespace, ctx: Context):
         raise UsageError(f"--report '{ns.report}' must name an .html file, e.g. --report data_audit.html.")
     if not report.is_absolute():  # a bare name goes to reports/, a relative path to the project
         report = (project.reports_dir / report) if report.parent == Path(".") else project.root / report
-    df, source, what = load_input(project, ns.data, ctx.table, ctx.namespace)
+    df, source, what = load_input(project, ns.data, ctx.table, ctx.namespace, batched=True)
     bar = ctx.progress(total=6, desc="data audit")
 
     def step(name: str) -> None:
@@ -108,9 +108,23 @@ def _validate_audit(ns: argparse.Namespace, ctx: Context):
         return audit_data(df, Brief.from_config(project.config), html_path=report,
                           json_path=report.with_suffix(".json"), source=source,
                           lineage=read_lineage(project.raw_dir), sample_frac=ns.sample_frac,
-                          what=what, step=step)
+                          what=what, step=step, progress=ctx.progress)
     finally:
         bar.close()
+
+
+def _batched(ns: argparse.Namespace, ctx: Context, project):
+    """``--data`` (default: the project's raw table) as a table read in batches when it is a parquet
+    file or folder; a notebook DataFrame or another file is loaded as before."""
+    from ..dataprep.batched import parquet_source, raw_source
+
+    if ns.data is None:
+        return raw_source(project)
+    if not (ctx.namespace is not None and ns.data in ctx.namespace):
+        found = parquet_source(project, ns.data)
+        if found is not None:
+            return found
+    return _table(ns, ctx, project)
 
 
 def _validate_schema(ns: argparse.Namespace, ctx: Context):
@@ -118,10 +132,12 @@ def _validate_schema(ns: argparse.Namespace, ctx: Context):
     from ..dataprep.steps import infer_step, validate_step
 
     project = ctx.project()
-    df, info = _table(ns, ctx, project)
     if ns.infer:
+        df, info = _table(ns, ctx, project)
         return infer_step(project, df, info["path"], schema=ns.schema, force=ns.force)
-    return validate_step(project, df, info["path"], schema=ns.schema, strict=ns.strict, info=info)
+    table, info = _batched(ns, ctx, project)
+    return validate_step(project, table, info["path"], schema=ns.schema, strict=ns.strict, info=info,
+                         progress=ctx.progress)
 
 
 @command(

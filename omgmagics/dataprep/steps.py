@@ -72,6 +72,11 @@ def file_source_spec(project: Any, source: str, what: str) -> dict[str, Any]:
     """One csv/parquet/jsonl file as a source entry named after the file (`what` names the setting
     or option it came from, for the error message)."""
     path = resolve(project, source, source)
+    if path.is_dir():
+        raise DataError(f"{what} {source} is a folder. `data collect` copies one table file into "
+                        "data/raw, in memory; check a (partitioned) parquet folder in place instead, "
+                        f"read in batches: `omg data validate --data {source}` (add --audit for the "
+                        "audit).")
     kinds = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl",
              ".ndjson": "jsonl"}
     kind = kinds.get(path.suffix.lower())
@@ -238,24 +243,52 @@ def infer_step(project: Any, df: Any, source: str, schema: str | None = None,
 
 
 def validate_step(project: Any, df: Any, source: str, schema: str | None = None,
-                  strict: bool = False, info: dict[str, Any] | None = None) -> Report:
+                  strict: bool = False, info: dict[str, Any] | None = None,
+                  progress: Any = None) -> Report:
     """Validate `df` against the schema, record the result and regenerate the data dictionary.
+
+    `df` is a DataFrame, or a :class:`omgmagics.ops.sources.Source` (a parquet file or
+    hive-partitioned folder) read in batches: the same violations, in bounded memory; the data
+    dictionary's statistics then come from a seeded sample of ``DICTIONARY_SAMPLE`` rows when
+    the table is larger (stated in the dictionary), and a missing ``content_sha256`` in `info` is
+    computed in the same pass.
 
     Raises
     ------
     DataError
         With `strict`, after recording the result, when any rule is broken.
     """
+    from ..ops.sources import Source
+    from .batched import validate_source
     from .schema import load_schema, strict_error, validate_frame
 
     path = resolve(project, schema, project.config.get_path("data.schema", "schema.yaml"))
     checked = load_schema(path)
-    report = validate_frame(df, checked, source=source)
+    info = dict(info or {"path": source})
+    described = source
+    if isinstance(df, Source):
+        report, sample, digest = validate_source(df, checked, source, project.seed, progress,
+                                                  hash_content=info.get("content_sha256") is None
+                                                  and "content_sha256" in info)
+        rows = report.summary["rows"]
+        if digest is not None:
+            info["content_sha256"] = digest
+        info["rows"] = rows
+        if len(sample) < rows:
+            described = (f"{source}; statistics on a seeded sample of {len(sample):,} of "
+                         f"{rows:,} rows")
+            report.messages.append(f"Read in batches: every rule checked on all {rows:,} rows; the "
+                                   f"data dictionary's statistics come from a seeded sample of "
+                                   f"{len(sample):,} rows.")
+        frame = sample
+    else:
+        report = validate_frame(df, checked, source=source)
+        rows, frame = len(df), df
     record = {"status": report.summary["status"], "strict": strict, "schema": rel(project, path),
-              "schema_sha256": sha256_file(path), "data": info or {"path": source},
-              "rows": len(df), "violations": report.data["violations"], "validated_at": now_iso()}
+              "schema_sha256": sha256_file(path), "data": info,
+              "rows": rows, "violations": report.data["violations"], "validated_at": now_iso()}
     record_path = write_json(project.reports_dir / VALIDATION, record)
-    dictionary = write_dictionary(project, df, checked, source)
+    dictionary = write_dictionary(project, frame, checked, described)
     report.artifacts.update({"validation record": str(record_path),
                              "data dictionary": str(dictionary)})
     if strict and report.summary["status"] != "pass":

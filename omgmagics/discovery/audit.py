@@ -34,6 +34,7 @@ from .tables import string_columns
 # on a thousand rows of the demo data on 2 cores. Minimal mode keeps the audit interactive.
 PROFILE_MINIMAL_ROWS = 500
 PROFILE_MAX_ROWS = 100_000      # minimal profile of 1M x 30: ~60 s CPU; of 100k: ~20 s (plots dominate)
+AUDIT_BATCH_ROWS = 1 << 16      # rows per batch when a parquet table is audited in batches
 CATEGORY_MAX_DISTINCT = 50      # text columns with at most this many values are profiled as categories
 STATUS_ORDER = {"fail": 0, "warn": 1, "pass": 2}
 
@@ -91,7 +92,8 @@ def read_lineage(raw_dir: str | os.PathLike) -> list[dict[str, Any]]:
 
 
 def load_input(project: Any, ref: str | None = None, table: Callable[..., Any] | None = None,
-               namespace: dict[str, Any] | None = None) -> tuple[pd.DataFrame, dict[str, Any], str]:
+               namespace: dict[str, Any] | None = None, batched: bool = False
+               ) -> tuple[Any, dict[str, Any], str]:
     """The table a phase 1 step works on, where it came from, and how to name it in messages.
 
     Parameters
@@ -103,10 +105,30 @@ def load_input(project: Any, ref: str | None = None, table: Callable[..., Any] |
         ``table(ref, base)`` that loads `ref` (the command layer's ``Context.table``).
     namespace : dict, optional
         The notebook namespace, to tell variables from paths.
+    batched : bool
+        Return a parquet file or folder (named, or the project's unsampled ``data.source``) as an
+        :class:`omgmagics.ops.sources.ParquetSource` to read in batches, not as a DataFrame.
     """
     declared = project.config.get_path("data.source")
     if ref is None:
+        if batched and declared not in (None, "demo"):
+            frac = project.config.get_path("data.sample_frac", 1.0)
+            path = Path(declared) if Path(declared).is_absolute() else Path(project.root) / declared
+            if (frac is None or float(frac) >= 1.0) and _is_parquet(path):
+                from ..ops.sources import ParquetSource
+
+                return (ParquetSource(path, AUDIT_BATCH_ROWS), source_info(declared, project.root),
+                        "the project data")
         return project.load_source_data(), source_info(declared, project.root), "the project data"
+    if batched and not (namespace is not None and ref.isidentifier() and ref in namespace):
+        path = Path(ref)
+        if not path.is_absolute() and not path.exists():
+            path = Path(project.root) / path
+        if _is_parquet(path):
+            from ..ops.sources import ParquetSource
+
+            return (ParquetSource(path, AUDIT_BATCH_ROWS),
+                    source_info(declared, project.root, path=path), str(ref))
     df = table(ref, project.root) if table is not None else None
     if namespace is not None and ref.isidentifier() and ref in namespace:
         return df, source_info(declared, project.root, ref=ref), f"notebook DataFrame '{ref}'"
@@ -118,6 +140,35 @@ def load_input(project: Any, ref: str | None = None, table: Callable[..., Any] |
 
         df = read_table(path)
     return df, source_info(declared, project.root, path=path), str(ref)
+
+
+def _is_parquet(path: Path) -> bool:
+    return path.is_dir() or (path.is_file() and path.suffix.lower() in (".parquet", ".pq"))
+
+
+def _read_whole(src: Any) -> pd.DataFrame:
+    """A table small enough for one batch, as the DataFrame ``pd.read_parquet`` would give."""
+    frames = list(src.frames())
+    df = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+    for col, dtype in src.dtypes().items():  # categories of batches put together: one again
+        if isinstance(dtype, pd.CategoricalDtype) and not isinstance(df[col].dtype, pd.CategoricalDtype):
+            df[col] = df[col].astype("category")
+    return df
+
+
+def _profile_sample(df: pd.DataFrame, total: int, sample_frac: float | None, seed: int
+                    ) -> tuple[pd.DataFrame, str]:
+    """The profiled rows of a table read in batches: its seeded row sample `df` (or a share of it)."""
+    if sample_frac is not None:
+        if not 0 < sample_frac <= 1:
+            raise UsageError(f"--sample-frac must be in (0, 1], got {sample_frac}.")
+        k = min(max(2, round(total * sample_frac)), len(df))
+        frame = df if k >= len(df) else df.sample(n=k, random_state=seed).sort_index()
+        return frame, (f"a seeded random sample of {k:,} of {total:,} rows ({sample_frac:.0%} asked; "
+                       f"at most {len(df):,} when the table is read in batches)")
+    return df, (f"a seeded random sample of {len(df):,} of {total:,} rows (the table is read in "
+                f"batches; the sample also gives outliers and single-feature scores, every other "
+                "checklist count uses every row)")
 
 
 def _profile_frame(df: pd.DataFrame, sample_frac: float | None, max_rows: int, seed: int
@@ -194,12 +245,16 @@ def audit_data(df: pd.DataFrame, brief: Brief, *, html_path: str | os.PathLike |
                json_path: str | os.PathLike, source: dict[str, Any],
                lineage: list[dict[str, Any]] | None = None, sample_frac: float | None = None,
                profile_rows: int = PROFILE_MAX_ROWS, minimal_rows: int = PROFILE_MINIMAL_ROWS,
-               what: str = "the data", step: Callable[[str], None] | None = None) -> Report:
+               what: str = "the data", step: Callable[[str], None] | None = None,
+               progress: Callable[..., Any] | None = None) -> Report:
     """Audit `df` against `brief`: checklist, HTML profile, JSON record.
 
     Parameters
     ----------
-    df : pandas.DataFrame
+    df : pandas.DataFrame or omgmagics.ops.sources.Source
+        A table larger than one batch of a Source (a parquet file or hive-partitioned folder) is
+        read in batches (:mod:`.stream`): exact counts in one pass, distribution checks and the
+        profile on a seeded sample of `profile_rows` rows.
     brief : Brief
     html_path : path-like or None
         Where to write the profile report with the checklist on top; None: no profile.
@@ -217,6 +272,8 @@ def audit_data(df: pd.DataFrame, brief: Brief, *, html_path: str | os.PathLike |
         Above this many profiled rows the profile runs in minimal mode.
     step : callable, optional
         Called with the name of each step as it starts (progress reporting).
+    progress : callable, optional
+        ``progress(iterable, total=, desc=)`` (tqdm) for the pass over a table read in batches.
 
     Returns
     -------
@@ -228,12 +285,26 @@ def audit_data(df: pd.DataFrame, brief: Brief, *, html_path: str | os.PathLike |
     DataError, ConfigError
         Before anything is written, when the data or the brief cannot be audited.
     """
+    from ..ops.sources import Source
+
     t0 = time.perf_counter()
     tick = step or (lambda name: None)
+    sc = None
+    if isinstance(df, Source):
+        if df.rows <= getattr(df, "batch_rows", 0):
+            df = _read_whole(df)  # one batch: the in-memory audit, unchanged
+        else:
+            from .stream import scan
+
+            sc = scan(df, brief, sample_rows=profile_rows or PROFILE_MAX_ROWS, seed=brief.seed,
+                      progress=progress)
+            df = sc.sample
     df = string_columns(df)
+    n_rows = len(df) if sc is None else sc.rows
     tick("brief and input checks")
-    target_facts = brief.check_data(df, what)
-    result = checklist.run_checklist(df, brief, target_facts, source=source, lineage=lineage, step=tick)
+    target_facts = brief.check_data(df, what, stats=sc.target_stats(brief) if sc is not None else None)
+    result = checklist.run_checklist(df, brief, target_facts, source=source, lineage=lineage, step=tick,
+                                     scan=sc)
     items: list[checks.Item] = result["items"]
     counts = {s: sum(i.status == s for i in items) for s in ("pass", "warn", "fail")}
     verdict = "fail" if counts["fail"] else "warn" if counts["warn"] else "pass"
@@ -242,23 +313,29 @@ def audit_data(df: pd.DataFrame, brief: Brief, *, html_path: str | os.PathLike |
     page = None
     if html_path is not None:
         tick("profile report (fg-data-profiling)")
-        frame, rows_note = _profile_frame(df, sample_frac, profile_rows, brief.seed)
+        if sc is not None and sc.notes["sampled"]:
+            frame, rows_note = _profile_sample(df, n_rows, sample_frac, brief.seed)
+        else:
+            frame, rows_note = _profile_frame(df, sample_frac, profile_rows, brief.seed)
         minimal = len(frame) > minimal_rows
         mode = (f"minimal mode (above {minimal_rows:,} rows)" if minimal else "full mode")
         note = (f"Profile: fg-data-profiling, {mode}, on {rows_note}. Checklist: every row "
-                f"({len(df):,}), {counts['pass']} pass, {counts['warn']} warn, {counts['fail']} fail.")
+                f"({n_rows:,}), {counts['pass']} pass, {counts['warn']} warn, {counts['fail']} fail.")
         t1 = time.perf_counter()
         page = profile_html(frame, title=f"Data audit: {brief.name}", description=note, minimal=minimal)
         page = _inject(page, _checklist_section(items, note, verdict))
         profile = {"path": str(html_path), "mode": "minimal" if minimal else "full",
-                   "rows_profiled": len(frame), "rows_total": len(df), "sampled": len(frame) < len(df),
+                   "rows_profiled": len(frame), "rows_total": n_rows, "sampled": len(frame) < n_rows,
                    "note": note, "seconds": round(time.perf_counter() - t1, 2)}
     doc = {
         "kind": "omg.data_audit", "version": 1,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "project": brief.name,
-        "data": {"rows": len(df), "columns": df.shape[1], "features": len(result["details"]["features"]),
-                 "memory_mb": round(float(df.memory_usage(deep=False).sum()) / 2**20, 1),
+        "data": {"rows": n_rows, "columns": df.shape[1], "features": len(result["details"]["features"]),
+                 "memory_mb": round(float(df.memory_usage(deep=False).sum()) / 2**20
+                                    * (n_rows / max(len(df), 1)), 1),
+                 "read": "in memory" if sc is None else
+                 f"in batches; sampled checks on a seeded sample of {len(df):,} rows",
                  "source": source, "lineage": lineage or []},
         "brief": {"task": brief.task, "target": brief.target, "positive_label": brief.positive_label,
                   "primary_metric": brief.metric, "sensitive_features": brief.sensitive,
@@ -284,10 +361,16 @@ def audit_data(df: pd.DataFrame, brief: Brief, *, html_path: str | os.PathLike |
     table = checklist_frame(items)
     messages = [f"{i.check}: {i.evidence}" for i in sorted(items, key=lambda i: STATUS_ORDER[i.status])
                 if i.status == "fail"]
+    if sc is not None and sc.notes["sampled"]:
+        messages.append(
+            f"Read in batches: exact on all {n_rows:,} rows: rows, missing values, distinct values, "
+            "constant columns, mixed types, duplicate rows (64-bit row hashes), labels, classes and "
+            f"volume; on a seeded sample of {len(df):,} rows: outliers, single-feature (leakage, "
+            "proxy) scores, the target's skewness and the profile.")
     if profile:
         messages.append(profile["note"])
     summary = {"verdict": verdict, "pass": counts["pass"], "warn": counts["warn"], "fail": counts["fail"],
-               "rows": len(df), "columns": df.shape[1], "target": brief.target,
+               "rows": n_rows, "columns": df.shape[1], "target": brief.target,
                "seconds": round(time.perf_counter() - t0, 1)}
     tables = {"checklist": table}
     if len(result["personal_data"]):

@@ -125,8 +125,12 @@ class Brief:
             raise ConfigError("brief.objective.positive_label is set but the objective is regression; "
                               "remove it (null) or set brief.objective.type: classification.")
 
-    def check_data(self, df: Any, what: str = "the data") -> dict[str, Any]:
+    def check_data(self, df: Any, what: str = "the data",
+                   stats: dict[str, Any] | None = None) -> dict[str, Any]:
         """Validate the brief, then check it against `df`; return facts about the target.
+
+        `stats`: a table read in batches, `df` being its sample: the exact counts of
+        :meth:`omgmagics.discovery.stream.Scan.target_stats`.
 
         Raises
         ------
@@ -137,7 +141,8 @@ class Brief:
             The data itself is unusable (see :func:`~omgmagics.discovery.tables.check_table`).
         """
         self.validate()
-        check_table(df, target=self.target, task=self.task, exclude=self.exclude_columns, what=what)
+        check_table(df, target=self.target, task=self.task, exclude=self.exclude_columns, what=what,
+                    stats=stats)
         columns = [str(c) for c in df.columns]
         for key, names in (("brief.sensitive_features", self.sensitive),
                            ("data.exclude_columns", self.exclude_columns),
@@ -156,13 +161,22 @@ class Brief:
         if self.time_column:
             self._check_time(df[self.time_column], what)
         y = df[self.target].dropna()
-        facts: dict[str, Any] = {"rows": len(df), "columns": df.shape[1], "labeled": len(y),
+        rows, labeled = len(df), len(y)
+        if stats is not None:
+            rows = int(stats["rows"])
+            labeled = rows - int(stats["missing"][self.target])
+        facts: dict[str, Any] = {"rows": rows, "columns": df.shape[1], "labeled": labeled,
                                  "features": len(feature_columns(df, self))}
         if self.task == "regression":
-            facts.update(target_mean=float(y.mean()), target_std=float(y.std()),
-                         scorer=METRICS[self.metric].scorer)
+            mean, std = (float(y.mean()), float(y.std())) if stats is None else \
+                (float(stats["target_mean"]), float(stats["target_std"]))
+            facts.update(target_mean=mean, target_std=std, scorer=METRICS[self.metric].scorer)
             return facts
-        counts = y.value_counts()
+        counts = y.value_counts() if stats is None else stats["target_counts"]
+        if stats is not None:
+            import pandas as pd
+
+            y = pd.Series(list(counts.index))
         facts.update(n_classes=len(counts), class_counts={str(k): int(v) for k, v in counts.items()})
         if len(counts) > 2:
             alt = MULTICLASS_METRIC.get(self.metric, self.metric)
@@ -188,7 +202,7 @@ class Brief:
                                   "Fix it in omg.yaml.")
             positive = found
         facts["positive"] = positive.item() if hasattr(positive, "item") else positive
-        facts["positive_share"] = float(counts.get(positive, 0) / len(y))
+        facts["positive_share"] = float(counts.get(positive, 0) / labeled)
         facts["scorer"] = METRICS[self.metric].scorer
         return facts
 

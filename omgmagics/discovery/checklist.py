@@ -67,11 +67,13 @@ def check_volume(facts: Facts, labeled: int, class_counts: pd.Series | None) -> 
 
 # --- labels --------------------------------------------------------------------------------------
 
-def check_labels(df: pd.DataFrame, brief: Any, facts: Facts, target_facts: dict[str, Any]
-                 ) -> tuple[list[Item], pd.DataFrame]:
+def check_labels(df: pd.DataFrame, brief: Any, facts: Facts, target_facts: dict[str, Any],
+                 exact: dict[str, Any] | None = None) -> tuple[list[Item], pd.DataFrame]:
+    """The label items; `exact` (a table read in batches, `df` its sample): the target's exact
+    ``missing`` count and ``counts`` (classification)."""
     target = brief.target
     y = df[target]
-    n_missing = int(y.isna().sum())
+    n_missing = int(y.isna().sum()) if exact is None else int(exact["missing"])
     items = []
     desc = f"'{target}' ({y.dtype})"
     if brief.task == "classification":
@@ -93,7 +95,7 @@ def check_labels(df: pd.DataFrame, brief: Any, facts: Facts, target_facts: dict[
         items.append(Item("labels.missing", "labels", "Labels available: missing labels", "pass",
                           "every row is labeled", rule))
     if brief.task == "classification":
-        counts = y.value_counts()
+        counts = y.value_counts() if exact is None else exact["counts"]
         ratio = float(counts.iloc[0] / counts.iloc[-1])
         rule = f"warn when the largest class outnumbers the smallest more than {RULES['imbalance_warn']:g} to 1"
         shares = _list([(str(k), _pct(v / counts.sum())) for k, v in counts.items()], limit=6)
@@ -139,13 +141,16 @@ def check_labels(df: pd.DataFrame, brief: Any, facts: Facts, target_facts: dict[
 
 def run_checklist(df: pd.DataFrame, brief: Any, target_facts: dict[str, Any], *,
                   source: dict[str, Any], lineage: list[dict[str, Any]] | None = None,
-                  step: Any = None) -> dict[str, Any]:
+                  step: Any = None, scan: Any = None) -> dict[str, Any]:
     """Run every check; `df` and `brief` must already have passed ``brief.check_data(df)``.
 
     Parameters
     ----------
     step : callable, optional
         Called with the name of each check as it starts (progress reporting).
+    scan : omgmagics.discovery.stream.Scan, optional
+        A table read in batches: its exact counts, `df` being its seeded row sample (outliers and
+        single-feature scores are then computed on the sample).
 
     Returns
     -------
@@ -158,11 +163,20 @@ def run_checklist(df: pd.DataFrame, brief: Any, target_facts: dict[str, Any], *,
             step(name)
 
     tick("column statistics")
-    facts = column_facts(df, brief)
+    exact = None
+    if scan is None:
+        facts = column_facts(df, brief)
+    else:
+        from .stream import facts_from_scan
+
+        facts = facts_from_scan(scan, brief)
+        exact = {"missing": scan.missing[brief.target],
+                 "counts": scan.counts[brief.target].value_counts()
+                 if brief.task == "classification" else None}
     items = [check_sources(source, lineage or [])]
     tick("quality")
     items.append(check_missing(facts))
-    dup_item, dup = check_duplicates(df, facts)
+    dup_item, dup = check_duplicates(df, facts, None if scan is None else scan.row_hashes)
     items.append(dup_item)
     items.append(check_constant(facts))
     items.append(check_mixed_types(df, facts))
@@ -170,9 +184,13 @@ def run_checklist(df: pd.DataFrame, brief: Any, target_facts: dict[str, Any], *,
     items.append(out_item)
     tick("volume and labels")
     y = df[brief.target]
-    counts = y.value_counts() if brief.task == "classification" else None
-    items += check_volume(facts, int(y.notna().sum()), counts)
-    label_items, scores = check_labels(df, brief, facts, target_facts)
+    if exact is None:
+        counts = y.value_counts() if brief.task == "classification" else None
+        labeled = int(y.notna().sum())
+    else:
+        counts, labeled = exact["counts"], facts.n - exact["missing"]
+    items += check_volume(facts, labeled, counts)
+    label_items, scores = check_labels(df, brief, facts, target_facts, exact)
     items += label_items
     tick("privacy")
     pii_item, pii = check_personal_data(df, brief, facts, brief.seed)
@@ -183,4 +201,4 @@ def run_checklist(df: pd.DataFrame, brief: Any, target_facts: dict[str, Any], *,
     columns["single-feature score"] = columns["column"].map(scores.set_index("feature")["score"])
     return {"items": items, "columns": columns, "personal_data": pii, "single_feature": scores,
             "details": {"duplicates": dup, "features": facts.features, "rows": facts.n,
-                        "labeled": int(y.notna().sum()), "missing_cells": float(columns["missing"].mean())}}
+                        "labeled": labeled, "missing_cells": float(columns["missing"].mean())}}

@@ -73,6 +73,9 @@ class Facts:
     counts: dict[str, pd.Series]     # value_counts of text/categorical columns
     codes: dict[str, tuple[np.ndarray, int]]  # small codes of features (see tables.codes_for)
     factors: dict[str, np.ndarray]   # full factorize codes of text columns (-1: missing)
+    # a table read in batches (.stream): exact value counts of sensitive attributes that are not text
+    # (at most 20 values); None for a table in memory
+    extra_counts: dict[str, pd.Series] | None = None
 
 
 def _pct(x: float) -> str:
@@ -213,9 +216,12 @@ def _row_hashes(df: pd.DataFrame, factors: dict[str, np.ndarray]) -> np.ndarray:
     return h
 
 
-def check_duplicates(df: pd.DataFrame, facts: Facts) -> tuple[Item, dict[str, Any]]:
+def check_duplicates(df: pd.DataFrame, facts: Facts, hashes: np.ndarray | None = None
+                     ) -> tuple[Item, dict[str, Any]]:
+    """Exact duplicate rows; `hashes`: a 64-bit hash per row computed elsewhere (a table read in
+    batches), else from `df`."""
     n = facts.n
-    codes, _ = pd.factorize(_row_hashes(df, facts.factors))
+    codes, _ = pd.factorize(_row_hashes(df, facts.factors) if hashes is None else hashes)
     # factorize numbers values in order of first appearance: a row is a first occurrence exactly
     # when its code exceeds every earlier code.
     seen = np.maximum.accumulate(codes)

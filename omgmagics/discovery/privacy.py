@@ -240,11 +240,13 @@ def check_sensitive(df: pd.DataFrame, brief: Any, facts: Facts) -> Item:
                     "no sensitive attributes declared in brief.sensitive_features: declare them (sex, "
                     "race, age ...) so phase 3 can check fairness", rule)
     parts, warn = [], False
+    exact = facts.extra_counts  # a table read in batches: its exact counts; df is a sample
     for attr in brief.sensitive:
         s = df[attr]
-        if attr in facts.counts or s.nunique() <= 20:
+        grouped = attr in facts.counts or (attr in exact if exact is not None else s.nunique() <= 20)
+        if grouped:
             vc = facts.counts.get(attr)
-            vc = vc if vc is not None else s.value_counts()
+            vc = vc if vc is not None else exact[attr] if exact is not None else s.value_counts()
             shares = vc / vc.sum()
             small = shares[shares < RULES["small_group"]]
             text = f"{attr}: {len(vc)} groups, smallest {vc.index[-1]!s} {_pct(float(shares.iloc[-1]))}"
@@ -253,7 +255,9 @@ def check_sensitive(df: pd.DataFrame, brief: Any, facts: Facts) -> Item:
                 text += f" ({len(small)} group(s) under {_pct(RULES['small_group'])}: wide fairness intervals)"
             task = "classification"
         else:
-            text = f"{attr}: numeric, {s.nunique():,} values (grouped into bins for fairness metrics)"
+            distinct = s.nunique() if exact is None else \
+                facts.columns.set_index("column").at[attr, "distinct"]
+            text = f"{attr}: numeric, {distinct:,} values (grouped into bins for fairness metrics)"
             task = "regression"
         others = [c for c in facts.features if c != attr]
         if others and s.notna().any():

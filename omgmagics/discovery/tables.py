@@ -31,7 +31,8 @@ def string_columns(df: Any) -> Any:
 
 
 def check_table(df: Any, *, target: str | None = None, task: str = "classification",
-                exclude: list[str] | None = None, what: str = "the data") -> None:
+                exclude: list[str] | None = None, what: str = "the data",
+                stats: dict[str, Any] | None = None) -> None:
     """Raise a :class:`DataError` naming the problem and the fix when `df` cannot be audited or modelled.
 
     Parameters
@@ -45,12 +46,16 @@ def check_table(df: Any, *, target: str | None = None, task: str = "classificati
         Columns the brief excludes (``data.exclude_columns``); they may be empty.
     what : str
         How to name the data in messages ("the data", "notebook DataFrame 'df'", a path).
+    stats : dict, optional
+        A table read in batches (`df` is then its sample): exact ``rows``, ``missing`` per column,
+        ``target_counts`` and ``target_distinct`` (:meth:`omgmagics.discovery.stream.Scan.target_stats`).
     """
+    n = len(df) if stats is None else int(stats["rows"])
     if not isinstance(df, pd.DataFrame):
         raise DataError(f"{what} is a {type(df).__name__}, not a table. Pass a pandas DataFrame or a "
                         "csv/parquet/jsonl file.")
-    if df.shape[1] == 0 or len(df) == 0:
-        raise DataError(f"{what} is empty ({len(df)} rows x {df.shape[1]} columns). Point at a table "
+    if df.shape[1] == 0 or n == 0:
+        raise DataError(f"{what} is empty ({n} rows x {df.shape[1]} columns). Point at a table "
                         "with a header and at least one row.")
     dupes = sorted({str(c) for c in df.columns[df.columns.duplicated()]})
     if dupes:
@@ -64,9 +69,12 @@ def check_table(df: Any, *, target: str | None = None, task: str = "classificati
         raise DataError(f"{what} has a single column ('{name[:60]}'): an audit and a model need a "
                         f"target and at least one feature.{hint} Point at the full table.")
     excluded = set(exclude or [])
-    empty = [str(c) for c in df.columns[df.isna().all().to_numpy()] if str(c) not in excluded]
+    if stats is None:
+        empty = [str(c) for c in df.columns[df.isna().all().to_numpy()] if str(c) not in excluded]
+    else:
+        empty = [str(c) for c in df.columns if stats["missing"][str(c)] == n and str(c) not in excluded]
     if empty and str(target) not in empty:
-        raise DataError(f"Column(s) {_names(empty)} of {what} have no values (all {len(df):,} missing): "
+        raise DataError(f"Column(s) {_names(empty)} of {what} have no values (all {n:,} missing): "
                         "they carry no information. Drop them from the source (e.g. "
                         f"df.drop(columns={empty[:3]!r})) or list them in data.exclude_columns in "
                         "omg.yaml, then re-run.")
@@ -78,16 +86,16 @@ def check_table(df: Any, *, target: str | None = None, task: str = "classificati
                                        columns) +
                         " Fix brief.objective.target in omg.yaml or pass a table that has the column.")
     y = df[target]
-    n_labeled = int(y.notna().sum())
+    n_labeled = int(y.notna().sum()) if stats is None else n - int(stats["missing"][target])
     if n_labeled == 0:
-        raise DataError(f"Target column '{target}' of {what} has no values (all {len(df):,} missing): "
+        raise DataError(f"Target column '{target}' of {what} has no values (all {n:,} missing): "
                         "nothing to learn from. Label some rows (phase 2, `label`) or choose another "
                         "target in brief.objective.target.")
     if len(columns) - 1 - len(excluded & set(columns)) < 1:
         raise DataError(f"{what} has no feature column left besides the target '{target}' (excluded: "
                         f"{_names(sorted(excluded))}). Keep at least one feature.")
     if task == "classification":
-        classes = y.dropna().unique()
+        classes = y.dropna().unique() if stats is None else list(stats["target_counts"].index)
         if len(classes) < 2:
             raise DataError(f"Target column '{target}' of {what} has a single class ({classes[0]!r} in "
                             f"all {n_labeled:,} labeled rows): a classifier needs at least two. Check "
@@ -97,7 +105,7 @@ def check_table(df: Any, *, target: str | None = None, task: str = "classificati
             raise DataError(f"Target column '{target}' of {what} is {y.dtype} but the objective is "
                             "regression, which needs numbers. Set brief.objective.type: classification "
                             "or convert the column.")
-        if y.dropna().nunique() < 2:
+        if (y.dropna().nunique() if stats is None else stats.get("target_distinct") or 0) < 2:
             raise DataError(f"Target column '{target}' of {what} is constant ({y.dropna().iloc[0]!r}): "
                             "there is nothing to predict. Check the extract or the target.")
 

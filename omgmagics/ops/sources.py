@@ -230,6 +230,16 @@ class Source:
     def columns(self) -> list[str]:
         return list(self.kinds)
 
+    def frames(self, columns: list[str] | None = None) -> Iterator[Any]:
+        """pandas DataFrames of at most ``batch_rows`` rows, in order, whose dtypes are those of the
+        whole table read at once (``pd.read_parquet``), so a check per batch sees what it would see on
+        the whole table."""
+        raise NotImplementedError
+
+    def dtypes(self) -> dict[str, Any]:
+        """The pandas dtype of each column of the whole table."""
+        raise NotImplementedError
+
 
 class FrameSource(Source):
     """An in-memory DataFrame, sliced into batches."""
@@ -248,6 +258,14 @@ class FrameSource(Source):
         for i in range(0, len(self.df), self.batch_rows):
             yield PandasBatch(self.df.iloc[i:i + self.batch_rows][cols])
 
+    def frames(self, columns: list[str] | None = None) -> Iterator[Any]:
+        df = self.df if columns is None else self.df[columns]
+        for i in range(0, max(len(df), 1), self.batch_rows):
+            yield df.iloc[i:i + self.batch_rows]
+
+    def dtypes(self) -> dict[str, Any]:
+        return {str(c): t for c, t in self.df.dtypes.items()}
+
 
 class ParquetSource(Source):
     """A parquet file or a folder of parquet files (hive partitions such as ``date=2026-01-01/``)."""
@@ -265,9 +283,6 @@ class ParquetSource(Source):
         except Exception as exc:  # noqa: BLE001 - arrow raises several kinds for a bad file
             raise DataError(f"{self.path} could not be read as parquet: {str(exc).splitlines()[0]}. "
                             "Point at a parquet file or a folder of parquet files.") from None
-        self.kinds = {f.name: _arrow_kind(f.type) for f in schema}
-        self.types = {f.name: f.type for f in schema}
-        self.problems = []
         self.fragments = sorted(self.dataset.get_fragments(), key=lambda f: f.path)
         if not self.fragments:
             if self.path.is_file():  # arrow skips a file that is not valid parquet
@@ -275,7 +290,24 @@ class ParquetSource(Source):
                                 "Write it again, or point at another parquet file or folder.")
             raise DataError(f"{self.path} holds no parquet files. Point at a parquet file or a folder "
                             "of them.")
+        if self.path.is_dir():
+            from .partitions import check_files, unified_schema
+
+            check_files(self.path, self.fragments)
+            unified = unified_schema(self.path, self.fragments, schema)
+            if not unified.equals(schema):
+                self.dataset = ds.dataset(str(self.path), format="parquet", partitioning="hive",
+                                          exclude_invalid_files=True, schema=unified)
+                self.fragments = sorted(self.dataset.get_fragments(), key=lambda f: f.path)
+                schema = unified
+        self.schema = schema
+        self.kinds = {f.name: _arrow_kind(f.type) for f in schema}
+        self.types = {f.name: f.type for f in schema}
+        self.partitions = [f.name for f in schema
+                           if f.name not in self.fragments[0].physical_schema.names]
+        self.problems = []
         self.rows = sum(f.count_rows() for f in self.fragments)
+        self._dtypes: dict[str, Any] | None = None
 
     def _time_filter(self, col: str, start_ns: int | None, end_ns: int | None) -> Any:
         """A pushed-down filter that prunes partitions and row groups (rows are re-checked later)."""
@@ -308,10 +340,82 @@ class ParquetSource(Source):
         options = ds.ParquetFragmentScanOptions(pre_buffer=False)
         for fragment in self.fragments:
             for batch in fragment.to_batches(columns=cols, filter=flt, batch_size=self.batch_rows,
+                                             schema=self.dataset.schema,
                                              batch_readahead=1, fragment_readahead=1,
                                              fragment_scan_options=options, use_threads=True):
                 if batch.num_rows:
                     yield ArrowBatch(batch)
+
+
+    def _null_columns(self, names: list[str]) -> set[str]:
+        """The columns among `names` with a missing value somewhere (row-group statistics; a scan of
+        the column where a file has none)."""
+        out, unknown = set(), []
+        for name in names:
+            if name in self.partitions:
+                continue
+            nulls, known = 0, True
+            for frag in self.fragments:
+                meta = frag.metadata
+                idx = meta.schema.to_arrow_schema().get_field_index(name)
+                for rg in range(meta.num_row_groups):
+                    stats = meta.row_group(rg).column(idx).statistics if idx >= 0 else None
+                    if stats is None or not stats.has_null_count:
+                        known = False
+                        break
+                    nulls += stats.null_count
+                if not known:
+                    break
+            if not known:
+                unknown.append(name)
+            elif nulls:
+                out.add(name)
+        for batch in (self.batches(unknown) if unknown else ()):
+            out |= {c for c in unknown if batch.n_missing(c)}
+        return out
+
+    def dtypes(self) -> dict[str, Any]:
+        """The columns of the table as ``pd.read_parquet`` gives them (an index stored by pandas is
+        not a column) and their dtypes: pandas' own dtypes where the file records them, integers with
+        a missing value anywhere float64, booleans with one object, hive partition columns
+        categories."""
+        if self._dtypes is None:
+            import pandas as pd
+            import pyarrow as pa
+
+            base = self.schema.empty_table().to_pandas().dtypes
+            base.index = [str(c) for c in base.index]
+            fixable = [c for c, t in base.items() if c in self.types and isinstance(t, np.dtype)
+                       and (pa.types.is_integer(self.types[c]) or pa.types.is_boolean(self.types[c]))]
+            nulls = self._null_columns(fixable)
+            out = {}
+            for name, dtype in base.items():
+                if name in self.partitions:
+                    dtype = pd.CategoricalDtype()
+                elif name in nulls:
+                    dtype = np.dtype("float64") if pa.types.is_integer(self.types[name]) \
+                        else np.dtype("O")
+                out[name] = dtype
+            self._dtypes = out
+        return dict(self._dtypes)
+
+    def frames(self, columns: list[str] | None = None) -> Iterator[Any]:
+        import pandas as pd
+        import pyarrow as pa
+
+        dtypes = self.dtypes()
+        cols = list(columns) if columns is not None else list(dtypes)
+        meta = self.schema.metadata
+        for batch in self.batches(cols):
+            df = pa.Table.from_batches([batch.batch]).replace_schema_metadata(meta).to_pandas()
+            for col in cols:
+                want = dtypes[col]
+                if isinstance(want, pd.CategoricalDtype):
+                    if not isinstance(df[col].dtype, pd.CategoricalDtype):
+                        df[col] = df[col].astype("category")
+                elif df[col].dtype != want:
+                    df[col] = df[col].astype(want)
+            yield df
 
 
 def open_source(table: Any, name: str | None = None, base: str | os.PathLike | None = None,
@@ -336,3 +440,5 @@ def open_source(table: Any, name: str | None = None, base: str | os.PathLike | N
     from ..io import read_table
 
     return FrameSource(read_table(path), str(path), batch_rows)
+
+
