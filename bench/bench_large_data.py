@@ -3,9 +3,10 @@
 Data (seeded, built in a subprocess before anything is measured), at SMALL and LARGE rows (default
 250,000 and 1,000,000; ``OMG_BENCH_LARGE_ROWS="20000,80000"`` for a quick check):
 
-* a hive-partitioned parquet folder (``table/part=00 .. part=09``, row groups of 65,536 rows) of 20
-  columns: 9 floats (1 % missing in two), 4 integers, 5 categories (3 to 1,000 values), a time column
-  ``ts`` over 30 days and the binary target ``income``; two columns shifted in time (for drift);
+* a hive-partitioned parquet folder (``table/part=00``, ``part=01``, ...: files of 100,000 rows in row
+  groups of 65,536, so both sizes are read in full batches) of 20 columns: 9 floats (1 % missing in
+  two), 4 integers, 5 categories (3 to 1,000 values), a time column ``ts`` over 30 days and the binary
+  target ``income``; two columns shifted in time (for drift);
 * a reference folder of the same generator (another seed, no shift, no time column) for ``ops drift``;
 * a project (``omg ml init`` on 1,000 rows of the table, then ``data.source`` pointed at the folder and
   a schema inferred from the table) whose prediction log ``monitoring/predictions/DAY.jsonl`` holds as
@@ -38,7 +39,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 SEED = 20261128
 COLS = 20
-PARTS = 10
+PART_ROWS = 100_000  # rows per partition file (row groups of 65,536): full batches at every size
 DAYS = 30
 LABELED = 0.2
 TARGET = 1.3
@@ -91,11 +92,13 @@ def write_folder(df, folder: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    per = -(-len(df) // PARTS)
-    for i in range(PARTS):
+    # Files of the same size at every table size, as a growing data set gains files (days, ...):
+    # otherwise the smaller table's files would be smaller than one batch, and its batches smaller.
+    for i in range(-(-len(df) // PART_ROWS)):
         part = folder / f"part={i:02d}"
         part.mkdir(parents=True)
-        pq.write_table(pa.Table.from_pandas(df.iloc[i * per:(i + 1) * per], preserve_index=False),
+        pq.write_table(pa.Table.from_pandas(df.iloc[i * PART_ROWS:(i + 1) * PART_ROWS],
+                                            preserve_index=False),
                        part / "part-0.parquet", row_group_size=65536)
 
 
@@ -286,7 +289,7 @@ def run() -> dict:
         "notes": (f"largest growth: {worst}. Per size: {json.dumps(res)}. Each command runs in its own "
                   "process (wall time includes start-up and imports); peak RSS of that process. The "
                   f"log: {rate:,} requests per day, {int(LABELED * 100)} % labeled; the table: {COLS} "
-                  f"columns in {PARTS} hive partitions."),
+                  f"columns in hive partitions of {PART_ROWS:,} rows."),
     }
 
 
