@@ -135,3 +135,16 @@ def test_first_connect_from_several_processes_at_once(tmp_path):
     assert len({v for k, v in got if k == "experiment"}) == 1
     models = sorted(v for k, v in got if k == "model")
     assert models == ["RESOURCE_ALREADY_EXISTS"] * (n - 1) + ["created"]
+
+
+def test_feature_matrix_takes_nullable_and_boolean_columns():
+    from omgmagics.modeling.data import from_frames
+
+    df = pd.DataFrame({"a": pd.array([1, None, 3, 4], dtype="Int64"), "b": [True, False, True, False],
+                       "c": [0.5, 1.5, np.nan, 2.0], "y": ["n", "y", "n", "y"]})
+    data = from_frames({"train": df}, target="y", task="classification", positive_label="y", ref="t")
+    X = data.X["train"]
+    assert X.dtype == np.float64 and X.flags.f_contiguous
+    np.testing.assert_array_equal(X, [[1, 1, 0.5], [np.nan, 0, 1.5], [3, 1, np.nan], [4, 0, 2.0]])
+    assert data.frames["train"]["a"].isna().tolist() == [False, True, False, False]
+    assert data.y["train"].tolist() == [0, 1, 0, 1]

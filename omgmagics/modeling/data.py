@@ -103,6 +103,19 @@ def _encode(y: Any, classes: list[Any], split: str, ref: str) -> Any:
     return np.array([index[n] for n in names], dtype=np.int64)[codes]
 
 
+def _matrix(df: Any, columns: list[Any]) -> Any:
+    """The columns as one column-major float64 matrix (missing values of nullable dtypes NaN)."""
+    import numpy as np
+    import pandas as pd
+
+    X = np.empty((len(df), len(columns)), dtype=np.float64, order="F")
+    for j, c in enumerate(columns):
+        col = df[c]
+        X[:, j] = col.to_numpy(dtype=np.float64, na_value=np.nan) \
+            if isinstance(col.dtype, pd.api.extensions.ExtensionDtype) else col.to_numpy()
+    return X
+
+
 def from_frames(splits: dict[str, Any], *, target: str, task: str, positive_label: Any = None,
                 ref: str, id_column: str | None = None, manifest: dict | None = None) -> ModelData:
     """Build :class:`ModelData` from split DataFrames (features + target [+ id column])."""
@@ -140,8 +153,8 @@ def from_frames(splits: dict[str, Any], *, target: str, task: str, positive_labe
         if missing:
             raise DataError(f"The {split} split of {ref} lacks feature columns of the training split: "
                             f"{', '.join(map(str, missing[:10]))}. Store the splits together.")
-        # one float64 matrix; the frame is a read-only view of it with the column names
-        X[split] = df[features].to_numpy(dtype=np.float64)
+        # one float64 matrix, filled column by column (one copy); the frame is a view of it
+        X[split] = _matrix(df, features)
         frames[split] = pd.DataFrame(X[split], columns=features, index=df.index, copy=False)
         if task == "regression":
             if not pd.api.types.is_numeric_dtype(df[target]):

@@ -101,10 +101,11 @@ def split_scores(model: Any, data: Any, metrics: list[str],
 
     from ..metrics import score
 
-    def predict(split: str) -> tuple[Any, float]:
+    def predict(split: str) -> tuple[Any, float, dict[str, float]]:
         t0 = time.perf_counter()
         s = model.predict_scores(data.X[split])
-        return s, time.perf_counter() - t0
+        took = time.perf_counter() - t0
+        return s, took, {m: score(m, data.y[split], s, data.task) for m in metrics}
 
     splits = [s for s in ("val", "test") if data.has(s)]
     if len(splits) > 1 and (os.cpu_count() or 1) > 1:
@@ -113,12 +114,12 @@ def split_scores(model: Any, data: Any, metrics: list[str],
     else:
         done = {split: predict(split) for split in splits}
     out = {}
-    for split, (s, took) in done.items():
+    for split, (s, took, values) in done.items():
         if seconds is not None:
             seconds[split] = took
         if cache is not None:
             cache[split] = s
-        out[split] = {m: score(m, data.y[split], s, data.task) for m in metrics}
+        out[split] = values
     return out
 
 
