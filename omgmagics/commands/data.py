@@ -59,7 +59,10 @@ def collect(ns: argparse.Namespace, ctx: Context):
 
 @command(
     "data", "validate",
-    DATA,
+    arg("--data", metavar="PATH|DATAFRAME", default=None,
+        help="input table: a csv/parquet/jsonl path, a folder of parquet files (hive partitions; "
+             "parquet is read in batches, so tables larger than memory work) or a DataFrame "
+             "variable of the notebook (default: the project's data)"),
     arg("--schema", metavar="YAML", default=None,
         help="check dtypes, ranges, allowed values, nulls, uniqueness against this schema"),
     arg("--infer", action="store_true", help="write a starting schema inferred from the data"),
@@ -74,7 +77,8 @@ def collect(ns: argparse.Namespace, ctx: Context):
         help="with --infer: replace an existing schema file (it is kept by default)"),
     help="validate data against a schema, or audit it (--audit)",
     examples=["validate --audit --report data_audit.html", "validate --schema schema.yaml --strict",
-              "validate --infer --schema schema.yaml"],
+              "validate --infer --schema schema.yaml",
+              "validate --data data/events/ --schema schema.yaml   # a partitioned parquet folder"],
 )
 def validate(ns: argparse.Namespace, ctx: Context):
     if ns.audit:
