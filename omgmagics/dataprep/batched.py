@@ -4,6 +4,7 @@ data dictionary's row sample and the content hash in one pass)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from ..results import Report
@@ -19,7 +20,7 @@ def raw_source(project: Any, batch_rows: int = FRAME_ROWS) -> tuple[Any, dict[st
     None until a pass over it computes it."""
     from ..ops.sources import ParquetSource
     from .sources import LINEAGE_FILE
-    from .steps import raw_table, read_json_or, rel, resolve
+    from .steps import raw_table, read_json_or, rel
 
     lineage = read_json_or(project.raw_dir / LINEAGE_FILE, {"sources": {}})
     present = {n: r for n, r in lineage["sources"].items() if (project.raw_dir / r["file"]).is_file()}
@@ -31,33 +32,47 @@ def raw_source(project: Any, batch_rows: int = FRAME_ROWS) -> tuple[Any, dict[st
         path = project.raw_dir / record["file"]
         return ParquetSource(path, batch_rows), {"path": rel(project, path), "content_sha256":
                                                   record.get("content_sha256"), "rows": record.get("rows")}
+    path = declared_parquet(project) if not present else None
+    if path is not None:
+        src = ParquetSource(path, batch_rows)
+        return src, {"path": "project data.source (not collected)", "content_sha256": None,
+                     "rows": src.rows}
+    return raw_table(project)
+
+
+def parquet_path(project: Any, data: str | Path) -> Path | None:
+    """`data` (a path, relative to the working folder, else the project) when it is an existing
+    parquet file or folder, which is read in batches; None for anything else (loaded whole)."""
+    path = Path(data)
+    if not path.is_absolute() and not path.exists():
+        path = Path(project.root) / path
+    if path.is_dir() or (path.is_file() and path.suffix.lower() in (".parquet", ".pq")):
+        return path
+    return None
+
+
+def declared_parquet(project: Any) -> Path | None:
+    """The project's ``data.source`` when it is an unsampled parquet file or folder."""
     declared = project.config.get_path("data.source", "demo")
     frac = project.config.get_path("data.sample_frac", 1.0)
-    if not present and declared not in (None, "demo") and (frac is None or float(frac) >= 1.0):
-        path = resolve(project, declared, declared)
-        if path.is_dir() or path.suffix.lower() in (".parquet", ".pq"):
-            src = ParquetSource(path, batch_rows) if path.exists() else None
-            if src is not None:
-                return src, {"path": "project data.source (not collected)", "content_sha256": None,
-                             "rows": src.rows}
-    return raw_table(project)
+    if declared in (None, "demo") or (frac is not None and float(frac) < 1.0):
+        return None
+    from .steps import resolve
+
+    return parquet_path(project, resolve(project, declared, declared))
 
 
 def parquet_source(project: Any, data: str,
                    batch_rows: int = FRAME_ROWS) -> tuple[Any, dict[str, Any]] | None:
-    """`data` (a path, relative to the working folder, else the project) opened to be read in batches
-    when it is a parquet file or folder; None for anything else (which is loaded whole)."""
-    from pathlib import Path
-
+    """`data` opened to be read in batches when it is a parquet file or folder (:func:`parquet_path`);
+    None for anything else (which is loaded whole)."""
     from ..ops.sources import open_source
 
-    path = Path(data)
-    if not path.is_absolute() and not path.exists():
-        path = Path(project.root) / path
-    if path.is_dir() or (path.exists() and path.suffix.lower() in (".parquet", ".pq")):
-        src = open_source(path, batch_rows=batch_rows)
-        return src, {"path": data, "content_sha256": None, "rows": src.rows}
-    return None
+    path = parquet_path(project, data)
+    if path is None:
+        return None
+    src = open_source(path, batch_rows=batch_rows)
+    return src, {"path": data, "content_sha256": None, "rows": src.rows}
 
 
 def validate_source(src: Any, schema: dict[str, Any], source: str, seed: int, progress: Any,

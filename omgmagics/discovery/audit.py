@@ -110,23 +110,18 @@ def load_input(project: Any, ref: str | None = None, table: Callable[..., Any] |
         :class:`omgmagics.ops.sources.ParquetSource` to read in batches, not as a DataFrame.
     """
     declared = project.config.get_path("data.source")
+    if batched:
+        from ..dataprep.batched import declared_parquet, parquet_path
+        from ..ops.sources import ParquetSource
     if ref is None:
-        if batched and declared not in (None, "demo"):
-            frac = project.config.get_path("data.sample_frac", 1.0)
-            path = Path(declared) if Path(declared).is_absolute() else Path(project.root) / declared
-            if (frac is None or float(frac) >= 1.0) and _is_parquet(path):
-                from ..ops.sources import ParquetSource
-
-                return (ParquetSource(path, AUDIT_BATCH_ROWS), source_info(declared, project.root),
-                        "the project data")
+        path = declared_parquet(project) if batched else None
+        if path is not None:
+            return (ParquetSource(path, AUDIT_BATCH_ROWS), source_info(declared, project.root),
+                    "the project data")
         return project.load_source_data(), source_info(declared, project.root), "the project data"
     if batched and not (namespace is not None and ref.isidentifier() and ref in namespace):
-        path = Path(ref)
-        if not path.is_absolute() and not path.exists():
-            path = Path(project.root) / path
-        if _is_parquet(path):
-            from ..ops.sources import ParquetSource
-
+        path = parquet_path(project, ref)
+        if path is not None:
             return (ParquetSource(path, AUDIT_BATCH_ROWS),
                     source_info(declared, project.root, path=path), str(ref))
     df = table(ref, project.root) if table is not None else None
@@ -140,10 +135,6 @@ def load_input(project: Any, ref: str | None = None, table: Callable[..., Any] |
 
         df = read_table(path)
     return df, source_info(declared, project.root, path=path), str(ref)
-
-
-def _is_parquet(path: Path) -> bool:
-    return path.is_dir() or (path.is_file() and path.suffix.lower() in (".parquet", ".pq"))
 
 
 def _read_whole(src: Any) -> pd.DataFrame:
