@@ -56,11 +56,16 @@ def _study(url: str, name: str):
 
 
 def _running_trial(trials: list, worker: str):
-    """The trial `worker` is fitting (params sampled, still running) among `trials`, or None."""
+    """The trial `worker` is fitting (every parameter sampled, still running) among `trials`, or
+    None. A trial caught while its parameters are being drawn one by one is not "fitting": its retry
+    would keep the drawn ones and sample the rest."""
     from optuna.trial import TrialState
 
+    from omgmagics.modeling.spaces import SPACES
+
+    sampled = {name for name, spec in SPACES["xgboost"].items() if isinstance(spec, dict)}
     return next((t for t in trials if t.state == TrialState.RUNNING
-                 and t.user_attrs.get("worker") == worker and t.params), None)
+                 and t.user_attrs.get("worker") == worker and set(t.params) == sampled), None)
 
 
 def _tune_args(url: str, study: str, trials: int, workers: int = 1) -> list[str]:

@@ -186,6 +186,42 @@ def _optimize(study: Any, objective: Callable, trials: int, timeout: float | Non
         callbacks.append(on_trial)
     study.optimize(objective, n_trials=remaining, timeout=timeout, n_jobs=n_jobs,
                    callbacks=callbacks, gc_after_trial=False)
+    _settle(study, objective)
+
+
+def _settle(study: Any, objective: Callable) -> None:
+    """Leave no trial of a dead worker behind.
+
+    Stale trials are failed (and queued again) only when a worker starts a trial, so a worker that
+    finished its share within the grace period of a worker that died would leave that trial
+    ``RUNNING`` for ever and its retry never run. Before leaving, wait while trials are running (up
+    to the grace period and two heartbeats): fail the stale ones, run their retries here, and go as
+    soon as none is running. A live worker's trial just finishes on its own meanwhile.
+    """
+    import time
+
+    from optuna.storages import fail_stale_trials
+    from optuna.storages._heartbeat import is_heartbeat_enabled
+    from optuna.trial import TrialState
+
+    storage = study._storage
+    if not is_heartbeat_enabled(storage):
+        return
+    interval = storage.get_heartbeat_interval()
+    grace = getattr(storage, "grace_period", None) or 2 * interval
+    deadline = time.monotonic() + grace + 2 * interval
+    while True:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # fail_stale_trials is flagged experimental
+            fail_stale_trials(study)
+        retries = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        if retries:
+            study.optimize(objective, n_trials=len(retries), gc_after_trial=False)
+            continue
+        if not study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)) or \
+                time.monotonic() > deadline:
+            return
+        time.sleep(min(1.0, interval))
 
 
 def tune_model(project: Any, model: str = "xgboost", *, trials: int | None = None,
