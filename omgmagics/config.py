@@ -121,6 +121,7 @@ SPEC: dict[str, Any] = {
         "equalized_odds_difference": OPT_NUM,
     },
     "tracking": {"uri": OPT_STR, "experiment": OPT_STR, "registered_model": OPT_STR},
+    "defaults": ANY,  # size-dependent defaults `omg ml init` derived from the table (a record)
     "tuning": {"storage": OPT_STR, "study": OPT_STR, "n_trials": (int, type(None)),
                "timeout_s": OPT_NUM, "search_space": (dict, type(None)),
                "heartbeat_s": (int, type(None))},  # worker heartbeat; stale after 4x

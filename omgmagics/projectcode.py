@@ -4,8 +4,8 @@ The phase notebooks of the kit are templates for any table: they name no column.
 project is generated here from its own data and written into cells tagged ``omg-generated-*``
 (each one starts with a comment saying so, and the markdown above it says how to edit it):
 
-- ``features``: example feature functions over the project's own columns (the ratio or difference of
-  the two most correlated numeric inputs; a weekend flag of the time column);
+- ``features``: an example feature function over the project's own columns (the ratio or difference
+  of the two most correlated numeric inputs; date parts of date columns come from feature inference);
 - ``labeling``: labeling functions *mined from the labeled rows* when some rows have no label — short
   threshold or membership rules found by one-split trees (decision stumps) per column, each kept only
   when its precision on held-out labeled rows clearly beats the class's base rate, in the spirit of
@@ -109,7 +109,7 @@ def derive_sizes(n_rows: int, n_inputs: int, task: str, class_counts: list[int])
 
 
 # ------------------------------------------------------------------------------ feature functions
-def feature_code(df: Any, inputs: list[str], time_column: str | None) -> tuple[str, str, list[str]]:
+def feature_code(df: Any, inputs: list[str]) -> tuple[str, str, list[str]]:
     """Source of the feature-function cell, of its preview cell, and notes on what was made."""
     import numpy as np
     import pandas as pd
@@ -143,24 +143,15 @@ def feature_code(df: Any, inputs: list[str], time_column: str | None) -> tuple[s
                           f"def {fname}(df: pd.DataFrame) -> pd.Series:\n{body}\n")
             names.append(fname)
             notes.append(f"feature function {fname} over {a!r} and {b!r}")
-    if time_column is not None and time_column in df.columns:
-        fname = _unique(identifier(time_column, "weekend_"), taken)
-        blocks.append(
-            f"@feature_function(columns=[{time_column!r}])\n"
-            f"def {fname}(df: pd.DataFrame) -> pd.Series:\n"
-            f'    """1 when {time_column} falls on a Saturday or Sunday (missing or unparsable: NaN)."""\n'
-            f"    when = pd.to_datetime(df[{time_column!r}], errors=\"coerce\", format=\"mixed\")\n"
-            f"    return (when.dt.dayofweek >= 5).astype(float).where(when.notna())\n")
-        names.append(fname)
-        notes.append(f"feature function {fname} over the time column {time_column!r}")
+    load = "df = project.load_source_data(sample_frac)\n"
     if blocks:
         cell = "\n\n".join(blocks)
-        preview = ("pd.DataFrame({" + ", ".join(f"{n!r}: {n}(df)" for n in names)
+        preview = load + ("pd.DataFrame({" + ", ".join(f"{n!r}: {n}(df)" for n in names)
                    + "}).describe()")
     else:
         cell = ("# No feature function was generated: the table has no pair of correlated numeric\n"
-                "# inputs and no time column. Write your own here with @feature_function(columns=[...]).\n")
-        preview = 'print("No feature functions defined above.")'
+                "# inputs. Write your own here with @feature_function(columns=[...]).\n")
+        preview = load + 'print("No feature functions defined above.")'
     return cell, preview, notes
 
 
@@ -168,7 +159,6 @@ def feature_code(df: Any, inputs: list[str], time_column: str | None) -> tuple[s
 def _rules(x: Any, y: Any, col: str, classes: list[Any]) -> list[dict[str, Any]]:
     """Candidate one-split rules on column `col`, one class against the rest: for each class, the
     side of a decision stump (numeric) or the level (categorical) where that class is most enriched."""
-    import numpy as np
     import pandas as pd
     from sklearn.tree import DecisionTreeClassifier
 
@@ -383,13 +373,14 @@ def shift_spec(df: Any, target: str, inputs: list[str]) -> tuple[str, str]:
 
     The two numeric inputs most related to the target (Spearman) fall by a fifth (``*0.8``),
     preferring columns whose range holds zero, where the shrunken values stay inside the schema's
-    observed range; with fewer than two such inputs, the most frequent level of a categorical input
-    is forced on every row.
+    observed range (the simulation clips to the schema's range anyway). Categorical shifts
+    (``COLUMN=VALUE``) are left to the user: papermill cannot read back a parameter line holding a
+    second ``=``.
     """
     import pandas as pd
 
     def quoted(col: str) -> str:
-        return col if SIMPLE_NAME.match(col) else '"' + col.replace('"', '\\"') + '"'
+        return col if SIMPLE_NAME.match(col) else "'" + col.replace("'", "\\'") + "'"
 
     y = df[target]
     codes = y if pd.api.types.is_numeric_dtype(y) else y.astype("category").cat.codes.where(y.notna())
@@ -403,16 +394,7 @@ def shift_spec(df: Any, target: str, inputs: list[str]) -> tuple[str, str]:
     picked = sorted(numeric, key=lambda c: (not numeric[c][0], -numeric[c][1]))[:2]
     parts = [f"{quoted(c)}*0.8" for c in picked]
     text = " and ".join(f"`{c}` falls by a fifth" for c in picked)
-    if len(parts) < 2:
-        cats = [c for c in inputs if c not in numeric and df[c].dtype == object
-                and 2 <= df[c].nunique() <= 50]
-        if cats:
-            col = cats[0]
-            level = str(df[col].mode().iloc[0])
-            if "," not in level and '"' not in level and "'" not in level:
-                parts.append(f"{quoted(col)}={level}")
-                text = (text + " and " if text else "") + f"every `{col}` becomes {level!r}"
-    return ",".join(parts), text or "no column to shift"
+    return ",".join(parts), text or "no numeric input to shift: write one by hand (COLUMN=VALUE)"
 
 
 def task_kind(task: str, n_classes: int) -> str:
@@ -428,7 +410,7 @@ def generate(df: Any, target: str, task: str, *, inputs: list[str], time_column:
     counts = [int(v) for v in y.value_counts().tolist()] if task == "classification" else []
     sizes = derive_sizes(n_labeled, len(inputs), task, counts)
     code = ProjectCode(defaults=sizes)
-    feats, preview, notes = feature_code(df, inputs, time_column)
+    feats, preview, notes = feature_code(df, inputs)
     code.notes += notes
     unlabeled = len(df) - n_labeled
     if task != "classification":
@@ -479,6 +461,15 @@ drift:
 PARAM_RE = r"^({name}\s*=\s*)(.*?)(\s*#.*)?$"
 
 
+def _literal(value: Any) -> str:
+    """A Python literal papermill parses back: strings in double quotes."""
+    if isinstance(value, str):
+        import json
+
+        return json.dumps(value, ensure_ascii=False)
+    return repr(value)
+
+
 def set_parameters(source: str, values: dict[str, Any]) -> str:
     """The `parameters` cell `source` with the given names set to `values` (comments kept)."""
     lines = source.splitlines()
@@ -487,7 +478,7 @@ def set_parameters(source: str, values: dict[str, Any]) -> str:
         for i, line in enumerate(lines):
             m = pattern.match(line)
             if m:
-                lines[i] = f"{m.group(1)}{value!r}{m.group(3) or ''}"
+                lines[i] = f"{m.group(1)}{_literal(value)}{m.group(3) or ''}"
                 break
         else:
             raise KeyError(f"parameter {name!r} is not in the parameters cell")

@@ -2,7 +2,11 @@
 
 Writes the layout of DESIGN.md section 4 into a temporary folder and renames it into place, so a failed
 init leaves nothing behind. The brief in ``omg.yaml`` is pre-filled from the data: problem type from the
-target, sensitive features recognised by column name, a time column when one parses as dates.
+target, sensitive features recognised by column name, a time column when one parses as dates, the
+columns no model should read (identifiers, constants, leaks of the target) and the size-dependent
+defaults. The notebooks' project-specific cells (feature and labeling functions, the serving handler,
+phase 5's shift) and parameters are generated from the data (:mod:`omgmagics.projectcode`; the demo's
+come from :mod:`omgmagics.datasets.adult_project`).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 LAYOUT = ["data/raw", "data/processed", "features", "models", "runs", "reports", "docs", "decisions",
           "monitoring"]
 SENSITIVE_NAMES = ["sex", "gender", "race", "ethnicity", "ethnic", "age", "religion", "nationality",
-                   "native_country", "disability", "marital_status", "pregnan", "sexual_orientation"]
+                   "native", "disability", "marital", "pregnan", "sexual_orientation"]
 CHECKPOINTS = {
     1: ("Feasibility approved", "product owner"),
     2: ("Data ready", "data steward"),
@@ -32,15 +36,6 @@ CHECKPOINTS = {
     4: ("Staging validated", "platform owner"),
     5: ("Production stable", "on-call lead"),
 }
-
-DEMO_BRIEF = {
-    "business_problem": ("Identify adults whose yearly income exceeds 50K (1994 US census extract) so that "
-                         "a financial-services offer reaches the people it fits, without treating "
-                         "groups of sex or race unfairly."),
-    "positive_label": ">50K",
-    "threshold": 0.88,
-}
-
 
 def infer_task(target: Any) -> str:
     """``regression`` for a numeric target with many distinct values, else ``classification``."""
@@ -94,12 +89,28 @@ def _yaml_value(value: Any) -> str:
     return "null" if value is None else json.dumps(value)
 
 
+def _excluded_yaml(excluded: dict[str, str]) -> str:
+    if not excluded:
+        return "[]            # columns never used as features (leaks, personal data)"
+    lines = "".join(f"\n    - {json.dumps(c)}   # {why}" for c, why in excluded.items())
+    return f"                # never model inputs; found by init (edit freely):{lines}"
+
+
+def _defaults_yaml(defaults: dict[str, Any]) -> str:
+    keys = ["rows", "inputs", "smallest_class_rows", "k_features", "n_trials", "cv_folds",
+            "canary_window", "sim_days", "per_day", "min_labels", "shift"]
+    return "\n".join(f"  {k}: {_yaml_value(defaults[k])}" for k in keys if k in defaults)
+
+
 def render_brief(name: str, *, task: str, target: str, metric: str, threshold: float | None,
                  positive_label: Any, sensitive: list[str], time_column: str | None,
-                 source: str, business_problem: str) -> str:
+                 source: str, business_problem: str, excluded: dict[str, str] | None = None,
+                 defaults: dict[str, Any] | None = None) -> str:
     """The text of ``omg.yaml``, commented so the user can edit the brief."""
     checkpoints = "\n".join(f"    {p}: {{name: {json.dumps(n)}, owner: {json.dumps(o)}}}"
                             for p, (n, o) in CHECKPOINTS.items())
+    defaults = defaults or {}
+    n_trials = defaults.get("n_trials", 50)
     created = dt.date.today().isoformat()
     return f"""# omg project brief and settings. Edit freely; unknown keys are rejected.
 project:
@@ -138,7 +149,7 @@ brief:
 data:
   source: {json.dumps(source)}            # "demo" (bundled Adult census data) or a csv/parquet path
   sample_frac: 1.0
-  exclude_columns: []            # columns never used as features (leaks, personal data)
+  exclude_columns: {_excluded_yaml(excluded or {})}
 
 fairness:                        # largest differences accepted between groups (phase 3 gate)
   demographic_parity_difference: 0.30
@@ -152,7 +163,7 @@ tracking:
 tuning:
   storage: null                  # null: the project's SQLite; or postgresql://...
   study: null
-  n_trials: 50
+  n_trials: {n_trials}                    # derived from the table's size (defaults: below)
 
 features:
   name: project_features
@@ -166,6 +177,11 @@ serving:                         # phase 4; every key has a default (see docs/ar
     max_error_rate: 0.01         # p99 limit: brief.constraints.latency_p99_ms
 
 seed: 42
+
+# Size-dependent defaults derived by `omg ml init` from the table (rows with a label, model inputs,
+# classes); the notebooks' parameters were set from them. A record: editing it changes nothing.
+defaults:
+{_defaults_yaml(defaults)}
 """
 
 
@@ -190,7 +206,10 @@ def init_project(name: str, parent: str | Path = ".", template: str | None = Non
     -------
     Report
     """
+    from . import projectcode
+    from .columns import column_roles, excluded_columns
     from .datasets import ADULT_ATTRIBUTION, load_demo
+    from .datasets import adult_project as adult
     from .io import read_table
     from .results import Report
     from .templates import PROJECT_TEMPLATE, notebooks_dir
@@ -210,11 +229,11 @@ def init_project(name: str, parent: str | Path = ".", template: str | None = Non
 
     messages: list[str] = []
     if data is None:
-        if target not in (None, "income"):
-            raise UsageError("--target needs --data: the demo data's target is 'income'.")
+        if target not in (None, adult.TARGET):
+            raise UsageError(f"--target needs --data: the demo data's target is '{adult.TARGET}'.")
         df = load_demo()
-        target, source = "income", "demo"
-        business_problem = DEMO_BRIEF["business_problem"]
+        target, source = adult.TARGET, "demo"
+        business_problem = adult.BUSINESS_PROBLEM
         messages.append(f"Demo data: {ADULT_ATTRIBUTION}")
     else:
         if target is None:
@@ -227,37 +246,13 @@ def init_project(name: str, parent: str | Path = ".", template: str | None = Non
         source = str(data_path)
         business_problem = f"Predict {target} from the other columns of {data_path.name}. (Edit me.)"
 
+    task, n_classes = _check_target(df, target, template)
+    metric = default_metric(task, n_classes)
     y = df[target]
     missing = int(y.isna().sum())
-    if missing == len(df):
-        raise DataError(f"Target column '{target}' is empty (all {len(df)} values missing). "
-                        "Choose a column with labels.")
-    import numpy as np
-    import pandas as pd
-
-    if pd.api.types.is_numeric_dtype(y) and np.isinf(y.to_numpy(dtype=float)).any():
-        raise DataError(f"Target column '{target}' has infinite values "
-                        f"({int(np.isinf(y.to_numpy(dtype=float)).sum())} rows). "
-                        "Replace or drop them before using the table.")
-    task = template or infer_task(y)
-    n_classes = int(y.nunique())
-    if task == "classification" and n_classes < 2:
-        raise DataError(f"Target column '{target}' has a single class ({y.dropna().iloc[0]!r}); "
-                        "a classifier needs at least two. Check the column or the data extract.")
-    known = len(df) - missing
-    if task == "classification" and n_classes > 100 and n_classes > known // 2:
-        # An identifier or a free-text column: most classes would have a single row.
-        raise DataError(f"Target column '{target}' has {n_classes} distinct values in {known} "
-                        "labelled rows, too many to be classes (an identifier?). Choose the label "
-                        "column, or --template regression for a numeric target.")
-    if task == "regression" and not pd.api.types.is_numeric_dtype(y):
-        bad = y.dropna()[pd.to_numeric(y.dropna(), errors="coerce").isna()]
-        raise DataError(f"Target column '{target}' is not numeric ({len(bad)} of {known} values are "
-                        f"not numbers, e.g. {bad.iloc[0]!r}); a regression needs numbers. Fix the "
-                        "values or use --template classification.")
-    metric = default_metric(task, n_classes)
     if data is None:
-        positive, threshold = DEMO_BRIEF["positive_label"], DEMO_BRIEF["threshold"]
+        positive, threshold = adult.POSITIVE, adult.THRESHOLD
+        sensitive = list(adult.SENSITIVE)
     else:
         threshold = None
         positive = None
@@ -265,23 +260,38 @@ def init_project(name: str, parent: str | Path = ".", template: str | None = Non
             counts = y.value_counts()
             positive = counts.index[-1]  # the minority class is usually the one to find
             positive = positive.item() if hasattr(positive, "item") else positive
-    if data is None:
-        sensitive = ["sex", "race"]  # the demo's documented fairness attributes
-    else:
         sensitive = [c for c in detect_sensitive([str(c) for c in df.columns]) if c != target]
-    time_column = detect_time_column(df.drop(columns=[target]))
+    roles = column_roles(df, target, task=task)
+    time_column = next((c for c, r in roles.items() if r.kind == "datetime"), None) or \
+        detect_time_column(df.drop(columns=[target]))
+    if time_column is not None and roles.get(time_column) is not None and \
+            roles[time_column].kind != "datetime":
+        roles = column_roles(df, target, time_column=time_column, task=task)
+    excluded = {c: roles[c].reason for c in excluded_columns(roles) if c not in sensitive}
+    inputs = [c for c, r in roles.items() if r.use and c not in excluded]
+    if data is None:
+        code = adult.project_code(projectcode.derive_sizes(
+            len(df) - missing, len(inputs), task, [int(v) for v in y.value_counts().tolist()]))
+    else:
+        code = projectcode.generate(df, target, task, inputs=inputs, time_column=time_column,
+                                    positive=positive)
     if missing:
-        messages.append(f"{missing} of {len(df)} rows have no '{target}' value: they are kept out of "
-                        "supervised training and reported (they can be labeled in phase 2).")
+        messages.append(f"{missing} of {len(df)} rows have no '{target}' value: they are unlabeled, "
+                        "kept out of validation and test, and labeled by weak supervision in phase "
+                        "2 where labeling functions vote on them (see notebooks/02_data).")
     if sensitive:
         messages.append(f"Sensitive features recognised by name: {', '.join(sensitive)} "
                         "(edit brief.sensitive_features).")
     if time_column:
         messages.append(f"Time column detected: {time_column}.")
+    for col, why in excluded.items():
+        messages.append(f"Excluded from the model inputs: {col!r} ({why}); see data.exclude_columns.")
+    messages += [f"Generated: {note}." for note in code.notes]
 
     text = render_brief(name, task=task, target=target, metric=metric, threshold=threshold,
                         positive_label=positive, sensitive=sensitive, time_column=time_column,
-                        source=source, business_problem=business_problem)
+                        source=source, business_problem=business_problem, excluded=excluded,
+                        defaults=code.defaults)
     with atomic_dir(dest) as tmp:
         for folder in LAYOUT:
             (tmp / folder).mkdir(parents=True, exist_ok=True)
@@ -297,6 +307,8 @@ def init_project(name: str, parent: str | Path = ".", template: str | None = Non
             src = notebooks_dir() / folder / f"{folder}.ipynb"
             (tmp / "notebooks" / folder).mkdir(parents=True)
             shutil.copy(src, tmp / "notebooks" / folder / src.name)
+            projectcode.apply_to_notebook(tmp / "notebooks" / folder / src.name, code, folder)
+        _export(tmp)
         # Validate what we wrote before it becomes visible.
         from .config import load_config
 
@@ -304,11 +316,58 @@ def init_project(name: str, parent: str | Path = ".", template: str | None = Non
 
     return Report(
         title=f"Created project {name} in {dest}",
-        summary={"objective": task, "target": target, "primary metric": metric,
+        summary={"objective": task if task == "regression" else projectcode.task_kind(task, n_classes)
+                 + " classification", "target": target, "primary metric": metric,
                  "threshold": threshold if threshold is not None else "none (must beat baselines)",
-                 "rows": len(df), "columns": df.shape[1], "sensitive features": sensitive or "none",
-                 "time column": time_column or "none"},
+                 "rows": len(df), "columns": df.shape[1], "unlabeled rows": missing,
+                 "sensitive features": sensitive or "none", "time column": time_column or "none",
+                 "excluded columns": list(excluded) or "none"},
         messages=messages + [f"Next: cd {dest} && omg ml run   (or open notebooks/01_discovery)"],
         artifacts={"project": str(dest), "brief": str(dest / "omg.yaml")},
         value=str(dest),
     )
+
+
+def _check_target(df: Any, target: str, template: str | None) -> tuple[str, int]:
+    """The task (``template`` or inferred) and the number of classes; a clear error for a target no
+    model can learn."""
+    import numpy as np
+    import pandas as pd
+
+    y = df[target]
+    missing = int(y.isna().sum())
+    if missing == len(df):
+        raise DataError(f"Target column '{target}' is empty (all {len(df)} values missing). "
+                        "Choose a column with labels.")
+    if pd.api.types.is_numeric_dtype(y) and np.isinf(y.to_numpy(dtype=float)).any():
+        raise DataError(f"Target column '{target}' has infinite values "
+                        f"({int(np.isinf(y.to_numpy(dtype=float)).sum())} rows). "
+                        "Replace or drop them before using the table.")
+    task = template or infer_task(y)
+    n_classes = int(y.nunique())
+    if task == "classification" and n_classes < 2:
+        first = y.dropna().iloc[0]
+        raise DataError(f"Target column '{target}' has a single class "
+                        f"({first.item() if hasattr(first, 'item') else first!r}); "
+                        "a classifier needs at least two. Check the column or the data extract.")
+    known = len(df) - missing
+    if task == "classification" and n_classes > 100 and n_classes > known // 2:
+        # An identifier or a free-text column: most classes would have a single row.
+        raise DataError(f"Target column '{target}' has {n_classes} distinct values in {known} "
+                        "labelled rows, too many to be classes (an identifier?). Choose the label "
+                        "column, or --template regression for a numeric target.")
+    if task == "regression" and not pd.api.types.is_numeric_dtype(y):
+        bad = y.dropna()[pd.to_numeric(y.dropna(), errors="coerce").isna()]
+        raise DataError(f"Target column '{target}' is not numeric ({len(bad)} of {known} values are "
+                        f"not numbers, e.g. {bad.iloc[0]!r}); a regression needs numbers. Fix the "
+                        "values or use --template classification.")
+    return task, n_classes
+
+
+def _export(root: Path) -> None:
+    """Export the generated notebooks' ``#| export`` cells into ``projectlib/`` (nbdev), so the
+    project module is the notebooks' code from the start (the runner re-exports before each run)."""
+    from nbdev.export import nb_export
+
+    for nb in sorted((root / "notebooks").rglob("*.ipynb")):
+        nb_export(str(nb), lib_path=str(root / "projectlib"))

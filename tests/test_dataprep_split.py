@@ -88,12 +88,21 @@ def test_bad_split_inputs(table):
             "The target column 'colur' is not in the data. Did you mean: colour? Columns: user, day, x, "
             "colour, y.")):
         split_frame(table, "colur")
-    with pytest.raises(DataError, match=re.escape("2 rows have no value in the target 'y'. Label them first")):
-        split_frame(table.assign(y=table["y"].where(table.index > 1)), "y")
-    rare = table.assign(y=np.where(table.index == 0, "rare", table["y"]))
     with pytest.raises(DataError, match=re.escape(
-            "Stratified splitting needs at least 3 rows of each class; y has 'rare' with 1.")):
-        split_frame(rare, "y")
+            "No row has a value in the target 'y'. Check the target column, or label rows first")):
+        split_frame(table.assign(y=None), "y")
+    info: dict = {}
+    splits = split_frame(table.assign(y=table["y"].where(table.index > 1)), "y", info=info)
+    assert sum(map(len, splits.values())) == 998 and info["unlabeled_excluded"] == 2
+    assert info["notes"][0] == ("2 rows have no 'y' value (unlabeled, and not labeled by `omg data "
+                                "label`): they are kept out of train, val and test.")
+    assert not {0, 1} & set(pd.concat(splits.values())["row_id"])  # row ids of the input kept
+    rare = table.assign(y=np.where(table.index == 0, "rare", table["y"]))
+    info = {}
+    splits = split_frame(rare, "y", info=info)
+    assert sum(map(len, splits.values())) == 1000
+    assert info["notes"] == ["Too few rows to be in every split: 'rare' with 1 (class of y); rare "
+                             "classes are stratified together, so a split may miss them."]
 
 
 def test_smote_rebalances_training_rows_only(table):
@@ -116,8 +125,12 @@ def test_smote_needs_more_rows_than_neighbours(table):
     small = table.head(60).assign(y=["yes"] * 3 + ["no"] * 57)
     with pytest.raises(DataError, match=re.escape(
             "Class 'yes' has 3 row(s) in the training split, but SMOTE needs more than --k-neighbors (5) "
-            "rows of every class it oversamples. Lower --k-neighbors to 2, or use --strategy random_over.")):
-        augment_frame(small, "y")
+            "rows of every class it oversamples. Lower --k-neighbors to 2, or leave it out (derived "
+            "from the smallest class), or use --strategy random_over.")):
+        augment_frame(small, "y", k_neighbors=5)
+    report = augment_frame(small, "y")  # k derived from the smallest class
+    assert report.summary["k_neighbors"] == 2 and report.value["y"].value_counts()["yes"] == 57
+    assert "k_neighbors 2 (the smallest class to oversample, 'yes', has 3 rows)." in report.messages
 
 
 def test_split_and_augment_verbs(demo_project, run_cli):

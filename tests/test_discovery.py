@@ -372,3 +372,23 @@ def test_identifier_columns_warn_and_lineage_is_cited(tmp_path):
         "crm.sqlite: SELECT * FROM customers (rows 1200, sha256 cdcdcdcdcdcd...)")
     nothing = checklist.run_checklist(make_frame(), brief, brief.check_data(make_frame()), source={})
     assert nothing["items"][0].status == "warn"
+
+
+def test_case_numbers_and_timestamps_are_not_personal_data():
+    """A parcel or case number (digits with one dash) is no phone number; a timestamp column, whose
+    values are all distinct, is no identifier; real phone numbers are still found."""
+    import numpy as np
+    import pandas as pd
+
+    from omgmagics.discovery.privacy import scan_column
+
+    n = 300
+    rng = np.random.default_rng(0)
+    cases = pd.Series([f"{rng.integers(10, 99)}-{i:06d}" for i in range(n)]).value_counts()
+    assert scan_column("parcel", cases) == []
+    phones = pd.Series([f"+41 44 {rng.integers(100, 999)} {rng.integers(10, 99)} "
+                        f"{rng.integers(10, 99)}" for _ in range(n)]).value_counts()
+    assert scan_column("contact", phones)[0].kind == "phone number"
+    dashed = pd.Series([f"555-{rng.integers(100, 999)}-{rng.integers(1000, 9999)}"
+                        for _ in range(n)]).value_counts()
+    assert scan_column("contact", dashed)[0].kind == "phone number"

@@ -103,7 +103,7 @@ def test_loading_refuses_untrusted_types(tmp_path):
     ({"features": [{"name": "n", "transform": "onehot", "columns": ["city"]}]}, ConfigError,
      "features.yaml: feature 'n': Unknown transform 'onehot'. Available: bin, custom, date_parts, "
      "difference, log, minmax, missing_indicator, one_hot, ordinal, passthrough, ratio, robust, standard, "
-     "target_encode. Did you mean: one_hot?"),
+     "target_encode, text_hash. Did you mean: one_hot?"),
     ({"features": [{"name": "n", "transform": "one_hot", "columns": ["city"], "bins": 3}]}, ConfigError,
      "features.yaml: feature 'n': unknown key 'bins' for transform one_hot. It applies to transform bin."),
     ({"features": [{"name": "n", "transform": "ratio", "columns": ["age"]}]}, ConfigError,

@@ -56,10 +56,20 @@ def test_selection_table_plot_and_correlation_filter(data):
 
 def test_k_is_checked_against_the_number_of_features(data):
     X, y, _ = data
-    with pytest.raises(UsageError, match=re.escape(
-            "--k 50 is larger than the number of features (6). Use --k 6 or less, or extract more "
-            "features first.")):
-        select_features(X, y, k=50)
+    report = select_features(X, y, k=50)  # more than there are: all kept, said so
+    assert report.data["k"] == 6 and len(report.data["selected"]) == 6
+    assert "--k 50 keeps every feature: there are 6, so nothing is left out." in report.messages
+    assert not any("keeps every" in m for m in select_features(X, y, k=6).messages)
     with pytest.raises(UsageError, match=re.escape("--k must be at least 1, got 0.")):
         select_features(X, y, k=0)
-    assert select_features(X, y).data["k"] == 6  # default: min(50, number of features)
+    auto = select_features(X, y)  # default: auto, from the rows, at most every feature
+    assert auto.data["k"] == 6 and ("k 6 (auto: one feature per 10 training rows, at least 10, at "
+                                    "most the 6 features; 800 rows).") in auto.messages
+
+
+def test_k_auto_follows_the_training_rows():
+    from omgmagics.features.select import auto_k, check_k
+
+    assert [auto_k(500, n) for n in (105, 280, 1750, 30000)] == [10, 28, 175, 500]
+    assert auto_k(4, 105) == 4 and check_k("auto", 40, 1500)[0] == 40
+    assert check_k(12, 40, 1500) == (12, None)

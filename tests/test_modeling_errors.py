@@ -158,16 +158,34 @@ def test_sensitive_feature_missing_from_the_test_split(project, tmp_path):
     _no_runs(project)
 
 
-def test_fairness_without_sensitive_features(tmp_path):
-    from omgmagics.modeling.evaluate import evaluate_model
+def test_fairness_without_sensitive_features_is_not_assessed(project, tmp_path):
+    """A table with no sensitive feature: fairness is skipped with its reason, and the phase 3 gate
+    warns instead of failing."""
+    import json
 
-    root = make_project(tmp_path / "demo")
-    (root / "omg.yaml").write_text((root / "omg.yaml").read_text().replace("[sex, race]", "[]"))
-    project = Project.at(root)
-    with pytest.raises(ConfigError, match=re.escape(
-            "--fairness needs sensitive features: list them in omg.yaml under "
-            "brief.sensitive_features (e.g. [sex, race]).")):
-        evaluate_model(project, "nowhere/bundle", fairness=True)
+    from omgmagics.gates import check_gate
+    from omgmagics.modeling.data import load_model_data
+    from omgmagics.modeling.evaluate import evaluate_model
+    from omgmagics.modeling.models import fit_model, get_model_type
+
+    data = load_model_data(project)
+    fit = fit_model(get_model_type("logistic_regression", "classification"), {}, data,
+                    metric="roc_auc", seed=0)
+    bundle = fit.model.save(tmp_path / "bundle")
+    (project.root / "omg.yaml").write_text(
+        (project.root / "omg.yaml").read_text().replace("[sex, race]", "[]"))
+    project = project.reload()
+    report = evaluate_model(project, str(bundle), fairness=True, n_bootstrap=10)
+    reason = ("fairness not assessed: the brief names no sensitive feature "
+              "(brief.sensitive_features in omg.yaml)")
+    assert report.summary["fairness"] == "not assessed (no sensitive feature)"
+    assert "Fairness not assessed: the brief names no sensitive feature " \
+        "(brief.sensitive_features in omg.yaml)." in report.messages
+    ev = json.loads((project.reports_dir / "evaluation.json").read_text())
+    assert ev["fairness_skipped"] == reason and "fairness" not in ev
+    fairness = [c for c in check_gate(project, 3).criteria if c.name == "fairness"]
+    assert [(c.status, c.detail) for c in fairness] == [
+        ("warn", "not assessed: the brief names no sensitive feature")]
 
 
 def test_missing_experiment_file(project):

@@ -95,13 +95,78 @@ def test_whole_number_fields_stay_whole_numbers():
 
 
 def test_bad_shift_and_options():
-    assert parse_shift("age+10, capital_gain*0.001,workclass=Private") == [
-        ("age", "+", 10.0), ("capital_gain", "*", 0.001), ("workclass", "=", "Private")]
-    with pytest.raises(UsageError, match=re.escape("Shift 'age^2' is not COLUMN*FACTOR, COLUMN+DELTA, "
-                                                   "COLUMN-DELTA or COLUMN=VALUE.")):
-        parse_shift("age^2")
-    with pytest.raises(UsageError, match=re.escape("Shift 'age+ten': 'ten' is not a number.")):
-        parse_shift("age+ten")
+    assert parse_shift("x+10, gain*0.001,color=red") == [
+        ("x", "+", 10.0), ("gain", "*", 0.001), ("color", "=", "red")]
+    syntax = ("is not COLUMN*FACTOR, COLUMN+DELTA, COLUMN-DELTA or COLUMN=VALUE, comma-separated; a "
+              "column name with anything but letters, digits, '_' and '.' (a space, a dash, brackets) "
+              "goes in quotes: 'unit price (EUR)'*1.2 (or \"...\" or `...`). Example: --shift "
+              "\"amount*1.5,'unit price (EUR)'+10,region=north\".")
+    with pytest.raises(UsageError, match=re.escape(f"Shift 'x^2' {syntax}")):
+        parse_shift("x^2")
+    with pytest.raises(UsageError, match=re.escape(f"Shift 'unit price*2' {syntax}")):
+        parse_shift("unit price*2")  # a name with a space needs quotes
+    with pytest.raises(UsageError, match=re.escape("Shift 'x+ten': 'ten' is not a number.")):
+        parse_shift("x+ten")
+    with pytest.raises(UsageError, match=re.escape("Shift 'x*' has no value after '*'.")):
+        parse_shift("x*")
+
+
+def test_shift_names_may_hold_any_sign_when_quoted():
+    assert parse_shift("'unit price (EUR)'*1.2, \"a,b\"-2, `x-ray`=none, größe+1, 2nd.col*0.5, "
+                       "'o\\'brien'+3, region='north, east'") == [
+        ("unit price (EUR)", "*", 1.2), ("a,b", "-", 2.0), ("x-ray", "=", "none"), ("größe", "+", 1.0),
+        ("2nd.col", "*", 0.5), ("o'brien", "+", 3.0), ("region", "=", "north, east")]
+    assert parse_shift("x-1.5,y+-2") == [("x", "-", 1.5), ("y", "+", -2.0)]
+    import pandas as pd
+
+    from omgmagics.ops.simulate import apply_shift
+
+    df = pd.DataFrame({"unit price (EUR)": [1.0, 2.0], "größe": [3, 4]})
+    out = apply_shift(df, parse_shift("'unit price (EUR)'*10,größe+1"))
+    assert out["unit price (EUR)"].tolist() == [10.0, 20.0] and out["größe"].tolist() == [4, 5]
+    with pytest.raises(UsageError, match=re.escape("Shift column 'unit price' is not in the data. "
+                                                   "Did you mean: unit price (EUR)? A name with spaces "
+                                                   "or other signs goes in quotes: 'a name'*2.")):
+        apply_shift(df, parse_shift("'unit price'*2"))
+
+
+def test_a_shift_stays_inside_the_schema(tmp_path):
+    import pandas as pd
+
+    from omgmagics.ops.simulate import apply_shift, schema_bounds
+
+    project = Project.at(small_project(tmp_path))
+    (project.root / "schema.yaml").write_text(
+        "columns:\n  x: {dtype: float, min: -3.0, max: 3.0}\n  z: {dtype: int, min: 0, max: 9}\n"
+        "  color: {dtype: str, nullable: true, allowed: [red, green, blue]}\n")
+    bounds = schema_bounds(project)
+    assert bounds["x"] == {"min": -3.0, "max": 3.0} and bounds["color"] == {"allowed": ["red", "green", "blue"]}
+    df = pd.DataFrame({"x": [0.5, 1.0, 2.0], "z": [1, 4, 8], "color": ["red", "blue", None]})
+    clipped: dict = {}
+    out = apply_shift(df, parse_shift("x*2,z+3,color=green"), bounds, clipped)
+    assert out["x"].tolist() == [1.0, 2.0, 3.0] and out["z"].tolist() == [4, 7, 9]
+    assert clipped == {"x": 1, "z": 1} and set(out["color"]) == {"green"}
+    with pytest.raises(UsageError, match=re.escape("Shift 'color=purple': 'purple' is not an allowed "
+                                                   "value of 'color' in the schema (red, green, blue). "
+                                                   "Choose one of them.")):
+        apply_shift(df, parse_shift("color=purple"), bounds)
+    out = apply_shift(df, parse_shift("z=5"), bounds)  # a number into a whole-number column
+    assert out["z"].tolist() == [5, 5, 5] and str(out["z"].dtype).startswith("int")
+    # the simulation says what it clipped, and replays a small table with replacement, stated
+    rows = frame(25, 3)
+    report = simulate_traffic(project, rows, days=14, shift="x*5", shift_from=8,
+                              reference=frame(300, 4), scorer=_scorer())
+    assert report.data["requests per day"] == 30 and report.summary["requests"] == 420
+    assert report.data["sampled with replacement"] and report.data["distinct rows"] == 25
+    assert ("25 held-out row(s) for 14 day(s) x 30 requests (--per-day defaults to at least 30, so "
+            "that a daily drift check has rows to judge): rows were sampled with replacement, each "
+            "replayed about 16.8 times. Drift tests count at most 25 independent rows per window "
+            "(repeats are no new evidence).") in report.messages
+    assert any(m.startswith("The shift stays inside the schema: ") and "of 'x' were clipped to its "
+               "min/max." in m for m in report.messages)
+    log, _ = read_log(project)
+    shifted = log["time"].dt.day >= 8
+    assert log.loc[shifted, "x"].between(-3, 3).all() and log.loc[shifted, "x"].abs().max() == 3.0
 
 
 def test_simulation_needs_consistent_options(tmp_path):

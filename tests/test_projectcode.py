@@ -53,22 +53,21 @@ def _odd_table(n: int = 600, seed: int = 0) -> pd.DataFrame:
 
 def test_feature_functions_run_on_odd_column_names():
     df = _odd_table()
-    cell, preview, notes = pc.feature_code(df, ["size (m²)", "2nd.size", "colour 'x'"], "when")
+    cell, preview, notes = pc.feature_code(df, ["size (m²)", "2nd.size", "colour 'x'"])
     scope = _run(cell, df)
     ratio = scope["size_m2_per_2nd_size"](df)
     assert ratio.iloc[0] == pytest.approx(df["size (m²)"].iloc[0] / df["2nd.size"].iloc[0])
-    weekend = scope["weekend_when"](df)
-    assert set(weekend.dropna().unique()) == {0.0, 1.0}
-    assert "size_m2_per_2nd_size" in preview and len(notes) == 2
-    table = eval(preview, scope)
-    assert list(table.columns) == ["size_m2_per_2nd_size", "weekend_when"]
+    assert "size_m2_per_2nd_size" in preview and len(notes) == 1
+    table = eval(preview.splitlines()[-1], scope)
+    assert list(table.columns) == ["size_m2_per_2nd_size"]
 
 
-def test_no_feature_function_without_a_pair_or_a_time_column():
+def test_no_feature_function_without_a_correlated_pair():
     df = pd.DataFrame({"a": np.arange(50) % 3, "b": ["x", "y"] * 25})
-    cell, preview, notes = pc.feature_code(df, ["a", "b"], None)
+    cell, preview, notes = pc.feature_code(df, ["a", "b"])
     assert cell.startswith("# No feature function was generated") and notes == []
-    assert preview == 'print("No feature functions defined above.")'
+    assert preview == ('df = project.load_source_data(sample_frac)\n'
+                       'print("No feature functions defined above.")')
 
 
 def test_mined_labeling_functions_are_precise_on_held_out_rows():
@@ -118,13 +117,13 @@ def test_shift_prefers_columns_whose_range_holds_zero():
                        "weight (kg)": rng.gamma(3, 2, n) + 1, "zone": rng.choice(["a", "b"], n)})
     df["y"] = df["gain"] + 100 * df["weight (kg)"] + rng.normal(0, 1, n)
     shift, text = pc.shift_spec(df, "y", ["gain", "weight (kg)", "zone"])
-    assert shift == 'gain*0.8,"weight (kg)"*0.8'
+    assert shift == "gain*0.8,'weight (kg)'*0.8"
     assert text == "`gain` falls by a fifth and `weight (kg)` falls by a fifth"
 
 
 def test_set_parameters_keeps_comments_and_refuses_unknown_names():
     cell = 'seed = 42\nk_features = 40  # kept\nshift = ""  # injected'
-    out = pc.set_parameters(cell, {"k_features": "auto", "shift": 'a*0.8,"b c"*0.8'})
-    assert out == 'seed = 42\nk_features = \'auto\'  # kept\nshift = \'a*0.8,"b c"*0.8\'  # injected'
+    out = pc.set_parameters(cell, {"k_features": "auto", "shift": "a*0.8,'b c'*0.8"})
+    assert out == 'seed = 42\nk_features = "auto"  # kept\nshift = "a*0.8,\'b c\'*0.8"  # injected'
     with pytest.raises(KeyError, match="parameter 'nope' is not in the parameters cell"):
         pc.set_parameters(cell, {"nope": 1})

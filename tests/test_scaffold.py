@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -70,8 +71,9 @@ def test_own_data_prefills_the_brief(tmp_path):
     assert cfg.get_path("brief.sensitive_features") == ["Gender", "customer_age"]
     assert cfg.get_path("brief.time_column") == "signup_date"
     assert cfg.get_path("data.source") == str(path)
-    assert ("5 of 120 rows have no 'churned' value: they are kept out of supervised training and "
-            "reported (they can be labeled in phase 2).") in report.messages
+    assert ("5 of 120 rows have no 'churned' value: they are unlabeled, kept out of validation and "
+            "test, and labeled by weak supervision in phase 2 where labeling functions vote on them "
+            "(see notebooks/02_data).") in report.messages
 
 
 def test_regression_is_inferred(tmp_path):
@@ -112,3 +114,65 @@ def test_init_through_the_cli(run_cli, tmp_path):
     assert out.startswith(f"Created project cli-proj in {tmp_path / 'cli-proj'}")
     code, _, err = run_cli(["ml", "init", "../evil", "--dir", str(tmp_path)])
     assert code == 2 and "Project name '../evil' is not allowed" in err
+
+
+MATRIX = Path(__file__).resolve().parent / "data" / "matrix"
+
+
+def _cells(root, phase: str) -> dict[str, str]:
+    import nbformat
+
+    nb = nbformat.read(root / "notebooks" / phase / f"{phase}.ipynb", as_version=4)
+    out = {}
+    for cell in nb.cells:
+        for tag in cell.metadata.get("tags", []):
+            out[tag] = cell.source
+    return out
+
+
+def test_generated_project_code_from_a_messy_table(tmp_path):
+    """Ids, a constant and a leak are excluded with their reasons; the notebooks get code over the
+    table's own columns and size-derived parameters; projectlib is exported from them."""
+    report = init_project("shop", parent=tmp_path, data=str(MATRIX / "shop_orders.csv"),
+                          target="outcome")
+    root = tmp_path / "shop"
+    cfg = load_config(root / "omg.yaml")
+    assert cfg.get_path("data.exclude_columns") == ["order id", "warehouse", "outcome_code"]
+    assert cfg.get_path("brief.time_column") == "placed.at"
+    assert ("Excluded from the model inputs: 'outcome_code' (a one-to-one recoding of the target: "
+            "a leak of it, excluded); see data.exclude_columns.") in report.messages
+    defaults = cfg.get_path("defaults")
+    assert defaults["rows"] == 2200 and defaults["smallest_class_rows"] == 31
+    assert cfg.get_path("tuning.n_trials") == defaults["n_trials"]
+    data = _cells(root, "02_data")
+    assert 'k_features = "auto"' in data["parameters"] and "unlabeled_share = 0.0" in data["parameters"]
+    assert data["omg-generated-labeling"].count("@labeling_function()") >= 2
+    assert "# No feature function was generated" in data["omg-generated-features"]
+    assert f"cv_folds = {defaults['cv_folds']}" in _cells(root, "03_model")["parameters"]
+    ops = _cells(root, "05_ops")
+    assert f"per_day = {defaults['per_day']}" in ops["parameters"]
+    assert f"min_labels: {defaults['min_labels']}" in ops["omg-generated-monitoring"]
+    assert "probabilities" in _cells(root, "04_deploy")["omg-generated-handler"]
+    lib = (root / "projectlib" / "features.py").read_text()
+    assert "def lf_" in lib
+
+
+def test_regression_project_has_no_labeling_functions(tmp_path):
+    init_project("house", parent=tmp_path, data=str(MATRIX / "house_prices.csv"), target="price")
+    cells = _cells(tmp_path / "house", "02_data")
+    assert ("# No labeling function was generated: weak supervision labels classes; this is a "
+            "regression.") in cells["omg-generated-labeling"]
+    handler = (tmp_path / "house" / "projectlib" / "handler.py").read_text()
+    assert "THRESHOLD" not in handler and '"prediction": float(s)' in handler
+
+
+def test_demo_project_gets_the_demo_code(tmp_path):
+    from omgmagics.datasets import adult_project
+
+    init_project("adult", parent=tmp_path)
+    root = tmp_path / "adult"
+    cells = _cells(root, "02_data")
+    assert "def capital_net" in cells["omg-generated-features"]
+    assert "unlabeled_share = 0.1" in cells["parameters"] and "k_features = 40" in cells["parameters"]
+    assert f'shift = "{adult_project.SHIFT}"' in _cells(root, "05_ops")["parameters"]
+    assert "def lf_young" in (root / "projectlib" / "features.py").read_text()

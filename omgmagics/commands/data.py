@@ -185,14 +185,18 @@ def label(ns: argparse.Namespace, ctx: Context):
     arg("--strategy", choices=["smote", "random_over", "random_under"], default="smote",
         help="rebalancing method (SMOTENC is used when categorical columns exist)"),
     arg("--split", default="train", help="which split to augment; only 'train' is allowed"),
-    arg("--k-neighbors", type=int, default=5, help="SMOTE neighbours"),
+    arg("--k-neighbors", type=int, default=None,
+        help="SMOTE neighbours (default: 5, or fewer when the smallest class to oversample has 5 "
+             "rows or fewer)"),
     arg("--ratio", type=float, default=None,
         help="wanted minority/majority ratio after resampling, two classes only (default: balanced)"),
     help="rebalance the training split only (imbalanced-learn)",
     description=(
         "Rebalance the classes of data/processed/train.parquet with imbalanced-learn and write\n"
         "data/processed/train_augmented.parquet (train.parquet is kept); validation and test are never\n"
-        "touched. `omg feature extract` fits on the augmented split while it is current."
+        "touched. `omg feature extract` fits on the augmented split while it is current. Skipped, with\n"
+        "the reason, for a regression target, classes balanced already (smallest/largest at least\n"
+        "0.8, or --ratio) or classes of one row (left as is)."
     ),
     examples=["augment --strategy smote", "augment --strategy random_over --ratio 0.5"],
 )
@@ -210,19 +214,24 @@ def augment(ns: argparse.Namespace, ctx: Context):
     arg("--val", type=float, default=0.15, help="validation share"),
     arg("--test", type=float, default=0.15, help="test share"),
     arg("--group", metavar="COL", default=None, help="keep each group in one split"),
-    arg("--time", metavar="COL", default=None, help="time-ordered split: no future rows in training"),
+    arg("--time", metavar="COL", default=None,
+        help="time-ordered split: no future rows in training (default: brief.time_column when the "
+             "data has it and neither --group nor --no-stratify is given; 'none': not time-ordered)"),
     arg("--no-stratify", action="store_true",
         help="plain random split instead of keeping class shares equal across splits"),
     help="stratified, group or time-ordered split; deterministic; leakage checks",
     description=(
         "Split the labelled table (or the raw one) into data/processed/{train,val,test}.parquet, each\n"
-        "with a stable integer row_id, plus split_manifest.json. Stratified by default (identical\n"
-        "rows kept in one split, weakly labelled rows in training only); --group COL keeps groups\n"
-        "whole; --time COL orders by time. Fractions must sum to 1; the same seed gives the same split.\n"
-        "The report checks for identical rows across splits and shows the class balance per split."
+        "with a stable integer row_id, plus split_manifest.json. Time-ordered on brief.time_column\n"
+        "when the brief has one, else stratified (identical rows kept in one split; classes too rare\n"
+        "to stratify share a stratum; a regression target on quantile bins); --group COL keeps\n"
+        "groups whole; --time COL orders by time (text dates parsed). Weakly labelled rows go to\n"
+        "training only; rows without a target value are kept out of every split (counted). Fractions\n"
+        "must sum to 1; the same seed gives the same split. The report checks for identical rows\n"
+        "across splits and shows the class balance per split."
     ),
     examples=["split --train 0.7 --val 0.15 --test 0.15", "split --group customer_id",
-              "split --time signup_date --train 0.8 --val 0.1 --test 0.1"],
+              "split --time signup_date --train 0.8 --val 0.1 --test 0.1", "split --time none"],
 )
 def split(ns: argparse.Namespace, ctx: Context):
     from ..dataprep.steps import split_step

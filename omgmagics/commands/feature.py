@@ -8,6 +8,17 @@ from ..errors import UsageError
 from ._registry import Context, arg, command
 
 
+def k_value(text: str) -> int | str | None:
+    """An option type: a whole number, auto, or none (auto)."""
+    word = text.strip().lower()
+    if word in ("auto", "none", "null", ""):
+        return "auto"
+    try:
+        return int(word)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number or auto") from None
+
+
 @command(
     "feature", "extract",
     arg("--config", metavar="YAML", default=None,
@@ -45,8 +56,10 @@ def extract(ns: argparse.Namespace, ctx: Context):
     "feature", "select",
     arg("--method", choices=["mutual_info", "variance", "correlation", "model"], default="mutual_info",
         help="selection method"),
-    arg("--k", type=int, default=None,
-        help="how many features to keep (default: 50, or all when there are fewer)"),
+    arg("--k", type=k_value, default="auto",
+        help="how many features to keep: a number (at least the number of features keeps them "
+             "all), or auto (the default): one feature per 10 training rows, at least 10, at most "
+             "all of them"),
     arg("--threshold", type=float, default=0.95,
         help="correlation method: skip a feature correlated above this with one already kept"),
     arg("--max-rows", type=int, default=20000,
@@ -57,7 +70,8 @@ def extract(ns: argparse.Namespace, ctx: Context):
         "variance, a correlation filter, or random-forest importance), keep the best k and record the\n"
         "selection; `store` keeps those columns and appends the selection to the saved pipeline."
     ),
-    examples=["select --method mutual_info --k 50", "select --method correlation --threshold 0.9"],
+    examples=["select --method mutual_info --k 50", "select --k auto",
+              "select --method correlation --threshold 0.9"],
 )
 def select(ns: argparse.Namespace, ctx: Context):
     from ..features.steps import select_step

@@ -180,12 +180,16 @@ def retrain(ns: argparse.Namespace, ctx: Context):
         help="held-out rows with the target to replay (default: data/processed/test.parquet, else the "
              "project's data)"),
     arg("--days", type=int, default=14, help="simulated days of traffic"),
-    arg("--per-day", type=int, default=None, help="requests per day (default: rows / days)"),
+    arg("--per-day", type=int, default=None,
+        help="requests per day (default: rows / days, at least 30; rows are reused with replacement "
+             "when there are fewer than days x per-day, and the report says so)"),
     arg("--start", metavar="DATE", default=None,
         help="first simulated day (default: the day after the log's last day, or 2026-01-01)"),
     arg("--shift", default=None,
         help="shift injected into the later days: COL*FACTOR, COL+DELTA, COL-DELTA or COL=VALUE, "
-             "comma-separated"),
+             "comma-separated; quote a column name that has anything but letters, digits, _ and . "
+             "(a space, a dash, brackets) with '...', \"...\" or `...`, e.g. "
+             "\"amount*1.5,'unit price (EUR)'+10\"; values stay inside the schema's min/max"),
     arg("--shift-from", type=int, default=None, help="first simulated day (1-based) with the shift"),
     arg("--model", default="champion", help="champion, challenger or a registry version number"),
     arg("--label-delay", default="1d", help=f"when the ground truth arrives after a request, {WINDOW_HELP}"),
@@ -198,9 +202,15 @@ def retrain(ns: argparse.Namespace, ctx: Context):
     description=(
         "For demos and drills: writes the prediction log and feedback in the serving contract, with\n"
         "simulated timestamps (marked env: simulation; described in monitoring/simulation.json), and\n"
-        "monitoring/reference.parquet (training rows with the model's scores) as the drift reference."
+        "monitoring/reference.parquet (training rows with the model's outputs) as the drift reference.\n"
+        "Shift syntax: COL*FACTOR, COL+DELTA, COL-DELTA, COL=VALUE, comma-separated. A column name\n"
+        "made of letters (any script), digits, _ and . is written as is; any other goes in quotes:\n"
+        "'unit price (EUR)'*1.2, \"a,b\"+1 or `x-ray`=none. A shifted number is clipped to the\n"
+        "column's min/max in the project's schema; a COL=VALUE outside its allowed values is refused.\n"
+        "A multiclass model's per-class probabilities are logged with each request."
     ),
-    examples=["simulate --days 14 --shift 'capital_gain*0.001,age+8' --shift-from 9"],
+    examples=["simulate --days 14 --shift \"amount*1.5,'unit price (EUR)'+10\" --shift-from 9",
+              "simulate --days 14 --per-day 300 --shift 'region=north' --shift-from 8 --seed 1"],
 )
 def simulate(ns: argparse.Namespace, ctx: Context):
     from ..ops.simulate import simulate_traffic

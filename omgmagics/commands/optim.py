@@ -12,7 +12,8 @@ MODEL = arg("--model", default=None,
 FEATURES = arg("--features", metavar="NAME@VERSION", default=None,
                help="feature set whose validation split is used (default: the model's own)")
 MAX_DROP = arg("--max-drop", type=float, default=0.01,
-               help="largest drop of the primary metric on the validation split accepted")
+               help="largest drop of the primary metric on the validation split accepted (for "
+                    "rmse and mae, which are in the target's units: a share of their value)")
 FORCE = arg("--force", action="store_true", help="write the model even past --max-drop")
 OUTPUT = arg("--output", metavar="DIR", default=None,
              help="where to write the model (default: models/optimized/LABEL-VARIANT)")

@@ -102,3 +102,76 @@ def import_project_module(ref: str, root: str | Path | None = None, what: str = 
             module = importlib.reload(module)
         _MTIMES[ref] = mtime
     return module
+
+
+def show(value: Any) -> str:
+    """A value for a message: ``'text'`` quoted, numbers plain (never a numpy repr like
+    ``np.int64(5)``)."""
+    if isinstance(value, str):
+        return repr(str(value))
+    item = getattr(value, "item", None)
+    if callable(item):
+        try:
+            value = item()
+        except (TypeError, ValueError):
+            pass
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def date_format(values: Any, min_share: float = 0.9, sample: int = 1000) -> str | None:
+    """The strftime format that parses text dates in `values` (a Series), or ``None``.
+
+    Candidate formats are guessed from a few values, month first and day first (``31.12.2021`` is
+    day first, ``2024-01-01 10:00`` ISO); the one that parses the largest share of a sample wins
+    (on a tie: day first for dotted dates, else month first), if it parses at least `min_share` of
+    the non-missing values.
+    """
+    import re
+    import warnings
+
+    import pandas as pd
+    from pandas.tseries.api import guess_datetime_format
+
+    s = pd.Series(values).dropna()
+    if not len(s) or pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s):
+        return None
+    s = s.astype(str).str.strip()
+    s = s[s != ""]
+    if not len(s):
+        return None
+    s = s.sample(min(len(s), sample), random_state=0) if len(s) > sample else s
+    candidates: list[str] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for v in s.head(20):
+            # 31.12.2021: dotted dates are day first where both readings fit
+            order = (True, False) if re.match(r"^\d{1,2}\.\d{1,2}\.\d{2,4}", v) else (False, True)
+            for dayfirst in order:
+                fmt = guess_datetime_format(v, dayfirst=dayfirst)
+                if fmt and fmt not in candidates:
+                    candidates.append(fmt)
+        best, best_share = None, 0.0
+        for fmt in candidates:
+            share = float(pd.to_datetime(s, format=fmt, errors="coerce").notna().mean())
+            if share > best_share:
+                best, best_share = fmt, share
+    return best if best_share >= min_share else None
+
+
+def parse_dates(values: Any, fmt: str | None = None) -> Any:
+    """`values` as datetimes: a datetime Series as is, text with `fmt` (default: :func:`date_format`);
+    values that do not parse become ``NaT``. Raises ``ValueError`` when text holds no dates."""
+    import warnings
+
+    import pandas as pd
+
+    s = pd.Series(values)
+    if pd.api.types.is_datetime64_any_dtype(s):
+        return s
+    fmt = fmt or date_format(s)
+    if fmt is None:
+        raise ValueError("no date format fits these values")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return pd.to_datetime(s.where(s.notna(), None).astype(object).map(
+            lambda v: v if v is None else str(v).strip()), format=fmt, errors="coerce")

@@ -6,6 +6,11 @@
   rounded).
 * ``random_over`` / ``random_under``: duplicate minority rows / drop majority rows.
 
+Nothing is resampled (a report says why) for a regression target, a single class, classes that are
+balanced already, or classes SMOTE cannot interpolate (one row). SMOTE's ``k_neighbors`` defaults to
+5, fewer when the smallest class to oversample is smaller; text columns with many distinct values
+(ids, free text) are copied from a row of the same class, not interpolated.
+
 Only a training split is ever rebalanced: synthetic or dropped rows in validation or test data would
 make every evaluation figure wrong. Original rows come back unchanged; synthetic rows get new
 ``row_id`` values above every existing one, and ``label_source = "synthetic"`` when that column exists.
@@ -17,8 +22,12 @@ from typing import Any
 
 from ..errors import DataError, UsageError, unknown_choice
 from ..results import Report
+from ._util import show
 
 STRATEGIES = ("smote", "random_over", "random_under")
+DEFAULT_K = 5  # SMOTE's own default neighbours
+BALANCED = 0.8  # smallest/largest class from which the classes count as balanced
+MAX_LEVELS = 50  # text columns with more distinct values are carried over, not interpolated
 BOOKKEEPING = ("row_id", "label_source", "label_confidence")
 MISSING = "__missing__"
 
@@ -51,26 +60,53 @@ def _kinds(df: Any, columns: list[str]) -> tuple[list[str], list[str], list[str]
     return numeric, categorical, dates
 
 
-def augment_frame(train: Any, target: str, strategy: str = "smote", k_neighbors: int = 5,
-                  seed: int = 42, ratio: float | None = None, next_id: int | None = None) -> Report:
+def skipped_report(strategy: str, reason: str, counts: Any = None) -> Report:
+    """The report of an augmentation that had nothing to do; `reason` is a clause saying why."""
+    report = Report(f"Augmentation skipped: {reason}",
+                    summary={"status": "skipped", "strategy": strategy, "reason": reason},
+                    tables={"class counts": counts} if counts is not None else {})
+    report.messages.append("Nothing was written: `omg feature extract` fits on the training split "
+                           "as it is.")
+    return report
+
+
+def _counts_table(before: Any) -> Any:
+    import pandas as pd
+
+    return pd.DataFrame({"class": [str(c) for c in before.index], "rows": before.to_numpy(),
+                         "share": (before / before.sum()).to_numpy()})
+
+
+def augment_frame(train: Any, target: str, strategy: str = "smote", k_neighbors: int | None = None,
+                  seed: int = 42, ratio: float | None = None, next_id: int | None = None,
+                  objective: str | None = None, balanced: float = BALANCED) -> Report:
     """Rebalance the classes of a training DataFrame.
 
     Parameters
     ----------
+    k_neighbors : int, optional
+        SMOTE neighbours (default: 5, or one less than the smallest class to oversample when that
+        has 5 rows or fewer). A class of a single row cannot be interpolated and is left as is.
     ratio : float, optional
         Wanted minority/majority ratio after resampling (binary targets); default: fully balanced.
     next_id : int, optional
         First ``row_id`` for synthetic rows (default: one above the largest in `train`).
+    objective : str, optional
+        ``regression`` skips (classes only); default: judged from the target (many distinct floats).
+    balanced : float
+        Smallest/largest class share from which the classes count as balanced already (skipped).
 
     Returns
     -------
     Report
-        ``value`` is the rebalanced DataFrame (original rows first, in order).
+        ``value`` is the rebalanced DataFrame (original rows first, in order); a skipped
+        augmentation (regression target, one class, balanced classes, nothing SMOTE can
+        oversample) returns a report with ``summary["status"] == "skipped"`` and no value.
 
     Raises
     ------
     DataError
-        For a missing or numeric target, a single class, or a class with too few rows for SMOTE.
+        For a missing target, or a `k_neighbors` larger than a class to oversample allows.
     """
     import numpy as np
     import pandas as pd
@@ -82,33 +118,70 @@ def augment_frame(train: Any, target: str, strategy: str = "smote", k_neighbors:
     y = train[target]
     if y.isna().any():
         raise DataError(f"{int(y.isna().sum())} training rows have no '{target}'. Label or drop them first.")
+    if objective == "regression" or (objective is None and pd.api.types.is_float_dtype(y)
+                                     and y.nunique() > 20):
+        return skipped_report(strategy, f"'{target}' is a regression target ({y.nunique()} distinct "
+                              "values); augmentation rebalances classes of a classification target")
     before = y.value_counts()
     if len(before) < 2:
-        raise DataError(f"The training split has a single class ({before.index[0]!r}): nothing to "
-                        "rebalance.")
-    if pd.api.types.is_float_dtype(y) and y.nunique() > 20:
-        raise DataError(f"'{target}' looks continuous ({y.nunique()} distinct values): augmentation "
-                        "rebalances classes and applies to classification targets only.")
+        return skipped_report(strategy, f"the training split has a single class "
+                              f"({show(before.index[0])}): nothing to rebalance", _counts_table(before))
     if ratio is not None and (len(before) != 2 or not 0 < ratio <= 1):
         raise UsageError("--ratio applies to two classes and must be in (0, 1], e.g. 0.5.")
+    share = float(before.min() / before.max())
+    wanted = ratio if ratio is not None else balanced
+    if share >= wanted:
+        return skipped_report(strategy, f"the classes are balanced already (smallest/largest "
+                              f"{share:.2f}, at least {wanted:g}): nothing needs doing",
+                              _counts_table(before))
+    sampling: Any = ratio if ratio is not None else "auto"
+    notes: list[str] = []
     if strategy == "smote":
-        if k_neighbors < 1:
+        if k_neighbors is not None and k_neighbors < 1:
             raise UsageError(f"--k-neighbors must be at least 1, got {k_neighbors}.")
-        minority = before[before < before.max()]
-        small = minority[minority <= k_neighbors]
+        goal = (before.max() * ratio) if ratio is not None else before.max()
+        grow = before[before < goal]
+        single = grow[grow < 2]
+        grow = grow[grow >= 2]
+        if single.any():
+            notes.append("Left as is (SMOTE needs at least 2 rows of a class to interpolate): "
+                         + ", ".join(f"class {show(c)} with {int(n)} row" for c, n in single.items())
+                         + ".")
+        if not len(grow):
+            return skipped_report(strategy, "every class to oversample has a single row in the "
+                                  "training split: SMOTE cannot interpolate (try --strategy "
+                                  "random_over)", _counts_table(before))
+        smallest = int(grow.min())
+        if k_neighbors is None:
+            k_neighbors = min(DEFAULT_K, smallest - 1)
+            if k_neighbors < DEFAULT_K:
+                notes.append(f"k_neighbors {k_neighbors} (the smallest class to oversample, "
+                             f"{show(grow.idxmin())}, has {smallest} rows).")
+        small = grow[grow <= k_neighbors]
         if len(small):
             cls, n = small.index[0], int(small.iloc[0])
-            fix = f"Lower --k-neighbors to {n - 1}" if n > 1 else "Collect more rows of it"
-            raise DataError(f"Class {cls!r} has {n} row(s) in the training split, but SMOTE needs more "
-                            f"than --k-neighbors ({k_neighbors}) rows of every class it oversamples. "
-                            f"{fix}, or use --strategy random_over.")
+            raise DataError(f"Class {show(cls)} has {n} row(s) in the training split, but SMOTE needs "
+                            f"more than --k-neighbors ({k_neighbors}) rows of every class it "
+                            f"oversamples. Lower --k-neighbors to {n - 1}, or leave it out (derived "
+                            "from the smallest class), or use --strategy random_over.")
+        if len(single) or ratio is not None:
+            sampling = {c: max(int(round(goal)), int(before[c])) for c in grow.index}
     features = [c for c in train.columns if c != target and c not in BOOKKEEPING]
     if not features:
         raise DataError("The training split has no feature columns to resample.")
     numeric, categorical, dates = _kinds(train, features)
+    # text with many distinct values (ids, free text, dates as text) cannot be interpolated and would
+    # swamp the neighbour search: synthetic rows copy it from a seeded row of their class
+    carried = [c for c in categorical if train[c].nunique() > MAX_LEVELS] if strategy == "smote" else []
+    categorical = [c for c in categorical if c not in carried]
+    features = [c for c in features if c not in carried]
+    if strategy == "smote" and not features:
+        return skipped_report(strategy, "no column SMOTE can interpolate (every feature is text "
+                              f"with more than {MAX_LEVELS} distinct values); try --strategy "
+                              "random_over", _counts_table(before))
     X = train[features].copy()
     for c in dates:
-        X[c] = X[c].astype("int64")
+        X[c] = X[c].astype("int64").where(X[c].notna())
     for c in categorical:
         X[c] = X[c].astype(object).where(X[c].notna(), MISSING).astype(str)
     for c in numeric + dates:
@@ -118,7 +191,6 @@ def augment_frame(train: Any, target: str, strategy: str = "smote", k_neighbors:
     scale = {c: (float(X[c].mean()), float(X[c].std()) or 1.0) for c in numeric + dates}
     for c, (mu, sd) in scale.items():
         X[c] = (X[c].astype(float) - mu) / sd
-    sampling = ratio if ratio is not None else "auto"
     n = len(train)
     if strategy == "smote":
         from imblearn.over_sampling import SMOTE, SMOTEN, SMOTENC
@@ -145,6 +217,14 @@ def augment_frame(train: Any, target: str, strategy: str = "smote", k_neighbors:
                 new[c] = np.round(new[c].astype(float)).astype(train[c].dtype)
         for c in dates:
             new[c] = pd.to_datetime(np.round(new[c]).astype("int64"))
+        if carried:
+            rng = np.random.default_rng(seed)
+            donors = [rng.choice(np.flatnonzero(y.to_numpy() == cls)) for cls in new[target]]
+            for c in carried:
+                new[c] = train[c].to_numpy()[donors] if donors else []
+            notes.append("Copied from a seeded training row of the same class, not interpolated: "
+                         + ", ".join(f"'{c}'" for c in carried) + f" (text with more than "
+                         f"{MAX_LEVELS} distinct values).")
         out = _append(train, new, next_id)
     else:
         from imblearn.over_sampling import RandomOverSampler
@@ -169,7 +249,8 @@ def augment_frame(train: Any, target: str, strategy: str = "smote", k_neighbors:
                     summary={"strategy": strategy, "method": method, "rows before": n,
                              "rows after": len(out), "synthetic rows": max(0, len(out) - n)
                              if strategy != "random_under" else 0,
-                             "removed rows": n - len(out) if strategy == "random_under" else 0},
+                             "removed rows": n - len(out) if strategy == "random_under" else 0,
+                             **({"k_neighbors": k_neighbors} if strategy == "smote" else {})},
                     tables={"class counts": counts}, value=out)
     from .plots import class_counts_change
 
@@ -177,6 +258,7 @@ def augment_frame(train: Any, target: str, strategy: str = "smote", k_neighbors:
     if strategy == "smote" and numeric and train[numeric].isna().any().any():
         report.messages.append("Missing numeric values were filled with the median for interpolation "
                                "only; original rows keep their missing values.")
+    report.messages[:0] = notes
     report.messages.append("Validation and test splits are untouched: evaluate on real rows only.")
     return report
 

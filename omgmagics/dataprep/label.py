@@ -218,6 +218,22 @@ def function_table(L: Any, names: list[str], classes: list[Any], gold: Any | Non
     return pd.DataFrame(rows)
 
 
+def skipped_report(target: str, reason: str, rows: int, unlabeled: int,
+                   functions: int = 0) -> Report:
+    """The report of a labeling step that had nothing to do: `reason` says why (a clause)."""
+    summary = {"status": "skipped", "reason": reason, "rows": rows, "unlabelled": unlabeled,
+               "functions": functions}
+    report = Report(f"Labeling skipped: {reason}", summary=summary)
+    if unlabeled:
+        report.messages.append(
+            f"{unlabeled} rows have no '{target}' value and stay unlabeled: `omg data split` keeps them "
+            "out of train, val and test. To label them, write labeling functions (decorated with "
+            "@labeling_function() or named lf_*) in a `#| export` cell of the data notebook and "
+            "re-export.")
+    report.messages.append("No labelled table was written: `omg data split` reads the table as collected.")
+    return report
+
+
 def label_frame(df: Any, lfs: list[LabelingFunction], target: str, strategy: str = "weak_supervision",
                 gold: str | None = None, hide_share: float = 0.0, seed: int = 42,
                 min_confidence: float = 0.0, progress: Any = None) -> Report:
@@ -272,6 +288,9 @@ def label_frame(df: Any, lfs: list[LabelingFunction], target: str, strategy: str
         raise DataError(f"The gold column '{gold}' is not in the data.{did_you_mean(gold, df.columns)}")
     gold_values = (df[gold].astype(object).where(df[gold].notna(), None) if gold else y)
     votes = apply_functions(df.drop(columns=[target, "row_id"]), lfs, progress)
+    if not votes.notna().to_numpy().any():
+        return skipped_report(target, f"none of the {len(lfs)} labeling functions voted on any row",
+                              len(df), int((~known).sum()), len(lfs))
     classes = sorted(set(truth.dropna()) | set(gold_values.dropna()), key=str)
     if not classes:
         classes = sorted(set(v for c in votes for v in votes[c].dropna()), key=str)
@@ -340,8 +359,10 @@ def label_frame(df: Any, lfs: list[LabelingFunction], target: str, strategy: str
                            + ", ".join(f"{c}: {p:.2f}" for c, p in zip(classes, ds["prior"], strict=True))
                            + ".")
     if ds["semi_supervised"]:
-        report.messages.append("Its accuracy on known labels is in-sample (they anchored the fit); the "
-                               "agreement with hidden labels is the out-of-sample figure.")
+        report.messages.append("Its accuracy on known labels is in-sample (they anchored the fit)"
+                               + ("; the agreement with hidden labels is the out-of-sample figure."
+                                  if hidden.any() else "; hide some (--hide-share) for an "
+                                  "out-of-sample figure."))
     if hidden.any():
         report.messages.append(f"{int(hidden.sum())} known labels were hidden (seed {seed}) and "
                                f"relabelled; {summary['agreement with hidden truth']:.1%} agree with the "

@@ -5,8 +5,8 @@ Projects import this in their nbdev ``#| export`` cells, so it pulls in nothing 
     from omgmagics.dataprep.labeling import ABSTAIN, labeling_function
 
     @labeling_function()
-    def lf_high_capital_gain(df):
-        return np.where(df["capital_gain"] > 7000, ">50K", ABSTAIN)
+    def lf_many_complaints(df):
+        return np.where(df["complaints"] >= 3, "churned", ABSTAIN)
 
 A labeling function receives the whole DataFrame and returns one vote per row: a class label or
 :data:`ABSTAIN` (``None``; NaN counts as an abstention too). With ``rowwise=True`` it receives one row

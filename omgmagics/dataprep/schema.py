@@ -13,10 +13,10 @@ The format (documented in ``docs/schema_format.md``)::
         min: 17
         max: 90
         description: Age in years
-      workclass:
+      plan:
         dtype: str
         nullable: true
-        allowed: [Private, State-gov]
+        allowed: [basic, premium]
       customer_id:
         dtype: str
         unique: true

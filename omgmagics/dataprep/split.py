@@ -3,12 +3,18 @@
 Three modes, all deterministic for a seed:
 
 * **stratified** (default): class shares kept in every split (a regression target is stratified on
-  its deciles). Rows with identical features are kept together in one split, so a duplicate can
-  never leak from training into evaluation. Rows labelled by weak supervision (``label_source == "weak"``) go to
-  training only: validation and test are scored against real labels.
+  quantile bins of at least 20 rows; classes too rare to stratify alone share one stratum, and a
+  split that cannot be stratified is a plain seeded one, said in the report). Rows with identical
+  features are kept together in one split, so a duplicate can never leak from training into
+  evaluation. Rows labelled by weak supervision (``label_source == "weak"``) go to training only:
+  validation and test are scored against real labels (in group and time mode, weak rows that fall
+  into validation or test are left out).
 * **group** (``group=COL``): every value of the column lands in exactly one split.
-* **time** (``time=COL``): ordered by time; every validation row is later than every training row and
-  every test row later than every validation row (ties stay in one split).
+* **time** (``time=COL``): ordered by time (text dates such as ``31.12.2021`` are parsed); every
+  validation row is later than every training row and every test row later than every validation
+  row (ties stay in one split).
+
+Rows without a target value are kept out of every split (counted in the report).
 
 Each split gets a stable integer ``row_id`` (the row's position in the input when it has none).
 After splitting, :func:`leakage_checks` looks for identical rows across splits.
@@ -20,6 +26,7 @@ from typing import Any
 
 from ..errors import DataError, UsageError, did_you_mean
 from ..results import Report
+from ._util import parse_dates, show
 
 SPLITS = ("train", "val", "test")
 ID = "row_id"
@@ -69,12 +76,44 @@ def _quotas(n: int, fractions: tuple[float, float, float]) -> tuple[int, int]:
     return n_val, n_test
 
 
-def _stratified(df: Any, target: str, fractions: tuple[float, float, float], seed: int,
-                stratify: bool, objective: str) -> Any:
-    import numpy as np
+def _strata(labels: Any, min_count: int = 2) -> tuple[Any, list[tuple[Any, int]]]:
+    """Stratification labels in which classes with fewer than `min_count` rows share one stratum
+    (with the largest class when even together they are too few); and the merged classes."""
     import pandas as pd
+
+    s = pd.Series(labels).astype(str).to_numpy()
+    counts = pd.Series(s).value_counts()
+    rare = counts[counts < min_count]
+    if not len(rare):
+        return s, []
+    merged = "\x00rare" if int(rare.sum()) >= min_count else str(counts.index[0])
+    return pd.Series(s).where(~pd.Series(s).isin(rare.index), merged).to_numpy(), \
+        [(k, int(v)) for k, v in rare.items()]
+
+
+def _split_units(units: Any, labels: Any, test_size: float, seed: int,
+                 notes: list[str]) -> tuple[Any, Any]:
+    """`units` cut in two (rest, held out) by `train_test_split`, stratified on `labels` when
+    given and possible; otherwise a plain seeded split (said in `notes`)."""
     from sklearn.model_selection import train_test_split
 
+    if labels is not None:
+        strata, _ = _strata(labels)
+        try:
+            return tuple(train_test_split(units, test_size=test_size, random_state=seed,
+                                          stratify=strata))
+        except ValueError as exc:
+            notes.append(f"Too few rows to stratify ({str(exc).rstrip('.')}): that part of the split "
+                         "is a plain seeded random split.")
+    return tuple(train_test_split(units, test_size=test_size, random_state=seed))
+
+
+def _stratified(df: Any, target: str, fractions: tuple[float, float, float], seed: int,
+                stratify: bool, objective: str, notes: list[str] | None = None) -> Any:
+    import numpy as np
+    import pandas as pd
+
+    notes = notes if notes is not None else []
     n = len(df)
     n_val, n_test = _quotas(n, fractions)
     # rows with identical features (whatever their target) share a unit and so a split
@@ -90,26 +129,22 @@ def _stratified(df: Any, target: str, fractions: tuple[float, float, float], see
                         f"need {n_val + n_test}. Label more rows, or lower --val and --test.")
     y = df[target].to_numpy()[first[eligible]]
     if stratify and objective == "regression":
-        y = pd.qcut(pd.Series(y).rank(method="first"), q=min(10, len(y)), labels=False).to_numpy()
+        bins = min(10, max(1, len(y) // 20))  # quantile bins of at least 20 rows
+        y = pd.qcut(pd.Series(y).rank(method="first"), q=bins, labels=False).to_numpy()
+    elif stratify:
+        _, rare = _strata(y, 3)
+        if rare:
+            notes.append("Too few rows to be in every split: " + ", ".join(
+                f"{show(k)} with {v}" for k, v in rare[:5]) + (" ..." if len(rare) > 5 else "")
+                + f" (class of {target}); rare classes are stratified together, so a split may "
+                "miss them.")
     strat = y if stratify else None
-    try:
-        rest, hold = train_test_split(eligible, test_size=(n_val + n_test) / rows_eligible,
-                                      random_state=seed, stratify=strat)
-        strat_hold = None
-        if stratify:
-            strat_hold = pd.Series(y, index=eligible).loc[hold].to_numpy()
-        val_u, test_u = train_test_split(hold, test_size=n_test / (n_val + n_test),
-                                         random_state=seed, stratify=strat_hold)
-    except ValueError as exc:
-        if stratify and "least populated class" in str(exc):
-            counts = pd.Series(y).value_counts()
-            rare = counts[counts < 3]
-            raise DataError(
-                f"Stratified splitting needs at least 3 rows of each class; {target} has "
-                + ", ".join(f"'{k}' with {v}" for k, v in rare.items())
-                + ". Merge or drop the rare classes, or split without stratification "
-                "(--no-stratify).") from None
-        raise DataError(f"Cannot split the data: {exc}.") from None
+    if rows_eligible == n_val + n_test:
+        raise DataError(f"{n} rows are too few to split {fractions[0]}/{fractions[1]}/{fractions[2]}: "
+                        "the training split would be empty. Use more data.")
+    rest, hold = _split_units(eligible, strat, (n_val + n_test) / rows_eligible, seed, notes)
+    strat_hold = pd.Series(y, index=eligible).loc[hold].to_numpy() if stratify else None
+    val_u, test_u = _split_units(hold, strat_hold, n_test / (n_val + n_test), seed, notes)
     assign = np.zeros(len(sizes), dtype=np.int8)  # 0 train, 1 val, 2 test
     assign[val_u], assign[test_u] = 1, 2
     return assign[units]
@@ -138,27 +173,31 @@ def _ordered(units: Any, order: Any, fractions: tuple[float, float, float]) -> A
 
 def split_frame(df: Any, target: str, fractions: tuple[float, float, float] = (0.7, 0.15, 0.15),
                 seed: int = 42, group: str | None = None, time: str | None = None,
-                stratify: bool = True, objective: str = "classification") -> dict[str, Any]:
+                stratify: bool = True, objective: str = "classification",
+                info: dict[str, Any] | None = None) -> dict[str, Any]:
     """Split `df` into ``train`` / ``val`` / ``test`` DataFrames (each with a ``row_id`` column).
+
+    Rows without a target value (unlabeled, and not labeled by ``omg data label``) are kept out of
+    every split; weakly labelled rows go to training only (in group and time mode, the ones that
+    fall into validation or test are left out). `info`, when given, is filled with what was done:
+    ``unlabeled_excluded``, ``weak_excluded`` (row counts) and ``notes`` (sentences for the report).
 
     Raises
     ------
     UsageError
         For bad fractions or both `group` and `time`.
     DataError
-        For a missing column, missing target values, missing group/time values, too few rows.
+        For a missing column, no labelled row, missing group/time values, too few rows.
     """
     import numpy as np
     import pandas as pd
 
+    info = info if info is not None else {}
+    notes = info.setdefault("notes", [])
     check_fractions(*fractions)
     if group and time:
         raise UsageError("Use either --group or --time, not both.")
     _require(df, target, "target")
-    missing = int(df[target].isna().sum())
-    if missing:
-        raise DataError(f"{missing} rows have no value in the target '{target}'. Label them first "
-                        "(`omg data label`) or drop them before splitting.")
     df = df.reset_index(drop=True)
     if ID in df.columns:
         ids = df[ID]
@@ -167,6 +206,15 @@ def split_frame(df: Any, target: str, fractions: tuple[float, float, float] = (0
                             "something else.")
     else:
         df.insert(0, ID, np.arange(len(df), dtype="int64"))
+    missing = df[target].isna().to_numpy()
+    info["unlabeled_excluded"] = int(missing.sum())
+    if missing.all():
+        raise DataError(f"No row has a value in the target '{target}'. Check the target column, or "
+                        "label rows first (`omg data label`).")
+    if missing.any():
+        df = df[~missing].reset_index(drop=True)
+        notes.append(f"{int(missing.sum())} rows have no '{target}' value (unlabeled, and not labeled "
+                     "by `omg data label`): they are kept out of train, val and test.")
     if group:
         _require(df, group, "group")
         if df[group].isna().any():
@@ -177,21 +225,44 @@ def split_frame(df: Any, target: str, fractions: tuple[float, float, float] = (0
         assign = _ordered(units, order, fractions)
     elif time:
         _require(df, time, "time")
-        stamps = df[time]
-        if not (pd.api.types.is_numeric_dtype(stamps) or pd.api.types.is_datetime64_any_dtype(stamps)):
-            try:
-                stamps = pd.to_datetime(stamps)
-            except (ValueError, TypeError):
-                raise DataError(f"The time column '{time}' is neither numeric nor dates "
-                                f"(e.g. {stamps.iloc[0]!r}). Convert it first.") from None
+        stamps = time_values(df[time], time)
         if stamps.isna().any():
-            raise DataError(f"The time column '{time}' has {int(stamps.isna().sum())} missing values; "
-                            "a time-ordered split needs a time on every row.")
+            raise DataError(f"The time column '{time}' has {int(stamps.isna().sum())} missing or "
+                            "unreadable values; a time-ordered split needs a time on every row.")
         codes, uniques = pd.factorize(stamps, sort=True)
         assign = _ordered(codes, np.arange(len(uniques)), fractions)
     else:
-        assign = _stratified(df, target, fractions, seed, stratify, objective)
+        assign = _stratified(df, target, fractions, seed, stratify, objective, notes)
+    info["weak_excluded"] = 0
+    if (group or time) and LABEL_SOURCE in df.columns:
+        out = (df[LABEL_SOURCE].eq("weak") & (assign > 0)).to_numpy()
+        if out.any():
+            info["weak_excluded"] = int(out.sum())
+            notes.append(f"{int(out.sum())} weakly labelled rows fell into validation or test and were "
+                         "left out (evaluation uses real labels only; weak labels train only).")
+            df, assign = df[~out].reset_index(drop=True), assign[~out]
     return {name: df[assign == i].reset_index(drop=True) for i, name in enumerate(SPLITS)}
+
+
+def time_values(values: Any, column: str) -> Any:
+    """A time column as numbers or datetimes (text dates parsed, e.g. ``31.12.2021``).
+
+    Raises
+    ------
+    DataError
+        When the column is neither numeric nor dates.
+    """
+    import pandas as pd
+
+    s = pd.Series(values)
+    if pd.api.types.is_numeric_dtype(s) or pd.api.types.is_datetime64_any_dtype(s):
+        return s
+    try:
+        return parse_dates(s)
+    except (ValueError, TypeError):
+        example = s.dropna().iloc[0] if s.notna().any() else None
+        raise DataError(f"The time column '{column}' is neither numeric nor dates (e.g. "
+                        f"{show(example)}). Convert it first, or split without it.") from None
 
 
 def leakage_checks(splits: dict[str, Any], target: str, group: str | None = None,
@@ -225,9 +296,8 @@ def leakage_checks(splits: dict[str, Any], target: str, group: str | None = None
                          if shared else "none"})
     if time:
         for a, b in (("train", "val"), ("val", "test")):
-            ta, tb = pd.Series(splits[a][time]), pd.Series(splits[b][time])
-            if not pd.api.types.is_numeric_dtype(ta) and not pd.api.types.is_datetime64_any_dtype(ta):
-                ta, tb = pd.to_datetime(ta), pd.to_datetime(tb)
+            both = time_values(pd.concat([splits[a][time], splits[b][time]], ignore_index=True), time)
+            ta, tb = both.iloc[:len(splits[a])], both.iloc[len(splits[a]):]
             late = int((ta >= tb.min()).sum())
             rows.append({"check": f"time order: {a} before {b}", "status": "fail" if late else "pass",
                          "count": late, "detail": f"{a} ends {ta.max()}, {b} starts {tb.min()}"})
@@ -272,7 +342,7 @@ def split_report(splits: dict[str, Any], target: str, fractions: tuple[float, fl
     if LABEL_SOURCE in splits["train"].columns:
         weak = {k: int(v[LABEL_SOURCE].eq("weak").sum()) for k, v in splits.items()}
         report.messages.append(f"Weakly labelled rows per split: {weak} (evaluation splits hold real "
-                               "labels only, except in time mode).")
+                               "labels only).")
     if leaks:
         report.messages.append(f"{leaks} rows of a later split have an identical copy (or identical "
                                "features) in an earlier split: evaluation would partly score memorised "

@@ -168,8 +168,8 @@ def current_table(project: Any) -> tuple[Any, dict[str, Any]]:
     raw, info = raw_table(project)
     meta = read_json_or(project.processed_dir / LABELED_META, None)
     labeled = project.processed_dir / LABELED
-    if meta and labeled.is_file() and meta.get("input", {}).get("content_sha256") == \
-            info.get("content_sha256"):
+    if meta and meta.get("status") != "skipped" and labeled.is_file() and \
+            meta.get("input", {}).get("content_sha256") == info.get("content_sha256"):
         return pd.read_parquet(labeled), {"path": rel(project, labeled),
                                           "sha256": sha256_file(labeled), "labeled_from": info}
     return raw, info
@@ -313,21 +313,56 @@ def label_step(project: Any, df: Any, info: dict[str, Any], functions: str | Non
                strategy: str = "weak_supervision", gold: str | None = None,
                hide_share: float | None = None, min_confidence: float = 0.0,
                progress: Any = None) -> Report:
-    """Label the unlabelled rows with the project's labeling functions; write ``labeled.parquet``."""
-    from .label import label_frame, load_labeling_functions
+    """Label the unlabelled rows with the project's labeling functions; write ``labeled.parquet``.
+
+    Skipped (a report saying why, not an error) when there is nothing to label (every row has a
+    target and no labels are to be hidden), when the project has no labeling functions, or when
+    none of them votes on any row. A skip is recorded in ``labeled.json`` and removes an earlier
+    labelled table, so ``split`` reads the raw table (and keeps unlabeled rows out of the splits).
+    """
+    from .label import label_frame, load_labeling_functions, skipped_report
 
     if hide_share is None:
         hide_share = float(project.config.get_path("data.unlabeled_share", 0.0) or 0.0)
+    if not 0 <= hide_share < 1:
+        raise DataError(f"--hide-share must be in [0, 1), got {hide_share}.")
+    if not 0 <= min_confidence <= 1:
+        raise DataError(f"--min-confidence must be in [0, 1] (a label-model probability), got "
+                        f"{min_confidence}.")
+    target = _target(project)
+    explicit = functions is not None
     functions = functions or default_functions_module(project)
-    lfs = load_labeling_functions(functions, project.root)
-    report = label_frame(df, lfs, _target(project), strategy=strategy, gold=gold,
-                         hide_share=hide_share, seed=project.seed, min_confidence=min_confidence,
-                         progress=progress)
+    unlabeled = int(df[target].isna().sum()) if target in df.columns else len(df)
+    lfs, reason = None, None
+    if explicit or (project.root / (functions.replace(".", "/") + ".py")).is_file():
+        try:  # a module named with --functions must import: a typo is an error, not a skip
+            lfs = load_labeling_functions(functions, project.root)
+        except DataError as exc:
+            if not str(exc).startswith("No labeling functions"):
+                raise
+            reason = f"{functions} has no labeling functions"
+    else:
+        reason = f"the project has no labeling functions ({' or '.join(LF_MODULES)})"
+    if unlabeled == 0 and not hide_share > 0:
+        reason = f"every row has a '{target}' value, so there is nothing to label"
+    if reason is not None:
+        report = skipped_report(target, reason, len(df), unlabeled, len(lfs or []))
+    else:
+        report = label_frame(df, lfs, target, strategy=strategy, gold=gold, hide_share=hide_share,
+                             seed=project.seed, min_confidence=min_confidence, progress=progress)
     path = project.processed_dir / LABELED
+    if report.summary.get("status") == "skipped":
+        meta = {"status": "skipped", "reason": report.summary["reason"], "input": info,
+                "functions": functions, "strategy": strategy, "hide_share": hide_share,
+                "summary": report.summary, "labeled_at": now_iso()}
+        meta_path = write_json(project.processed_dir / LABELED_META, meta)
+        path.unlink(missing_ok=True)  # the record says skipped: an older labelled table is stale
+        report.artifacts["labelling record"] = str(meta_path)
+        return report
     sha = _write_parquet(report.value, path)
-    meta = {"input": info, "functions": functions, "strategy": strategy, "hide_share": hide_share,
-            "summary": report.summary, "rows": len(report.value), "sha256": sha,
-            "labeled_at": now_iso()}
+    meta = {"status": "labeled", "input": info, "functions": functions, "strategy": strategy,
+            "hide_share": hide_share, "summary": report.summary, "rows": len(report.value),
+            "sha256": sha, "labeled_at": now_iso()}
     meta_path = write_json(project.processed_dir / LABELED_META, meta)
     report.artifacts.update({"labelled table": str(path), "labelling record": str(meta_path)})
     return report
@@ -336,24 +371,64 @@ def label_step(project: Any, df: Any, info: dict[str, Any], functions: str | Non
 # --- split ---------------------------------------------------------------------------------------
 def split_step(project: Any, df: Any, info: dict[str, Any], fractions: tuple[float, float, float],
                group: str | None = None, time: str | None = None, stratify: bool = True) -> Report:
-    """Split `df` and write the three splits and the split manifest to ``data/processed``."""
+    """Split `df` and write the three splits and the split manifest to ``data/processed``.
+
+    Without `group`, `time` and with `stratify`, a ``brief.time_column`` present in the data orders
+    the split (said in the report); ``time="none"`` turns that off. When the brief's time column
+    cannot order the split (missing or unreadable times), the split is stratified instead, with the
+    reason.
+    """
     from .split import check_fractions, split_frame, split_report
 
     check_fractions(*fractions)
     target = _target(project)
-    splits = split_frame(df, target, fractions, seed=project.seed, group=group, time=time,
-                         stratify=stratify, objective=project.objective_type)
+    facts: dict[str, Any] = {"notes": []}
+    from_brief = False
+    if time is not None and time.strip().lower() == "none":
+        time = None
+    elif time is None and group is None and stratify and project.time_column \
+            and project.time_column in df.columns:
+        time, from_brief = project.time_column, True
+    try:
+        splits = split_frame(df, target, fractions, seed=project.seed, group=group, time=time,
+                             stratify=stratify, objective=project.objective_type, info=facts)
+    except DataError as exc:
+        if not from_brief:
+            raise
+        reason = str(exc)
+        time, from_brief = None, False
+        facts = {"notes": [f"brief.time_column '{project.time_column}' cannot order the split "
+                           f"({reason.rstrip('.')}); split stratified instead."]}
+        splits = split_frame(df, target, fractions, seed=project.seed, stratify=stratify,
+                             objective=project.objective_type, info=facts)
     mode = "group" if group else "time" if time else "stratified" if stratify else "random"
     report = split_report(splits, target, fractions, mode, project.seed, group, time,
                           project.objective_type)
+    labeled = read_json_or(project.processed_dir / LABELED_META, {}) if "labeled_from" in info else {}
+    dropped = int((labeled.get("summary") or {}).get("left unlabelled (dropped)") or 0)
+    if dropped:
+        facts["notes"].insert(0, f"{dropped} unlabeled rows that no labeling function labeled were "
+                                 "left out of the labelled table by `omg data label`, so of every "
+                                 "split.")
+        facts["unlabeled_excluded"] = facts.get("unlabeled_excluded", 0) + dropped
+    first = [f"Time-ordered on brief.time_column '{time}' (no --time or --group given): validation "
+             "and test are later than training. Pass --time none for a stratified split."] \
+        if from_brief else []
+    report.messages[:0] = first + facts["notes"]
+    if facts.get("unlabeled_excluded"):
+        report.summary["unlabeled rows left out"] = facts["unlabeled_excluded"]
+    if facts.get("weak_excluded"):
+        report.summary["weak rows left out"] = facts["weak_excluded"]
     files = {}
     for name, part in splits.items():
         path = project.processed_dir / f"{name}.parquet"
         files[name] = {"file": path.name, "rows": len(part), "sha256": _write_parquet(part, path)}
     manifest = {"mode": mode, "fractions": dict(zip(SPLITS, fractions, strict=True)),
                 "seed": project.seed, "target": target, "group": group, "time": time,
-                "id_column": "row_id", "input": info, "splits": files,
+                "time_from_brief": from_brief, "id_column": "row_id", "input": info, "splits": files,
                 "max_row_id": int(max(int(p["row_id"].max()) for p in splits.values())),
+                "unlabeled_excluded": facts.get("unlabeled_excluded", 0),
+                "weak_excluded": facts.get("weak_excluded", 0), "notes": facts["notes"],
                 "leakage": report.data["leakage"], "balance": report.data["balance"],
                 "created": now_iso()}
     manifest_path = write_json(project.processed_dir / SPLIT_MANIFEST, manifest)
@@ -384,19 +459,32 @@ def load_split(project: Any, name: str) -> Any:
 
 
 # --- augment -------------------------------------------------------------------------------------
-def augment_step(project: Any, split: str = "train", strategy: str = "smote", k_neighbors: int = 5,
-                 ratio: float | None = None) -> Report:
-    """Rebalance the training split; write ``train_augmented.parquet`` (``train.parquet`` is kept)."""
+def augment_step(project: Any, split: str = "train", strategy: str = "smote",
+                 k_neighbors: int | None = None, ratio: float | None = None) -> Report:
+    """Rebalance the training split; write ``train_augmented.parquet`` (``train.parquet`` is kept).
+
+    A skipped augmentation (regression target, balanced classes ...) writes only ``augment.json``
+    with the reason and removes an earlier augmented split, so features fit on ``train.parquet``.
+    """
     from .augment import augment_frame, check_split
 
     check_split(split)
     manifest = read_split_manifest(project)
     train = load_split(project, "train")
     report = augment_frame(train, _target(project), strategy=strategy, k_neighbors=k_neighbors,
-                           seed=project.seed, ratio=ratio, next_id=manifest["max_row_id"] + 1)
+                           seed=project.seed, ratio=ratio, next_id=manifest["max_row_id"] + 1,
+                           objective=project.objective_type)
     path = project.processed_dir / AUGMENTED
+    if report.summary.get("status") == "skipped":
+        meta = {"status": "skipped", "reason": report.summary["reason"], "strategy": strategy,
+                "train_sha256": manifest["splits"]["train"]["sha256"], "augmented_at": now_iso()}
+        meta_path = write_json(project.processed_dir / AUGMENT_META, meta)
+        path.unlink(missing_ok=True)
+        report.artifacts["augmentation record"] = str(meta_path)
+        return report
     sha = _write_parquet(report.value, path)
-    meta = {"strategy": strategy, "method": report.summary["method"], "k_neighbors": k_neighbors,
+    meta = {"status": "augmented", "strategy": strategy, "method": report.summary["method"],
+            "k_neighbors": report.summary.get("k_neighbors", k_neighbors),
             "ratio": ratio, "seed": project.seed, "train_sha256": manifest["splits"]["train"]["sha256"],
             "rows_before": len(train), "rows_after": len(report.value), "sha256": sha,
             "synthetic_row_ids_from": manifest["max_row_id"] + 1,
@@ -416,7 +504,7 @@ def training_split(project: Any, use_augmented: bool = True) -> tuple[Any, dict[
     manifest = read_split_manifest(project)
     meta = read_json_or(project.processed_dir / AUGMENT_META, None)
     path = project.processed_dir / AUGMENTED
-    if use_augmented and meta and path.is_file() and \
+    if use_augmented and meta and meta.get("status") != "skipped" and path.is_file() and \
             meta.get("train_sha256") == manifest["splits"]["train"]["sha256"] and \
             sha256_file(path) == meta.get("sha256"):
         return pd.read_parquet(path), {"file": rel(project, path), "augmented": True,

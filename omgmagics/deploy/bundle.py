@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import os
 import re
 import shutil
@@ -153,17 +154,53 @@ def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
+def json_safe(value: Any) -> Any:
+    """`value` with numpy scalars made Python values and non-finite numbers made None (JSON null):
+    a response or a log line is always valid JSON (``NaN`` and ``Infinity`` are not)."""
+    if isinstance(value, dict):
+        return {str(_plain(k)): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
+        return json_safe(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def class_names(classes: list | None) -> list[str]:
+    """The classes as the keys of a response's ``probabilities`` (plain text, no numpy reprs)."""
+    return [str(_plain(c)) for c in classes or []]
+
+
 def default_postprocess(scores: Any, classes: list | None, task: str) -> list[dict[str, Any]]:
+    """The decision rule of each task: none (regression: the value), argmax with every class's
+    probability (multi-class), a 0.5 threshold on P(positive class) (binary)."""
     import numpy as np
 
-    scores = np.asarray(scores)
+    scores = np.asarray(scores, dtype=np.float64)
     if task == "regression":
         return [{"prediction": float(s), "score": None} for s in scores]
     if scores.ndim == 2:
-        return [{"prediction": _plain(classes[int(i)]), "score": None}
-                for i in scores.argmax(axis=1)]
-    return [{"prediction": _plain(classes[1] if s >= 0.5 else classes[0]), "score": float(s)}
-            for s in scores]
+        names = class_names(classes)
+        return [{"prediction": _plain(classes[int(np.nanargmax(row))]) if np.isfinite(row).any()
+                 else None, "score": None, "probabilities": dict(zip(names, map(float, row),
+                                                                     strict=True))}
+                for row in scores]
+    return [{"prediction": _plain(classes[1] if s >= 0.5 else classes[0]) if np.isfinite(s)
+             else None, "score": float(s)} for s in scores]
+
+
+def output_spec(task: str, classes: list | None) -> dict[str, Any]:
+    """What a response item carries, per task (written to ``signature.json`` as ``outputs``)."""
+    if task == "regression":
+        return {"prediction": "number (the predicted value; null if not finite)", "score": None}
+    if classes is not None and len(classes) > 2:
+        return {"prediction": "one of the classes (argmax of the probabilities)", "score": None,
+                "probabilities": {"classes": class_names(classes),
+                                  "type": "object: class -> probability"}}
+    return {"prediction": "one of the classes (threshold on the score)",
+            "score": f"number: P({_plain(classes[1]) if classes else 'positive class'})"}
 
 
 # --- loading -------------------------------------------------------------------------------------
@@ -306,7 +343,20 @@ class ServingBundle:
         if len(items) != len(records):
             raise RuntimeError(f"handler.postprocess returned {len(items)} items for {len(records)} "
                                "records")
-        return items
+        return self._complete(items, scores)
+
+    def _complete(self, items: list[dict[str, Any]], scores: Any) -> list[dict[str, Any]]:
+        """Every multi-class item carries the per-class probabilities (a handler that leaves them
+        out gets them from the model's scores); values are JSON-safe (non-finite -> None)."""
+        import numpy as np
+
+        if self.model.task != "regression" and np.ndim(scores) == 2:
+            names = class_names(self.model.classes)
+            arr = np.asarray(scores, dtype=np.float64)
+            for item, row in zip(items, arr, strict=True):
+                if "probabilities" not in item:
+                    item["probabilities"] = dict(zip(names, map(float, row), strict=True))
+        return [json_safe(dict(item)) for item in items]
 
     def scores(self, records: list[dict[str, Any]]) -> Any:
         """Raw model scores (no postprocess), for skew checks."""
@@ -487,6 +537,7 @@ def package_model(project: Any, model_ref: str | None = None, handler: str | Non
     else:
         signature = numeric_signature(model.feature_names, target=model.meta.get("target"),
                                       task=model.task, classes=model.classes)
+    signature["outputs"] = output_spec(model.task, model.classes)
     messages: list[str] = list(signature.get("notes", []))
     # Sample rows (raw validation rows) verify the compiled pipeline wherever the bundle is loaded.
     sample_rows = _sample_rows(raw, fs, signature)

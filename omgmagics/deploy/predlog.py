@@ -4,9 +4,13 @@ One JSON object per prediction, one line each, in ``<project>/monitoring/predict
 (the UTC date of the prediction)::
 
     {"request_id": "9f1c...", "time": "2026-11-27T13:05:26.123+00:00", "env": "staging",
-     "model_version": "adult-model/2", "latency_ms": 1.84, "status": "ok",
-     "inputs": {"age": 39, "workclass": "Private", ...}, "prediction": ">50K", "score": 0.73,
+     "model_version": "churn-model/2", "latency_ms": 1.84, "status": "ok",
+     "inputs": {"tenure_months": 14, "plan": "basic", ...}, "prediction": "yes", "score": 0.73,
      "error": null}
+
+``score`` is P(positive class) for a binary model and null otherwise; a multi-class model's records
+also carry ``"probabilities": {"CLASS": p, ...}``; a regression's ``prediction`` is the value.
+Non-finite numbers are written as null (NaN is not JSON).
 
 A batch request gives one record per row, with request ids ``ID:0``, ``ID:1`` ... Records are buffered
 in memory and appended by a background thread every ``flush_seconds`` or ``flush_records`` records,
@@ -66,13 +70,16 @@ class PredictionLog:
 
     def add(self, request_id: str, inputs: dict[str, Any], prediction: Any, score: Any,
             latency_ms: float, status: str = "ok", error: str | None = None,
-            when: _dt.datetime | None = None) -> None:
-        """Queue one record (never blocks on disk)."""
+            when: _dt.datetime | None = None, probabilities: dict[str, Any] | None = None) -> None:
+        """Queue one record (never blocks on disk). `probabilities` (a multi-class model's
+        class -> probability) is written only when given."""
         rec = {"request_id": request_id,
                "time": (when or _dt.datetime.now(_dt.UTC)).isoformat(timespec="milliseconds"),
                "env": self.env, "model_version": self.model_version,
                "latency_ms": round(float(latency_ms), 3), "status": status, "inputs": inputs,
                "prediction": prediction, "score": score, "error": error}
+        if probabilities is not None:
+            rec["probabilities"] = probabilities
         with self._lock:
             if len(self._buf) >= self.max_buffer:
                 self.dropped += 1

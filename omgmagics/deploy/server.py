@@ -132,7 +132,13 @@ def create_app(bundle: Any, *, env: str, log: Any, max_batch: int, max_body_byte
 
     def reply(status: int, body: dict[str, Any], rid: str) -> Response:
         metrics.request("/predict", status)
-        return Response(json.dumps(body, separators=(",", ":"), default=str), status_code=status,
+        try:  # items are JSON-safe already (ServingBundle.predict_records); NaN is not JSON
+            text = json.dumps(body, separators=(",", ":"), default=str, allow_nan=False)
+        except ValueError:
+            from .bundle import json_safe
+
+            text = json.dumps(json_safe(body), separators=(",", ":"), default=str)
+        return Response(text, status_code=status,
                         media_type="application/json",
                         headers={"x-request-id": rid, "x-model-version": version})
 
@@ -180,7 +186,8 @@ def create_app(bundle: Any, *, env: str, log: Any, max_batch: int, max_body_byte
             score = item.get("score")
             if isinstance(score, float) and not math.isfinite(score):
                 score = None
-            log.add(rid if single else f"{rid}:{i}", rec, item.get("prediction"), score, ms)
+            log.add(rid if single else f"{rid}:{i}", rec, item.get("prediction"), score, ms,
+                    probabilities=item.get("probabilities"))
         metrics.records["ok"] += len(records)
         metrics.latency(ms / 1000)
         if single:

@@ -173,7 +173,8 @@ def _validation_report(result: dict[str, Any], summary: dict, messages: list, pr
     summary = {"staging validation": status, **summary,
                "replayed rows": result["replay"]["rows"],
                "rows outside the signature (422)": result["replay"]["outside_signature"],
-               "label mismatches": result["replay"]["label_mismatches"],
+               ("prediction mismatches" if result["replay"].get("compared") == "value"
+                else "label mismatches"): result["replay"]["label_mismatches"],
                "load p50 (ms)": result["load"]["p50_ms"], "load p99 (ms)": result["load"]["p99_ms"],
                "p99 limit (ms)": result["thresholds"]["latency_p99_ms"]}
     report = Report(f"Staging validation {status}: {result['model_version']}", summary=summary,
@@ -182,6 +183,7 @@ def _validation_report(result: dict[str, Any], summary: dict, messages: list, pr
                     data={"result": result})
     fig = latency_figure(result)
     report.add_figure("latency", fig)
+    report.messages.extend(result.get("notes") or [])
     if result["replay"]["outside_signature"]:
         report.messages.append(
             f"{result['replay']['outside_signature']} validation row(s) carry values never seen in "
@@ -227,7 +229,9 @@ def latency_figure(result: dict[str, Any]) -> Any:
         for (name, v, summ), colour in zip(series, PALETTE, strict=False):
             if v:
                 ax.hist(v, bins=bins, alpha=0.55, color=colour,
-                        label=f"{name}: p50 {summ['p50_ms'] or 0:.1f}, p99 {summ['p99_ms'] or 0:.1f} ms")
+                        label=f"{name}: p50 {summ['p50_ms'] or 0:.1f}, p99 "
+                              + (f"{summ['p99_ms']:.1f} ms" if summ.get("p99_ms") is not None
+                                 else "n/a (too few requests)"))
         ax.set_xscale("log")
         plain_log_ticks(ax, "x")
     else:  # an older result file without per-request latencies: the percentiles only

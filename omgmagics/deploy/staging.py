@@ -23,10 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
+from .bundle import class_names
 
 RESULT_FILE = "staging_validation.json"
 SCORE_TOLERANCE = 1e-9
 SKEW_TOLERANCE = 1e-6
+MIN_P99_SAMPLES = 100  # below, a 99th percentile is just the slowest request
 
 
 def result_path(project: Any) -> Path:
@@ -99,7 +101,12 @@ def validate_staging(project: Any, bundle_path: Path, url: str, settings: Any,
 
     bundle = ServingBundle.load(bundle_path, verify=True)
     val = settings.validation
-    rows, fs = replay_rows(project, bundle, int(val["rows"]))
+    requested = int(val["rows"])
+    rows, fs = replay_rows(project, bundle, requested)
+    notes = []
+    if len(rows) < requested:
+        notes.append(f"validation.rows is {requested} but the validation split has {len(rows)} "
+                     f"rows: all {len(rows)} were replayed.")
     records, valid, rejected = split_valid(bundle, rows)
     if not valid:
         raise DataError(f"None of the {len(records)} validation rows passes the bundle's signature "
@@ -131,21 +138,32 @@ def validate_staging(project: Any, bundle_path: Path, url: str, settings: Any,
             item = {}
         served.append(item)
     offline = [bundle.predict_records([r])[0] for r in valid]
-    same_label = sum(1 for a, b in zip(served, offline, strict=True)
-                     if a.get("prediction") == b["prediction"])
-    diffs = [abs(a["score"] - b["score"]) for a, b in zip(served, offline, strict=True)
-             if isinstance(a.get("score"), (int, float)) and isinstance(b.get("score"), (int, float))]
-    max_diff = max(diffs) if diffs else 0.0
-    identical = same_label == len(valid) and max_diff <= SCORE_TOLERANCE
+    kind = output_kind(bundle.model)
+    names = class_names(bundle.model.classes)
+    if kind == "value":  # regression: the prediction is the number, compared with a tolerance
+        v_srv, v_off = values(served, kind, names), values(offline, kind, names)
+        mismatches = int(np.sum(~_close(v_srv, v_off, SCORE_TOLERANCE)))
+        max_diff = max_diff_of(v_srv, v_off)
+    else:
+        mismatches = sum(1 for a, b in zip(served, offline, strict=True)
+                         if a.get("prediction") != b["prediction"])
+        max_diff = max_diff_of(values(served, kind, names), values(offline, kind, names))
+    what = VALUE_NAMES[kind]
+    miss = "predictions differ" if kind == "value" else "label mismatches"
+    identical = mismatches == 0 and max_diff <= SCORE_TOLERANCE
     criteria.append(_criterion("predictions identical to the offline bundle", identical,
-                               f"{len(valid) - same_label} label mismatches, max |score diff| "
-                               f"{max_diff:.3g}", f"0, <= {SCORE_TOLERANCE}"))
+                               f"{mismatches} {miss}, max |{what} diff| {max_diff:.3g}",
+                               f"0, <= {SCORE_TOLERANCE}",
+                               "" if kind != "value" else "relative to the value above 1"))
     valid_rows = rows.iloc[[i for i, e in enumerate(expected) if e == 200]]
-    skew = _skew(bundle, valid_rows, fs, [s.get("score") for s in served])
+    skew = _skew(bundle, valid_rows, fs, served)
     if skew is not None:
+        text = (f"{skew['mismatches']} label mismatches" if skew["compared"] == "label" else
+                f"max |{skew['compared']} diff| {skew['max_abs_diff']:.3g}")
         criteria.append(_criterion("no train/serve skew (vs stored features)", skew["ok"],
-                                   f"max |score diff| {skew['max_abs_diff']:.3g} on {skew['rows']} "
-                                   "rows", f"<= {SKEW_TOLERANCE}"))
+                                   f"{text} on {skew['rows']} rows",
+                                   "0" if skew["compared"] == "label" else f"<= {SKEW_TOLERANCE}",
+                                   skew.get("detail", "")))
     rate = float(val.get("load_rps") or settings.throughput_rps)
     valid_bodies = [json.dumps(r).encode() for r in valid]
     load_res = loadgen.fixed_rate(url + "/predict", valid_bodies, rate=rate,
@@ -172,6 +190,13 @@ def validate_staging(project: Any, bundle_path: Path, url: str, settings: Any,
         st_a, _ = _get(url + "/version")
         criteria.append(_criterion("auth required", st_a == 401, st_a, 401))
     lat = np.asarray([x for x in res.latencies_ms if x is not None])
+    if lat.size < MIN_P99_SAMPLES:
+        notes.append(f"The replay's {lat.size} requests are too few for a p99 estimate (fewer than "
+                     f"{MIN_P99_SAMPLES}): its p99 is not reported; the load test's is the criterion.")
+    if load["requests"] < MIN_P99_SAMPLES:
+        notes.append(f"The load test's {load['requests']} requests are too few for a p99 estimate "
+                     f"(fewer than {MIN_P99_SAMPLES}): its p99 is the slowest request. Raise "
+                     f"validation.load_requests to {MIN_P99_SAMPLES} or more.")
     outside: dict[str, int] = {}
     for why in rejected:
         outside[why.split(" has ")[0].split(" must ")[0]] = outside.get(
@@ -183,9 +208,12 @@ def validate_staging(project: Any, bundle_path: Path, url: str, settings: Any,
         "model_version": bundle.version, "criteria": criteria,
         "replay": {"rows": len(records), "valid": len(valid), "ok": as_expected,
                    "outside_signature": len(rejected), "outside_examples": rejected[:5],
-                   "label_mismatches": len(valid) - same_label, "max_score_diff": max_diff,
+                   "label_mismatches": mismatches, "max_score_diff": max_diff, "compared": kind,
                    "p50_ms": float(np.percentile(lat, 50)) if lat.size else None,
-                   "p99_ms": float(np.percentile(lat, 99)) if lat.size else None},
+                   "requested": requested,
+                   "p99_ms": float(np.percentile(lat, 99)) if lat.size >= MIN_P99_SAMPLES
+                   else None},
+        "notes": notes,
         "skew": skew, "load": {**load, "rate": rate},
         # per-request latencies (ms), for the latency distribution of the report
         "latencies_ms": {"replay": [round(float(x), 3) for x in lat],
@@ -197,31 +225,96 @@ def validate_staging(project: Any, bundle_path: Path, url: str, settings: Any,
     return result
 
 
-def _skew(bundle: Any, rows: Any, fs: Any, served_score: list) -> dict | None:
-    """Served scores vs the model on the stored feature-set rows (one row at a time, as served:
-    a dynamically quantized model's output depends a little on the other rows of its batch)."""
+OUTPUT_KINDS = ("value", "score", "probabilities")
+VALUE_NAMES = {"value": "prediction", "score": "score", "probabilities": "probability"}
+
+
+def output_kind(model: Any) -> str:
+    """What a response is compared on: the value (regression), P(positive) (binary) or the
+    per-class probabilities (multi-class)."""
+    if model.task == "regression":
+        return "value"
+    return "probabilities" if model.n_classes > 2 else "score"
+
+
+def values(items: list[dict], kind: str, names: list[str]) -> Any:
+    """The compared numbers of response items: (n,) for a value or score, (n, k) for probabilities;
+    NaN where an item lacks them (null, a failed request, a handler without probabilities)."""
+    import numpy as np
+
+    def num(v: Any) -> float:
+        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else np.nan
+
+    if kind == "probabilities":
+        out = np.full((len(items), len(names)), np.nan)
+        for i, item in enumerate(items):
+            probs = item.get("probabilities")
+            if isinstance(probs, dict):
+                out[i] = [num(probs.get(n)) for n in names]
+        return out
+    key = "prediction" if kind == "value" else "score"
+    return np.asarray([num(item.get(key)) for item in items], dtype=np.float64)
+
+
+def _scaled(a: Any, b: Any) -> Any:
+    """|a - b| relative to |b| above 1 (a regression value in the target's units); 0 where both
+    are NaN (both not finite), inf where only one is."""
+    import numpy as np
+
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    both = np.isnan(a) & np.isnan(b)
+    d = np.abs(a - b) / np.maximum(1.0, np.abs(np.where(np.isnan(b), 0.0, b)))
+    d = np.where(both, 0.0, np.where(np.isnan(d), np.inf, d))
+    return d.max(axis=1) if d.ndim == 2 else d
+
+
+def _close(a: Any, b: Any, tol: float) -> Any:
+    return _scaled(a, b) <= tol
+
+
+def max_diff_of(a: Any, b: Any) -> float:
+    d = _scaled(a, b)
+    return float(d.max()) if d.size else 0.0
+
+
+def _skew(bundle: Any, rows: Any, fs: Any, served: list[dict]) -> dict | None:
+    """Served outputs vs the model on the stored feature-set rows (one row at a time, as served:
+    a dynamically quantized model's output depends a little on the other rows of its batch).
+
+    Compared per task: the predicted value (regression, relative to its magnitude above 1),
+    P(positive class) (binary), every class's probability (multi-class; the labels when the
+    handler returns no probabilities).
+    """
     import numpy as np
 
     if fs is None or fs.val is None or not fs.id_column or fs.id_column not in rows.columns:
         return None
     stored = fs.val.drop_duplicates(fs.id_column).set_index(fs.id_column)
     names = bundle.model.feature_names
-    if any(n not in stored.columns for n in names) or bundle.model.task != "regression" and \
-            bundle.model.n_classes > 2:
+    if any(n not in stored.columns for n in names):
         return None
     keep = rows[fs.id_column].isin(stored.index).to_numpy()
     if not keep.any():
         return None
     X = stored.loc[rows[fs.id_column][keep], names].to_numpy(dtype=np.float64)
-    offline = np.asarray([float(np.ravel(bundle.model.predict_scores(X[i:i + 1]))[0])
+    kind = output_kind(bundle.model)
+    offline = np.asarray([np.asarray(bundle.model.predict_scores(X[i:i + 1]), dtype=np.float64)[0]
                           for i in range(len(X))])
-    served = np.asarray([np.nan if s is None else s for s, k in zip(served_score, keep, strict=True)
-                         if k], dtype=np.float64)
-    if served.shape != offline.shape or np.isnan(served).all():
-        return {"ok": False, "rows": int(keep.sum()), "max_abs_diff": float("inf")}
-    diff = float(np.nanmax(np.abs(served - offline)))
-    return {"ok": diff <= SKEW_TOLERANCE and not np.isnan(served).any(), "rows": int(keep.sum()),
-            "max_abs_diff": diff}
+    items = [s for s, k in zip(served, keep, strict=True) if k]
+    classes = class_names(bundle.model.classes)
+    got = values(items, kind, classes)
+    out = {"rows": int(keep.sum()), "compared": VALUE_NAMES[kind], "kind": kind}
+    if kind == "probabilities" and np.isnan(got).all(axis=1).all():
+        # A handler that returns labels only: compare the labels (argmax of the stored-row scores).
+        want = [classes[int(i)] for i in offline.argmax(axis=1)]
+        wrong = sum(1 for item, w in zip(items, want, strict=True)
+                    if str(item.get("prediction")) != w)
+        return {**out, "compared": "label", "ok": wrong == 0, "mismatches": wrong,
+                "max_abs_diff": 0.0 if wrong == 0 else float("inf"),
+                "detail": "the handler returns no probabilities: labels compared"}
+    diff = max_diff_of(got, offline)
+    return {**out, "ok": diff <= SKEW_TOLERANCE, "max_abs_diff": diff,
+            "detail": "relative to the value above 1" if kind == "value" else ""}
 
 
 def read_result(project: Any) -> dict[str, Any] | None:

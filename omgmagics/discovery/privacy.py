@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..columns import parses_as_dates
 from .checks import RULES, Facts, Item, _pct
 from .tables import is_numeric, single_feature_scores
 
@@ -121,6 +122,12 @@ def _match_share(values: pd.Series, weights: np.ndarray, kind: str) -> float:
         ndig = values.str.count(r"\d").to_numpy()
         hits &= (ndig >= 7) & (ndig <= 15) & ~values.str.fullmatch(_DATE.pattern).fillna(False).to_numpy(
             dtype=bool) & ~values.str.fullmatch(r"\d+(\.\d+)?").fillna(False).to_numpy(dtype=bool)
+        # digits with separators are a phone number only when they look like one: an international
+        # prefix or an area code in brackets, or three groups or more with 9 digits at least (a
+        # case or parcel number such as 17-000003 is two groups)
+        groups = values.str.count(r"\d+").to_numpy()
+        marked = values.str.match(r"\s*(\+|00|\()").fillna(False).to_numpy(dtype=bool)
+        hits &= marked | ((groups >= 3) & (ndig >= 9))
     elif kind == "payment card number":
         hits &= np.array([luhn_ok(v) for v in values], dtype=bool) if hits.any() else hits
     return float((weights * hits).sum() / weights.sum()) if weights.sum() else 0.0
@@ -195,7 +202,10 @@ def check_personal_data(df: pd.DataFrame, brief: Any, facts: Facts, seed: int
         else:
             named = by_name(name)
             found = [Finding(name, named[0], "name", named[1], None, "")] if named else []
-        if not found and (not is_numeric(df[col]) or pd.api.types.is_integer_dtype(df[col])):
+        if not found and name != brief.time_column and not pd.api.types.is_datetime64_any_dtype(
+                df[col]) and (not is_numeric(df[col]) or pd.api.types.is_integer_dtype(df[col])) \
+                and not (df[col].dtype == object and parses_as_dates(df[col])):
+            # a timestamp is never a record identifier, however distinct its values
             share = by_col.at[name, "distinct share"]
             share = float(share) if share is not None and share == share else 0.0
             ident = scan_identifier(name, share, facts.n)

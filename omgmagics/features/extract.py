@@ -22,7 +22,7 @@ from ..results import Report
 _KIT = "omgmagics.features.transformers."
 TRUSTED_TYPES: tuple[str, ...] = (
     *(_KIT + n for n in ("AsNumeric", "AsCategory", "AsFloat", "SignedLog", "IsMissing", "DateParts",
-                         "Arithmetic", "CustomFunction", "SelectColumns")),
+                         "HashedText", "Arithmetic", "CustomFunction", "SelectColumns")),
     "numpy.dtype", "numpy.float64", "numpy.int64", "builtins.slice", "builtins.type",
     "sklearn.compose._column_transformer.ColumnTransformer",
     "sklearn.compose._column_transformer._RemainderColsList",
@@ -109,8 +109,11 @@ def compile_feature(feat: dict[str, Any], seed: int = 42) -> Any:
         steps = [("compute", tr.Arithmetic(t, output=feat["name"])), *_imputer(feat)]
     elif t == "missing_indicator":
         steps = [("flag", tr.IsMissing())]
-    else:  # custom
-        steps = [("custom", tr.CustomFunction(feat["function"], feat.get("params"), feat["name"]))]
+    elif t == "text_hash":
+        steps = [("hash", tr.HashedText(feat.get("n_features", 16)))]
+    else:  # custom: a function may return missing values (inputs missing, a division by zero)
+        steps = [("custom", tr.CustomFunction(feat["function"], feat.get("params"), feat["name"])),
+                 *_imputer(feat)]
     return Pipeline(steps)
 
 
@@ -134,8 +137,7 @@ def check_kinds(spec: dict[str, Any], df: Any, source: str = "features.yaml") ->
     ------
     DataError
     """
-    import pandas as pd
-
+    from ..dataprep._util import date_format, show
     from ..dataprep.schema import dtype_family
 
     for feat in spec["features"]:
@@ -147,11 +149,11 @@ def check_kinds(spec: dict[str, Any], df: Any, source: str = "features.yaml") ->
                 raise DataError(f"{source}: feature '{feat['name']}' applies {t} to '{col}', which holds "
                                 f"{kind} values (e.g. {example!r}). Use one_hot, ordinal or target_encode "
                                 "for text columns.")
-            if t == "date_parts" and kind != "datetime":
-                parsed = pd.to_datetime(df[col].dropna().head(100), errors="coerce")
-                if parsed.isna().any() or not len(parsed):
-                    raise DataError(f"{source}: feature '{feat['name']}' takes date parts of '{col}', "
-                                    "which does not hold dates. Convert it or pick another transform.")
+            if t == "date_parts" and kind != "datetime" and date_format(df[col]) is None:
+                example = df[col].dropna().iloc[0] if df[col].notna().any() else None
+                raise DataError(f"{source}: feature '{feat['name']}' takes date parts of '{col}', "
+                                f"which does not hold dates (e.g. {show(example)}). Convert it or "
+                                "pick another transform.")
 
 
 def check_custom_functions(spec: dict[str, Any], root: str | Path | None = None) -> None:

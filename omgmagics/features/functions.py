@@ -4,14 +4,14 @@
 
     from omgmagics.features.functions import feature_function
 
-    @feature_function(columns=["capital_gain", "capital_loss"])
-    def net_capital(df):
-        return (df["capital_gain"] - df["capital_loss"]).rename("net_capital")
+    @feature_function(columns=["total_spend", "refunds"])
+    def net_spend(df):
+        return (df["total_spend"] - df["refunds"]).rename("net_spend")
 
 A feature function takes a DataFrame holding its ``columns`` and returns a Series, a DataFrame or an
 array with one row per input row. It must be stateless (it sees one batch at a time, in training and
 in serving). Reference it in features.yaml as ``transform: custom`` with ``function:
-projectlib.features.net_capital``; ``omg feature extract --infer`` adds every decorated function of
+projectlib.features.net_spend``; ``omg feature extract --infer`` adds every decorated function of
 ``projectlib.features`` by itself.
 """
 

@@ -18,7 +18,9 @@ from ..errors import DataError, UsageError, unknown_choice
 from ..results import Report
 
 METHODS = ("mutual_info", "variance", "correlation", "model")
-DEFAULT_K = 50
+DEFAULT_K = 50  # without a row count, auto is min(50, features)
+ROWS_PER_FEATURE = 10
+AUTO_MIN = 10
 
 
 def _sample(X: Any, y: Any, max_rows: int, seed: int) -> tuple[Any, Any]:
@@ -77,31 +79,45 @@ def score_features(X: Any, y: Any, method: str, objective: str = "classification
     return scores.fillna(0.0).sort_values(ascending=False, kind="stable")
 
 
-def check_k(k: int | None, n_features: int) -> int:
-    """The number of features to keep: `k`, or ``min(50, n)`` when not given.
+def auto_k(n_features: int, n_rows: int) -> int:
+    """``--k auto``: about one feature per ten training rows, at least 10, at most every feature."""
+    return max(1, min(n_features, max(AUTO_MIN, n_rows // ROWS_PER_FEATURE)))
+
+
+def check_k(k: int | str | None, n_features: int, n_rows: int | None = None) -> tuple[int, str | None]:
+    """The number of features to keep and a note on how it was chosen.
+
+    `k` is a number, ``"auto"`` or ``None`` (both: :func:`auto_k` of `n_rows`). A `k` of at least
+    the number of features keeps them all, with a note.
 
     Raises
     ------
     UsageError
-        When `k` is below 1 or above the number of features.
+        When `k` is below 1.
     """
-    if k is None:
-        return min(DEFAULT_K, n_features)
+    if k is None or k == "auto":
+        rows = n_rows if n_rows is not None else ROWS_PER_FEATURE * DEFAULT_K
+        chosen = auto_k(n_features, rows)
+        return chosen, (f"k {chosen} (auto: one feature per {ROWS_PER_FEATURE} training rows, at least "
+                        f"{AUTO_MIN}, at most the {n_features} features; {rows} rows).")
     if k < 1:
         raise UsageError(f"--k must be at least 1, got {k}.")
-    if k > n_features:
-        raise UsageError(f"--k {k} is larger than the number of features ({n_features}). Use --k "
-                         f"{n_features} or less, or extract more features first.")
-    return k
+    if k >= n_features:
+        return n_features, (f"--k {k} keeps every feature: there are {n_features}, so nothing is "
+                            "left out." if k > n_features else None)
+    return k, None
 
 
-def select_features(X: Any, y: Any, method: str = "mutual_info", k: int | None = None,
+def select_features(X: Any, y: Any, method: str = "mutual_info", k: int | str | None = None,
                     objective: str = "classification", seed: int = 42, threshold: float = 0.95,
                     max_rows: int = 20000) -> Report:
     """Rank the columns of `X` by `method` and keep the best `k`.
 
     Parameters
     ----------
+    k : int or "auto", optional
+        How many to keep; ``auto`` or ``None``: :func:`auto_k` of the training rows. A `k` of at
+        least the number of features keeps them all (with a message).
     threshold : float
         For ``correlation``: skip a feature whose |correlation| with an already kept one is above this.
     max_rows : int
@@ -122,7 +138,7 @@ def select_features(X: Any, y: Any, method: str = "mutual_info", k: int | None =
         raise DataError("No feature columns to select from. Run `omg feature extract` first.")
     if y.isna().any():
         raise DataError(f"The target has {int(y.isna().sum())} missing values in the training split.")
-    k = check_k(k, X.shape[1])
+    k, k_note = check_k(k, X.shape[1], len(X))
     if not 0 < threshold <= 1:
         raise UsageError(f"--threshold must be in (0, 1], got {threshold}.")
     scores = score_features(X, y, method, objective, seed, max_rows)
@@ -149,6 +165,8 @@ def select_features(X: Any, y: Any, method: str = "mutual_info", k: int | None =
                     data={"selected": selected, "method": method, "k": k,
                           "scores": {str(f): float(v) for f, v in scores.items()}})
     report.add_figure("scores", _plot(table, method))
+    if k_note:
+        report.messages.append(k_note)
     if len(selected) < k:
         why = ("constant features have zero variance" if method == "variance" else
                f"the others correlate above {threshold} with a kept feature")

@@ -5,17 +5,17 @@
     features:
       - name: numeric               # prefix of the output columns
         transform: standard         # see TRANSFORMS
-        columns: [age, hours_per_week]
+        columns: [tenure_months, monthly_spend]
       - name: gains
         transform: log
-        columns: [capital_gain, capital_loss]
-      - name: workclass
+        columns: [refunds, discounts]
+      - name: plan
         transform: one_hot
-        columns: [workclass]
+        columns: [plan]
         min_frequency: 0.01
-      - name: gain_per_hour
+      - name: spend_per_month
         transform: ratio
-        columns: [capital_gain, hours_per_week]
+        columns: [total_spend, tenure_months]
       - name: age_squared
         transform: custom
         function: projectlib.features.age_squared
@@ -48,6 +48,7 @@ TRANSFORMS: dict[str, str] = {
     "ratio": "first column / second column",
     "difference": "first column - second column",
     "missing_indicator": "1 where the value is missing, else 0",
+    "text_hash": "free text as hashed word counts (n_features buckets per column)",
     "custom": "a function of the project module, f(df, **params) -> columns",
 }
 COMMON_KEYS = {"name": str, "transform": str, "columns": (list, str), "description": str}
@@ -62,13 +63,14 @@ KEYS: dict[str, dict[str, Any]] = {
     "ratio": {"impute": str},
     "difference": {"impute": str},
     "missing_indicator": {},
-    "custom": {"function": str, "params": dict},
+    "text_hash": {"n_features": int},
+    "custom": {"function": str, "params": dict, "impute": str, "fill_value": (int, float)},
 }
 DATE_PARTS = ("year", "quarter", "month", "day", "dayofweek", "dayofyear", "hour", "is_weekend")
 IMPUTE = ("median", "mean", "most_frequent", "constant", "none")
 BIN_STRATEGIES = ("quantile", "uniform", "kmeans")
 BIN_ENCODE = ("onehot", "ordinal")
-EXAMPLE = "features:\n  - name: numeric\n    transform: standard\n    columns: [age, hours_per_week]"
+EXAMPLE = "features:\n  - name: numeric\n    transform: standard\n    columns: [tenure_months, monthly_spend]"
 
 
 def check_spec(data: Any, source: str = "features.yaml") -> dict[str, Any]:
@@ -141,6 +143,8 @@ def _check_values(spec: dict[str, Any], where: str, source: str) -> None:
     if t in ("ratio", "difference") and len(spec["columns"]) != 2:
         raise ConfigError(f"{source}: {where}: {t} takes exactly two columns (a, b), got "
                           f"{len(spec['columns'])}.")
+    if t == "text_hash" and not 1 <= spec.get("n_features", 16) <= 1024:
+        raise ConfigError(f"{source}: {where}: n_features must be between 1 and 1024.")
     if t == "bin" and spec.get("bins", 5) < 2:
         raise ConfigError(f"{source}: {where}: bins must be at least 2.")
     if t == "date_parts":
@@ -181,49 +185,110 @@ def check_columns(spec: dict[str, Any], columns: Any, source: str = "features.ya
                                 f"columns: {', '.join(have)}.")
 
 
-def infer_spec(df: Any, target: str | None, exclude: tuple[str, ...] = (),
-               max_one_hot: int = 30) -> tuple[dict[str, Any], list[str]]:
-    """A starting features config from a training DataFrame, and notes on what was left out.
+TEXT_BUCKETS = 16  # hashed buckets per free-text column
 
-    Numeric columns are standardised (log first when strongly skewed and non-negative), text columns
-    one-hot encoded (target-encoded above `max_one_hot` categories; a missing value is a category of
-    its own), dates split into parts, and missing numbers and dates flagged. `exclude` (ids, sensitive features ...) and the target are left out.
+
+def date_parts_for(values: Any) -> list[str]:
+    """The date parts worth extracting from `values` (dates, or text dates): month and day of week;
+    the year when the dates span more than one; the hour when they carry times of day."""
+    from ..dataprep._util import parse_dates
+
+    try:
+        d = parse_dates(values).dropna()
+    except (ValueError, TypeError):
+        return ["year", "month", "dayofweek"]
+    parts = ["year"] if d.dt.year.nunique() > 1 else []
+    parts += ["month", "dayofweek"]
+    if len(d) and bool((d.dt.hour != 0).any() or (d.dt.minute != 0).any()):
+        parts.append("hour")
+    return parts
+
+
+def _kinds_of(df: Any, target: str | None, time_column: str | None,
+              task: str | None) -> tuple[dict[str, str], dict[str, str]]:
+    """Each column's kind and, for the columns to leave out, the reason: from the shared column
+    analysis (:func:`omgmagics.columns.column_roles`)."""
+    from ..columns import column_roles, excluded_columns
+
+    roles = column_roles(df, target, time_column=time_column, task=task)
+    excluded = excluded_columns(roles)
+    reasons = dict(excluded) if isinstance(excluded, dict) else {c: roles[c].reason for c in excluded}
+    return {str(c): r.kind for c, r in roles.items()}, {str(c): str(v) for c, v in reasons.items()}
+
+
+def infer_spec(df: Any, target: str | None, exclude: tuple[str, ...] | dict[str, str] = (),
+               max_one_hot: int = 30, time_column: str | None = None,
+               task: str | None = None) -> tuple[dict[str, Any], list[str]]:
+    """A starting features config from a training DataFrame, and notes on what was done and why.
+
+    Column kinds come from :func:`omgmagics.columns.column_roles`. Ids, constant columns and columns
+    that leak the target are left out (each named with the reason); numeric columns are
+    standardised (log first when strongly skewed and non-negative); categories and booleans one-hot
+    encoded (target-encoded above `max_one_hot` categories; a missing value is a category of its
+    own); dates, also dates written as text, become date parts (the year when they span several,
+    the hour when they carry times); free text becomes hashed word counts; missing numbers and dates
+    are flagged. `exclude` (bookkeeping, sensitive features, ``data.exclude_columns``; a dict maps
+    each to why, named in the notes with the column analysis' own reason) and the target are left
+    out.
     """
-    from ..dataprep.schema import dtype_family
-
+    kinds, reasons = _kinds_of(df, target, time_column, task)
+    why_excluded = dict(exclude) if isinstance(exclude, dict) else {}
     groups: dict[str, list[str]] = {"numeric": [], "skewed": [], "categorical": [],
-                                    "high_cardinality": [], "dates": [], "missing": []}
-    notes = []
+                                    "high_cardinality": [], "boolean": [], "dates": [], "text": [],
+                                    "missing": []}
+    notes: list[str] = []
+    parts: list[str] = []
     for col in df.columns:
         if col == target or col in exclude:
+            why = why_excluded.get(col)
+            if why:
+                found = reasons.get(str(col))
+                notes.append(f"'{col}' left out: {why}" + (f" ({found})" if found else "") + ".")
+            continue
+        kind = kinds.get(str(col), "categorical")
+        if str(col) in reasons or kind in ("target", "id", "constant", "leak"):
+            notes.append(f"'{col}' left out: {reasons.get(str(col)) or kind}.")
             continue
         s = df[col]
-        kind = dtype_family(s)
-        if s.isna().any() and kind in ("int", "float", "datetime"):
-            groups["missing"].append(col)  # text columns get a __missing__ category instead
-        if kind in ("int", "float"):
+        if s.isna().any() and kind in ("numeric", "datetime"):
+            groups["missing"].append(col)  # categories get a __missing__ category instead
+        if kind == "numeric":
             values = s.dropna().astype(float)
             skewed = len(values) > 10 and values.min() >= 0 and abs(float(values.skew())) > 2
             groups["skewed" if skewed else "numeric"].append(col)
         elif kind == "datetime":
             groups["dates"].append(col)
+            parts += [p for p in date_parts_for(s) if p not in parts]
+        elif kind == "text":
+            groups["text"].append(col)
+        elif kind == "boolean":
+            groups["boolean"].append(col)
         else:
-            if kind == "str" and s.nunique() > 0.5 * len(s) and len(s) > 20:
-                notes.append(f"'{col}' left out: mostly unique text (an id or free text).")
-                continue
             groups["categorical" if s.nunique() <= max_one_hot else "high_cardinality"].append(col)
+    if groups["dates"]:
+        parts = [p for p in DATE_PARTS if p in parts]
+        notes.append(f"Dates ({', '.join(map(str, groups['dates']))}) become date parts "
+                     f"({', '.join(parts)}), parsed the same way from raw values in serving.")
+    if groups["text"]:
+        notes.append(f"Free text ({', '.join(map(str, groups['text']))}) becomes {TEXT_BUCKETS} "
+                     "hashed word counts per column (text_hash); delete the entry to leave it out.")
     transforms = {"numeric": {"transform": "standard"}, "skewed": {"transform": "log"},
                   "categorical": {"transform": "one_hot", "min_frequency": 0.005},
                   "high_cardinality": {"transform": "target_encode"},
-                  "dates": {"transform": "date_parts", "parts": ["year", "month", "dayofweek"]},
+                  "boolean": {"transform": "one_hot"},
+                  "dates": {"transform": "date_parts", "parts": parts},
+                  "text": {"transform": "text_hash", "n_features": TEXT_BUCKETS},
                   "missing": {"transform": "missing_indicator"}}
     features = [{"name": name, **transforms[name], "columns": cols}
                 for name, cols in groups.items() if cols]
     if not features:
-        raise DataError("No usable feature columns: every column is the target, excluded or an id.")
-    if exclude:
-        notes.append(f"Left out on purpose: {', '.join(exclude)} (ids, bookkeeping or sensitive "
-                     "features; add them back deliberately if the model may use them).")
+        raise DataError("No usable feature columns: every column is the target, excluded, an id, "
+                        "constant or a leak of the target" + (f" ({'; '.join(notes)})" if notes else "")
+                        + ". Check the target and data.exclude_columns in omg.yaml.")
+    if exclude and not why_excluded:
+        notes.append(f"Left out on purpose: {', '.join(map(str, exclude))} (bookkeeping, "
+                     "data.exclude_columns or sensitive features; add them back deliberately if the "
+                     "model may use them).")
     return {"target": target, "features": features}, notes
 
 
@@ -235,5 +300,5 @@ def spec_to_yaml(spec: dict[str, Any], notes: list[str] = ()) -> str:
             "# pipeline (format: docs/features_format.md). Transforms: " + ", ".join(TRANSFORMS) + "."]
     head += [f"# {n}" for n in notes]
     body = yaml.safe_dump({k: v for k, v in spec.items() if v is not None}, sort_keys=False,
-                          default_flow_style=None, width=100)
+                          default_flow_style=None, width=100, allow_unicode=True)
     return "\n".join(head) + "\n" + body

@@ -76,14 +76,19 @@ def infer_features_step(project: Any, config: str | None = None, force: bool = F
         report.messages.append("It may hold your edits, so it was not replaced. Pass --force to infer "
                                "a new one over it.")
         return report
-    train, _ = training_split(project, use_augmented)
-    exclude = [*BOOKKEEPING, *project.sensitive_features,
-               *(project.config.get_path("data.exclude_columns", []) or [])]
-    for key in (project.config.get_path("data.id_column"), project.time_column):
-        if key:
-            exclude.append(key)
-    exclude = tuple(dict.fromkeys(c for c in exclude if c in train.columns))
-    spec, notes = infer_spec(train, _target(project), exclude=exclude)
+    # the original training rows decide the column kinds (synthetic rows copy ids and free text)
+    train, _ = training_split(project, use_augmented=False)
+    exclude: dict[str, str] = {c: "" for c in BOOKKEEPING}  # the kit's own columns: no note
+    for col in project.config.get_path("data.exclude_columns", []) or []:
+        exclude.setdefault(col, "listed in data.exclude_columns of omg.yaml")
+    for col in project.sensitive_features:
+        exclude.setdefault(col, "a sensitive feature (brief.sensitive_features)")
+    id_col = project.config.get_path("data.id_column")
+    if id_col:
+        exclude.setdefault(id_col, "the id column (data.id_column)")
+    exclude = {c: why for c, why in exclude.items() if c in train.columns}
+    spec, notes = infer_spec(train, _target(project), exclude=exclude,
+                             time_column=project.time_column, task=project.objective_type)
     custom = discover_feature_functions("projectlib.features", project.root)
     for func in custom:
         if all(c in train.columns for c in func["columns"]):
@@ -149,7 +154,7 @@ def _staged(project: Any) -> tuple[dict[str, Any], Path]:
     return meta, stage
 
 
-def select_step(project: Any, method: str = "mutual_info", k: int | None = None,
+def select_step(project: Any, method: str = "mutual_info", k: int | str | None = None,
                 threshold: float = 0.95, max_rows: int = 20000) -> Report:
     """Rank the staged training features and record the selection beside them."""
     import pandas as pd

@@ -107,20 +107,39 @@ class IsMissing(_Columns):
 
 
 class DateParts(_Columns):
-    """Calendar parts of date/time columns: ``{column}_{part}`` for each part."""
+    """Calendar parts of date/time columns: ``{column}_{part}`` for each part.
+
+    Text dates (``2024-01-01 10:00``, ``31.12.2021``) are parsed with the format found at fit time
+    (``formats_``, one per column), so serving reads request values exactly as training did; a value
+    that does not parse gives missing parts (imputed next).
+    """
 
     def __init__(self, parts: tuple[str, ...] = ("year", "month", "dayofweek")):
         self.parts = parts
 
     def fit(self, X: Any, y: Any = None) -> DateParts:
-        self._remember(X)
+        from ..dataprep._util import date_format
+
+        X = self._remember(X)
+        self.formats_ = {str(c): (None if pd.api.types.is_datetime64_any_dtype(X[c])
+                                  else date_format(X[c])) for c in X.columns}
         return self
+
+    def _dates(self, s: pd.Series, column: str) -> pd.Series:
+        from ..dataprep._util import parse_dates
+
+        if pd.api.types.is_datetime64_any_dtype(s):
+            return s
+        fmt = getattr(self, "formats_", {}).get(column)
+        if fmt is None:  # fitted before formats were learnt, or no format fits: pandas' own parser
+            return pd.to_datetime(s, errors="coerce")
+        return parse_dates(s, fmt)
 
     def transform(self, X: Any) -> pd.DataFrame:
         X = _frame(X, self.feature_names_in_)
         out = {}
         for col in X.columns:
-            d = pd.to_datetime(X[col], errors="coerce")
+            d = self._dates(X[col], str(col))
             for part in self.parts:
                 values = d.dt.dayofweek >= 5 if part == "is_weekend" else getattr(d.dt, part)
                 out[f"{col}_{part}"] = values.astype("float64").where(d.notna())
@@ -129,6 +148,48 @@ class DateParts(_Columns):
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         cols = self.feature_names_in_ if input_features is None else input_features
         return np.asarray([f"{c}_{p}" for c in cols for p in self.parts], dtype=object)
+
+
+class HashedText(_Columns):
+    """Free text as hashed word counts: ``{column}_h{i}`` for ``i < n_features`` (the hashing trick).
+
+    Words are lower-cased runs of letters and digits; each is hashed (MurmurHash3, signed) into one of
+    `n_features` buckets. Stateless: nothing is learnt, so serving hashes request text the same way
+    and unseen words need no vocabulary. Missing text counts as no words.
+    """
+
+    def __init__(self, n_features: int = 16):
+        self.n_features = n_features
+
+    def fit(self, X: Any, y: Any = None) -> HashedText:
+        self._remember(X)
+        return self
+
+    def transform(self, X: Any) -> pd.DataFrame:
+        import re
+
+        from sklearn.utils import murmurhash3_32
+
+        X = _frame(X, self.feature_names_in_)
+        k = int(self.n_features)
+        words = re.compile(r"\w+", re.UNICODE)
+        out = {}
+        for col in X.columns:
+            counts = np.zeros((len(X), k))
+            for i, text in enumerate(X[col].to_numpy()):
+                if text is None or (isinstance(text, float) and np.isnan(text)):
+                    continue
+                for word in words.findall(str(text).lower()):
+                    h = murmurhash3_32(word, seed=0)
+                    counts[i, abs(h) % k] += 1.0 if h >= 0 else -1.0
+            for j in range(k):
+                out[f"{col}_h{j}"] = counts[:, j]
+        return pd.DataFrame(out, index=X.index)
+
+    def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
+        cols = self.feature_names_in_ if input_features is None else input_features
+        return np.asarray([f"{c}_h{j}" for c in cols for j in range(int(self.n_features))],
+                          dtype=object)
 
 
 class Arithmetic(_Columns):

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import UsageError, unknown_choice
+from ..errors import DataError, UsageError, unknown_choice
 
 BASELINES = ("dummy", "linear", "tree")
 
@@ -36,20 +36,33 @@ def baseline_estimator(name: str, task: str, seed: int) -> tuple[str, Any]:
     return "decision_tree", DecisionTreeRegressor(**kwargs) if reg else DecisionTreeClassifier(**kwargs)
 
 
-def _folds(data: Any, cv: int, seed: int) -> list[tuple[Any, Any]]:
+def _folds(data: Any, cv: int, seed: int) -> tuple[list[tuple[Any, Any]], str | None]:
+    """The cross-validation folds and, when the table forced fewer than `cv`, a message saying so."""
     import numpy as np
     from sklearn.model_selection import KFold, StratifiedKFold
 
     y = data.y["train"]
+    n = len(y)
+    if n < 4:
+        raise DataError(f"The training split has {n} rows: too small for cross-validation (at least "
+                        "4 rows, 2 per fold). Add rows or lower the validation and test shares.")
+    note = None
     if data.task == "regression":
-        splitter = KFold(cv, shuffle=True, random_state=seed)
+        folds = min(cv, n // 2)
+        splitter = KFold(folds, shuffle=True, random_state=seed)
     else:
-        smallest = int(np.bincount(y).min())
-        if smallest < cv:
-            raise UsageError(f"--cv {cv} needs at least {cv} rows of every class in the training split; "
-                             f"the rarest class has {smallest}. Use a smaller --cv.")
-        splitter = StratifiedKFold(cv, shuffle=True, random_state=seed)
-    return list(splitter.split(data.X["train"], y))
+        smallest = int(np.bincount(y)[np.bincount(y) > 0].min())
+        folds = min(cv, smallest)
+        if folds < 2:
+            raise DataError(f"The rarest class has {smallest} row in the training split: too small "
+                            "for cross-validation (every fold needs one row of each class). Add "
+                            "rows of that class or merge it with another.")
+        splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    if folds < cv:
+        why = "the rarest class has" if data.task != "regression" else "the training split has"
+        note = (f"--cv {cv} lowered to {folds} folds: {why} "
+                f"{folds if data.task != 'regression' else n} rows.")
+    return list(splitter.split(data.X["train"], y)), note
 
 
 def run_baselines(project: Any, *, features: str | None = None, table: Any = None,
@@ -96,7 +109,7 @@ def run_baselines(project: Any, *, features: str | None = None, table: Any = Non
     primary, secondary = metric_names(project, task)
     metrics = [primary, *secondary]
     seed = project.seed
-    folds = _folds(data, cv, seed)
+    folds, fold_note = _folds(data, cv, seed)
     candidates = []
     for name in models:
         if name in BASELINES:
@@ -183,11 +196,11 @@ def run_baselines(project: Any, *, features: str | None = None, table: Any = Non
                        metrics=metrics, register=False, extra_metrics=cv_metrics[best],
                        extra_tags={"omg.best_baseline": best}, extra=log_children)
     summary = {"best baseline": best, f"cv {primary}": f"{board.iloc[0][f'{primary} mean']:.4f} ± "
-               f"{board.iloc[0][f'{primary} std']:.4f}", "folds": cv, "feature set": data.ref,
+               f"{board.iloc[0][f'{primary} std']:.4f}", "folds": len(folds), "feature set": data.ref,
                "mlflow run": "baseline"}
     if "test" in rec["scores"]:
         summary[f"test {primary} (best)"] = rec["scores"]["test"][primary]
-    messages = []
+    messages = [fold_note] if fold_note else []
     if not data.has("test"):
         messages.append("No test split: the baselines were cross-validated only; store a feature set "
                         "with a test split to compare models against them.")

@@ -70,9 +70,13 @@ def versus_baseline(tracking: Any, data: Any, scores: Any, metric: str, run_id: 
     from .stats import significance
 
     runs = tracking.runs(kind="baseline", max_results=1)
-    if not runs or runs[0].info.run_id == run_id:
+    if not runs:
         return None
     base = runs[0]
+    if base.info.run_id == run_id:
+        # no trained model beat the best baseline in the comparison: it is the champion
+        return {"baseline_run": run_id, "champion_is_baseline": True,
+                "baseline": base.data.tags.get("omg.best_baseline", "baseline")}
     if base.data.tags.get("omg.feature_set") != data.ref:
         return {"baseline_run": base.info.run_id, "skipped": f"the baseline was run on "
                 f"{base.data.tags.get('omg.feature_set')}, the model on {data.ref}"}
@@ -121,6 +125,12 @@ def evaluate_model(project: Any, model_ref: str | None = None, *, features: str 
 
     if n_bootstrap < 0:
         raise DataError(f"--bootstrap must be >= 0, got {n_bootstrap}.")
+    if fairness and not project.sensitive_features:
+        fairness = False
+        fairness_skipped = ("fairness not assessed: the brief names no sensitive feature "
+                            "(brief.sensitive_features in omg.yaml)")
+    else:
+        fairness_skipped = None
     sensitive = require_sensitive(project) if fairness else []
     tracking = connect(project)
     model, run_id, label = resolve_model(project, tracking, model_ref)
@@ -187,7 +197,10 @@ def evaluate_model(project: Any, model_ref: str | None = None, *, features: str 
         vs = versus_baseline(tracking, data, scores, primary, run_id, max(n_bootstrap, 200), seed)
         if vs is not None:
             out["vs_baseline"] = vs
-            if "skipped" in vs:
+            if vs.get("champion_is_baseline"):
+                messages.append(f"The best baseline ({vs['baseline']}) is the champion: no trained "
+                                "model beat it in the comparison.")
+            elif "skipped" in vs:
                 messages.append(f"No paired test against the baseline: {vs['skipped']}.")
             else:
                 verdict = "significantly better than" if vs["significant"] else \
@@ -255,6 +268,9 @@ def evaluate_model(project: Any, model_ref: str | None = None, *, features: str 
     finally:
         if bar is not None:
             bar.close()
+    if fairness_skipped:
+        out["fairness_skipped"] = fairness_skipped
+        messages.append(fairness_skipped[0].upper() + fairness_skipped[1:] + ".")
     out["created"] = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     out["messages"] = messages
     out = jsonable(out)
@@ -284,8 +300,15 @@ def evaluate_model(project: Any, model_ref: str | None = None, *, features: str 
     summary = {"model": label, "feature set": data.ref, "test rows": len(y)}
     for r in rows[:3]:
         summary[r["metric"]] = f"{r['value']:.4f} [{r['ci_low']:.4f}, {r['ci_high']:.4f}]"
+    vs = out.get("vs_baseline") or {}
+    if vs.get("champion_is_baseline"):
+        summary["best baseline"] = f"{vs['baseline']} (the champion)"
+    elif "b" in vs:
+        summary["best baseline"] = f"{vs['baseline']} {primary} {vs['b']:.4f}"
     if out.get("fairness"):
         summary["fairness"] = "pass" if out["fairness"]["passed"] else "fail"
+    elif fairness_skipped:
+        summary["fairness"] = "not assessed (no sensitive feature)"
     if out.get("robustness"):
         summary["robustness limitations"] = len(out["robustness"]["limitations"])
     if out.get("calibration"):

@@ -41,7 +41,12 @@ def phase3_criteria(project: Any) -> tuple[list[Any], str]:
         note = ("The brief sets no threshold for " + primary + ": the rule applied is that the "
                 "chosen model must beat the best baseline significantly on the test split.")
         vs = ev.get("vs_baseline")
-        if not vs or "skipped" in vs:
+        if vs and vs.get("champion_is_baseline"):
+            criteria.append(Criterion(NO_THRESHOLD_RULE, "warn",
+                                      detail=f"the baseline is the champion ({vs['baseline']}): no "
+                                             "trained model beat it; set brief.objective.threshold "
+                                             "to judge it on the metric"))
+        elif not vs or "skipped" in vs:
             why = vs["skipped"] if vs else "no baseline run to test against"
             criteria.append(Criterion(NO_THRESHOLD_RULE, "fail",
                                       detail=f"{why}; run `omg train baseline` then evaluate again"))
@@ -53,6 +58,9 @@ def phase3_criteria(project: Any) -> tuple[list[Any], str]:
     limits = {k: project.config.get_path(f"fairness.{k}") for k in
               ("demographic_parity_difference", "equalized_odds_difference")}
     limits = {k: v for k, v in limits.items() if v is not None}
+    if limits and not project.sensitive_features:
+        criteria.append(Criterion("fairness", "warn",
+                                  detail="not assessed: the brief names no sensitive feature"))
     if limits and project.sensitive_features:
         fair = ev.get("fairness")
         if not fair:

@@ -20,6 +20,7 @@ DEFAULTS: dict[str, Any] = {
     "alpha": 0.05, "correction": "holm", "effect": "psi", "min_effect": 0.1,
     "psi_moderate": 0.1, "psi_high": 0.25, "js_threshold": 0.1, "wasserstein_threshold": 0.1,
     "drift_share": 0.5, "min_rows": 30,
+    "max_independent_rows": None,  # replayed traffic: the current side's test counts at most this many
 }
 EFFECTS = {"psi": "psi", "js": "js_distance", "wasserstein": "wasserstein_norm"}
 _MIX = np.uint64(0x9E3779B97F4A7C15)

@@ -30,7 +30,9 @@ Default thresholds (``monitoring.drift`` in ``omg.yaml``):
 - Jensen-Shannon distance and normalized Wasserstein are reported with a 0.1 reference line
   (Evidently's defaults for large data) and can be chosen as the effect size instead of PSI;
 - dataset drift when at least 50 % of the judged features drift;
-- fewer than 30 rows on either side: the feature is not judged (stated).
+- fewer than 30 rows on either side: the feature is not judged (stated);
+- ``max_independent_rows`` (set by ``omg ops drift`` when the log is a replay that reused rows):
+  the tests count at most that many current rows, since repeats of a row are no new evidence.
 """
 
 from __future__ import annotations
@@ -74,20 +76,23 @@ class FeatureDrift:
 
 
 def _feature_stats(b: Binning, r: np.ndarray, c: np.ndarray, ref: Reference, cur: Counts,
-                   w: int) -> FeatureDrift:
+                   w: int, cap: int | None = None) -> FeatureDrift:
     n_r, n_c = int(r.sum()), int(c.sum())
     miss_r = r[0] / n_r if n_r else float("nan")
     miss_c = c[0] / n_c if n_c else float("nan")
+    # rows replayed with replacement from `cap` distinct rows carry no more evidence than `cap` rows:
+    # the tests see the current counts scaled down to that size (the shares, PSI and JS are unchanged)
+    n_test = min(n_c, cap) if cap else n_c
     if b.kind == NUMERIC:
         d = stats.ks_statistic(r, c)
-        p = stats.ks_pvalue(d, n_r, n_c)
+        p = stats.ks_pvalue(d, n_r, n_test)
         rc = np.bincount(b.coarse, weights=r, minlength=b.n_coarse)
         cc = np.bincount(b.coarse, weights=c, minlength=b.n_coarse)
         wn = _wasserstein_norm(b, r, c, ref.counts.sums[b.name][0], cur.sums[b.name][w],
                                float(ref.counts.sq[b.name][0]))
         test = "KS"
     else:
-        d, p, _ = stats.chi2_homogeneity(r, c)
+        d, p, _ = stats.chi2_homogeneity(r, c * (n_test / n_c) if n_c and n_test < n_c else c)
         rc, cc, wn, test = r, c, float("nan"), "chi-square"
     return FeatureDrift(b.name, b.kind, test, d, p, stats.psi(rc, cc), stats.js_distance(rc, cc), wn,
                         n_r, n_c, miss_r, miss_c, b.labels(), stats.proportions(rc),
@@ -153,7 +158,8 @@ def compare(ref: Reference, cur: Counts, w: int = 0, window: Any = None) -> Wind
         if b.skipped:
             notes.append(f"{name}: not compared, {b.skipped}.")
             continue
-        fd = _feature_stats(b, ref.counts.bins[name][0], cur.bins[name][w], ref, cur, w)
+        fd = _feature_stats(b, ref.counts.bins[name][0], cur.bins[name][w], ref, cur, w,
+                            int(s["max_independent_rows"]) if s.get("max_independent_rows") else None)
         if min(fd.ref_rows, fd.cur_rows) < int(s["min_rows"]):
             fd.note = f"too few rows to judge ({min(fd.ref_rows, fd.cur_rows)} < {s['min_rows']})"
             fd.p_value = float("nan")

@@ -141,8 +141,22 @@ def run_drift(project: Any, reference: Any = None, current: Any = None, *, windo
             raise UsageError("--window, --since and --until need a time column in the current data: "
                              "set brief.time_column in omg.yaml or pass --time-column.")
         messages.append("The current data has no time column: it is compared as one window.")
+    engine = {k: ds[k] for k in ds if k in _ENGINE_KEYS}
+    if current is None:
+        replay = _replayed_rows(project)
+        if replay:
+            engine["max_independent_rows"] = replay
+            messages.append(f"The simulated traffic reuses {replay:,} held-out rows (sampled with "
+                            f"replacement): each window's tests count at most {replay:,} independent "
+                            "rows, since a repeated row is no new evidence.")
     ref = profile_reference(ref_src, feats, prediction=pred_col, categorical=ds.get("categorical"),
-                            settings={k: ds[k] for k in ds if k in _ENGINE_KEYS})
+                            settings=engine)
+    if (pred_col == "score" and not ds.get("prediction") and ref.binnings["score"].skipped
+            and "prediction" in ref_src.kinds and "prediction" in cur_src.kinds):
+        # no P(positive) (a multiclass model or a regression): the predicted class or value instead
+        pred_col = "prediction"
+        ref = profile_reference(ref_src, feats, prediction=pred_col,
+                                categorical=ds.get("categorical"), settings=engine)
     counts = count_current(cur_src, ref, time_column=tcol, windows=windows)
     results = [compare(ref, counts, w, windows[w] if windows else None)
                for w in range(len(windows) if windows else 1)]
@@ -163,7 +177,17 @@ def run_drift(project: Any, reference: Any = None, current: Any = None, *, windo
                    Report)
 
 
-_ENGINE_KEYS = {"bins", "psi_bins", "sample_size", "max_categories", "alpha", "correction", "effect",
+def _replayed_rows(project: Any) -> int | None:
+    """The number of distinct rows the simulated traffic replays when it reused them (sampled with
+    replacement), from ``monitoring/simulation.json``; None for traffic that did not."""
+    from .simulate import _read_simulations
+
+    reused = [int(r.get("distinct rows") or 0) for r in _read_simulations(project)
+              if r.get("sampled with replacement")]
+    return max(reused) if reused and min(reused) > 0 else None
+
+
+_ENGINE_KEYS = {"max_independent_rows", "bins", "psi_bins", "sample_size", "max_categories", "alpha", "correction", "effect",
                 "min_effect", "psi_moderate", "psi_high", "js_threshold", "wasserstein_threshold",
                 "drift_share", "min_rows"}
 

@@ -3,7 +3,12 @@
 - every drift alert was answered: a retrain that carried it finished with a decision, or a decision
   not to retrain named it (``monitoring/retrain_history.jsonl``);
 - the current champion's live primary metric on the latest labeled window reaches
-  ``monitoring.thresholds.metric_min`` (default: the brief's threshold). The window is
+  ``monitoring.thresholds.metric_min`` (default: the brief's threshold; at or above it, or at or
+  below for a lower-is-better metric such as rmse). Without a threshold it is compared with the
+  champion's test metric in ``reports/evaluation.json``, within its 95 % confidence interval. The
+  metric is the brief's, for the task: P(positive) scores for a binary model, class labels (or
+  per-class probabilities, re-scored when the log has none) for a multiclass one, values for a
+  regression. The window is
   ``retraining.eval_window`` back from the latest labeled request, widened until it holds
   ``retraining.eval_min_labels`` labels. Requests the champion served are judged on their logged
   scores; if the champion was promoted after that traffic, it re-scores the window's inputs.
@@ -43,15 +48,21 @@ def _alerts_answered(project: Any, Criterion: Any) -> Any:
              for a in open_[:5]]
     why = {failed[a["id"]].get("job"): failed[a["id"]].get("reason") for a in open_ if a["id"] in failed}
     detail = "unanswered: " + "; ".join(parts) + (f" and {len(open_) - 5} more" if len(open_) > 5 else "") + "."
-    detail += "".join(f" Retrain job {j} failed: {r}" for j, r in list(why.items())[:2])
+    detail += "".join(f" Retrain job {j} failed: {_one_line(r)}" for j, r in list(why.items())[:2])
     return Criterion("drift alerts answered", "fail", f"{len(drift) - len(open_)} of {len(drift)}",
                      "all", detail=detail + " Run `omg ops retrain --trigger drift` or record a "
                      "decision with `--decline --reason TEXT`")
 
 
+def _one_line(text: Any, limit: int = 300) -> str:
+    """The first line of a message, at most `limit` characters (a gate states its reason in one line)."""
+    line = next((x.strip() for x in str(text or "").splitlines() if x.strip()), "")
+    return line if len(line) <= limit else line[:limit - 3] + "..."
+
+
 def _champion_live(project: Any, Criterion: Any) -> Any:
     from ..metrics import get_metric
-    from .live import latest_labeled_window, metric_value
+    from .live import PROBA_METRICS, class_mode, latest_labeled_window, logged_metric, scorer_metric
     from .settings import monitoring_settings, retraining_settings
     from .windows import parse_duration
 
@@ -75,25 +86,66 @@ def _champion_live(project: Any, Criterion: Any) -> Any:
     if champion is None:
         return Criterion(name, "fail", detail="no model holds the alias champion")
     served = rows["model_version"].astype(str).isin(served_names(project, champion))
-    if served.all():
-        value = metric_value(project, rows["label"], rows["score"], rows["prediction"])
+    value = logged_metric(project, rows) if served.all() else float("nan")
+    if served.all() and (np.isfinite(value) or not (class_mode(project) == "multiclass"
+                                                    and metric in PROBA_METRICS)):
         how = "logged scores of the requests it served"
     else:
-        scores, preds = registry.scorer(champion).predict(rows)
-        value = metric_value(project, rows["label"], scores, preds)
-        how = (f"re-scored: it served {int(served.sum())} of the {len(rows)} labeled requests "
+        value = scorer_metric(project, registry.scorer(champion), rows)
+        how = ("re-scored: the log holds no per-class probabilities" if served.all() else
+               f"re-scored: it served {int(served.sum())} of the {len(rows)} labeled requests "
                "(promoted after them)")
+    shown = None if not np.isfinite(value) else round(float(value), 4)
     detail = f"v{champion} on {len(rows)} labeled requests of {win.label()}, {how}"
     if len(rows) < min_labels:
-        return Criterion(name, "fail", None if not np.isfinite(value) else round(value, 4),
-                         f">= {min_labels} labels", detail=detail + f"; fewer than {min_labels} labels")
-    if threshold is None:
-        return Criterion(name, "warn", round(value, 4), detail=detail + "; no threshold set "
-                         "(monitoring.thresholds.metric_min or brief.objective.threshold)")
+        return Criterion(name, "fail", shown, f">= {min_labels} labels",
+                         detail=f"only {len(rows)} labeled requests in all the traffic, fewer than "
+                         f"retraining.eval_min_labels ({min_labels}): too few to judge the live "
+                         f"{metric}; replay or collect more labeled traffic ({detail})")
     higher = get_metric(metric).greater_is_better
+    op = ">=" if higher else "<="
+    if threshold is None:
+        ref = _test_metric(project, metric)
+        if ref is None:
+            return Criterion(name, "warn", shown, detail=detail + "; no threshold set "
+                             "(monitoring.thresholds.metric_min or brief.objective.threshold) and no "
+                             f"test {metric} in reports/evaluation.json to compare with")
+        test, limit, tol = ref
+        ok = np.isfinite(value) and (value >= limit if higher else value <= limit)
+        return Criterion(name, "pass" if ok else "fail", shown, f"{op} {limit:.4g}",
+                         detail=detail + f"; no threshold in the brief: compared with the champion's "
+                         f"test {metric} {test:.4f} (reports/evaluation.json), tolerance {tol}")
     ok = np.isfinite(value) and (value >= threshold if higher else value <= threshold)
-    return Criterion(name, "pass" if ok else "fail", None if not np.isfinite(value) else round(value, 4),
-                     f"{'>=' if higher else '<='} {threshold}", detail=detail)
+    return Criterion(name, "pass" if ok else "fail", shown, f"{op} {threshold}", detail=detail)
+
+
+TEST_TOLERANCE = 0.05  # relative, when the evaluation has no confidence interval
+
+
+def _test_metric(project: Any, metric: str) -> tuple[float, float, str] | None:
+    """(test value, the live value it must reach, the tolerance in words) from phase 3's
+    ``reports/evaluation.json``: the live metric may be as far from the test value as the lower
+    (higher-is-better) or upper bound of its 95 % confidence interval, else 5 % of the value."""
+    import json
+    from pathlib import Path
+
+    from ..metrics import get_metric
+
+    try:
+        ev = json.loads((Path(project.reports_dir) / "evaluation.json").read_text())
+        entry = (ev.get("metrics") or {}).get(metric) or {}
+        value = float(entry["value"])
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    if not np.isfinite(value):
+        return None
+    higher = get_metric(metric).greater_is_better
+    bound = entry.get("ci_low" if higher else "ci_high")
+    if isinstance(bound, (int, float)) and np.isfinite(bound):
+        return value, float(bound), (f"its 95 % CI {'lower' if higher else 'upper'} bound "
+                                     f"{float(bound):.4f}")
+    margin = TEST_TOLERANCE * abs(value)
+    return value, value - margin if higher else value + margin, f"{TEST_TOLERANCE:.0%} of it"
 
 
 def served_names(project: Any, version: str) -> set[str]:

@@ -1,7 +1,8 @@
 """``omg ops monitor`` (core layer): the served model, window by window, from the prediction log.
 
 Per window (``monitoring.window``, default one day): requests, errors and error rate, latency p50/p99,
-the score distribution (p10/p50/p90, positive rate), the largest share of missing values among the
+the score distribution (p10/p50/p90 of P(positive) for a binary model, of the predicted values for a
+regression; positive rate), the largest share of missing values among the
 input features, the model versions that answered and, once ground truth has arrived, the primary
 metric on the labeled requests. Each threshold of ``monitoring.thresholds`` that a window breaks
 raises one alert (``monitoring/alerts.jsonl``); the dashboard is ``reports/monitoring_dashboard.html``.
@@ -13,7 +14,8 @@ added to per-window accumulators and dropped, so memory does not grow with the n
 - exact: requests, errors, error rate, positive rate (counts), missing shares per input column (counts
   of present values per window and column), labels, model versions, and the live metric, computed from
   the labeled requests of the window kept as three compact float64 arrays (encoded label, score,
-  prediction: 24 bytes per labeled request);
+  prediction: 24 bytes per labeled request; a multiclass model's class codes, plus its per-class
+  probabilities when the log holds them: 8 bytes per class more);
 - quantiles (latency p50/p99, score p10/p50/p90) are exact (``numpy.percentile``, linear interpolation)
   while a window holds at most ``EXACT_CAP`` values of the quantity; above that the window keeps counts
   over fixed bins instead (only the bins that occur) and a quantile is interpolated between the bin
@@ -44,7 +46,7 @@ import numpy as np
 
 from ..errors import DataError
 from .alerts import alerts_table, make_alert, raise_alerts
-from .live import metric_arrays, metric_of_arrays
+from .live import ClassCodes, concat_arrays, metric_arrays, metric_of_arrays
 from .predlog import BATCH_RECORDS, META, feedback_path, read_feedback
 from .settings import monitoring_settings
 from .sketch import (  # noqa: F401 - EXACT_CAP and the bin helpers are re-exported
@@ -105,6 +107,8 @@ class WindowStats:
         self._feedback = feedback
         self._fb_index: Any = None
         self._fb_labels: Any = None
+        self.codes = ClassCodes()  # multiclass: one class coding for every batch and window
+        self.regression = get_metric(self.metric).task == "regression"
 
     def _labels(self, df: Any) -> np.ndarray:
         """The label of each row, looked up by request_id in the feedback (None where none arrived)."""
@@ -148,12 +152,15 @@ class WindowStats:
         nw = len(keys)
         ok = (df["status"] == "ok").to_numpy()
         lat = df["latency_ms"].to_numpy(dtype=np.float64)
-        score = df["score"].to_numpy(dtype=np.float64)
         pred = df["prediction"]
+        if self.regression:  # the score columns of a regression are its predicted values
+            score = pd.to_numeric(pred, errors="coerce").to_numpy(dtype=np.float64)
+        else:
+            score = df["score"].to_numpy(dtype=np.float64)
         has_pred = ok & pred.notna().to_numpy()
         has_score = ok & ~np.isnan(score)
         with np.errstate(invalid="ignore"):
-            score_pos = has_score & (score >= 0.5)
+            score_pos = has_score & (score >= 0.5) & (not self.regression)
         pred_pos = (has_pred & (pred.astype(str) == str(self.positive)).to_numpy()
                     if self.positive is not None else np.zeros(len(df), dtype=bool))
 
@@ -166,7 +173,10 @@ class WindowStats:
         present = {c: count(ok & df[c].notna().to_numpy()) for c in df.columns if c not in META}
         labels = self._labels(df)
         lab = ok & pd.notna(labels)
-        y, s, p = (metric_arrays(self.project, labels[lab], score[lab], pred.to_numpy(dtype=object)[lab])
+        probs = (df["probabilities"].to_numpy(dtype=object)[lab]
+                 if "probabilities" in df.columns and lab.any() else None)
+        y, s, p = (metric_arrays(self.project, labels[lab], score[lab], pred.to_numpy(dtype=object)[lab],
+                                 codes=self.codes, probabilities=probs)
                    if lab.any() else (None, None, None))
         lab_w = inv[lab]
         mv = df["model_version"]
@@ -213,7 +223,7 @@ class WindowStats:
             start_ns = self.origin + key * dur
             if win.preds and self.positive is not None:
                 pos_rate = win.preds_pos / win.preds
-            elif win.scored:
+            elif win.scored and not self.regression:
                 pos_rate = win.scored_pos / win.scored
             else:
                 pos_rate = np.nan
@@ -224,8 +234,7 @@ class WindowStats:
                 miss_share = float(shares[best])
                 miss_col = list(self.inputs)[best] if miss_share > 0 else ""
             n_lab = sum(len(t[0]) for t in win.labels)
-            live = (metric_of_arrays(self.project, *(np.concatenate(x) for x in zip(*win.labels, strict=True)))
-                    if n_lab else np.nan)
+            live = metric_of_arrays(self.project, *concat_arrays(win.labels)) if n_lab else np.nan
             p50, p99 = win.latency.percentiles([50, 99])
             s10, s50, s90 = win.score.percentiles([10, 50, 90])
             rows.append({
@@ -401,6 +410,14 @@ def run_monitor(project: Any, config: str | None = None, *, window: str | None =
         report.tables["new alerts"] = alerts_table(new).drop(columns=["id"])
     report.add_figure("dashboard", plots.monitor_series(series, th, metric))
     report.messages += problems.items + fb_problems.items
+    from .live import PROBA_METRICS, class_mode
+
+    if (class_mode(project) == "multiclass" and metric in PROBA_METRICS and series["labels"].sum()
+            and not np.isfinite(series[f"live {metric}"]).any()):
+        report.messages.append(f"Live {metric} needs per-class probabilities, and the prediction log "
+                               "holds none (a record's 'probabilities'): it is not computed per window. "
+                               "The phase 5 gate and retraining re-score the requests' inputs with the "
+                               "model instead.")
     if not len(fb):
         report.messages.append("No ground truth yet (monitoring/feedback.jsonl): the live metric is "
                                "computed once labels arrive.")

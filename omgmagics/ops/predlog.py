@@ -4,7 +4,13 @@ Serving appends one JSON object per prediction to ``<project>/monitoring/predict
 
     {"request_id": "...", "time": "2026-01-31T12:00:00.123Z", "env": "production",
      "model_version": "3", "latency_ms": 4.2, "status": "ok" | "error",
-     "inputs": {"age": 39, ...}, "prediction": ">50K", "score": 0.71, "error": null}
+     "inputs": {"feature_a": 39, "feature b": "north", ...}, "prediction": "yes", "score": 0.71,
+     "error": null}
+
+``prediction`` is the predicted class (classification) or value (regression); ``score`` is
+P(positive class) for a binary model and null otherwise. A multiclass record may add
+``"probabilities": {"class_a": 0.1, "class_b": 0.7, ...}``: the live metric then also works for the
+metrics that need probabilities (roc_auc one-vs-rest, average_precision, log_loss).
 
 Ground truth arrives later in ``<project>/monitoring/feedback.jsonl`` (or ``.parquet`` / ``.csv``) as
 ``{"request_id", "label", "time"}`` and is joined by ``request_id``.
@@ -27,7 +33,7 @@ from typing import Any
 from ..errors import DataError
 
 META = ["request_id", "time", "env", "model_version", "latency_ms", "status", "prediction", "score",
-        "error"]
+        "error", "probabilities"]
 DAY_FILE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})\.jsonl$")
 
 

@@ -89,10 +89,10 @@ def check_trigger(project: Any, trigger: str) -> tuple[bool, str, list[str], str
         if not decisions:
             return True, "no retrain has finished yet", [], None
         last = dt.datetime.fromisoformat(decisions[-1]["time"])
-        age = journal.now() - last
-        if age >= every.timedelta:
-            return True, f"the last retrain finished {age.days} day(s) ago (schedule {every})", [], None
-        return False, f"the last retrain finished {age} ago, within the schedule ({every})", [], None
+        elapsed = journal.now() - last
+        if elapsed >= every.timedelta:
+            return True, f"the last retrain finished {elapsed.days} day(s) ago (schedule {every})", [], None
+        return False, f"the last retrain finished {elapsed} ago, within the schedule ({every})", [], None
     if trigger == "manual":
         return True, "requested by hand", [], None
     from ..errors import unknown_choice

@@ -1,5 +1,8 @@
 """One retrain job (core layer): data, training run, challenger, comparison, decision, rollout.
 
+0. Labels: when all the labeled traffic holds fewer than ``retraining.eval_min_labels`` requests (a
+   small table's replay, a quiet service), no challenger could be judged, so none is trained: the job
+   records the decision ``keep`` with that reason (``trained: false``), which answers its alerts.
 1. Data: the reference data (phase 2's raw train and validation splits, else the source data) plus
    the labeled traffic from before the evaluation window, written to ``data/retrain/job-N-TIME.parquet``.
    The evaluation window (``retraining.eval_window``, the latest labeled requests) is held out, so
@@ -8,7 +11,9 @@
    that file (and the latest notebook parameters of the lifecycle runs, then ``retraining.params``).
    The job owns promotion: if the phase 3 notebook moved ``champion`` during the run, the job moves
    it back; the new model gets the alias ``challenger``.
-3. Comparison: champion and challenger score the held-out window; the primary metric of each.
+3. Comparison: champion and challenger score the held-out window; the primary metric of each, for
+   the task (a multiclass model's per-class probabilities when the metric needs them; a regression's
+   values, lower-is-better metrics compared as such).
 4. Decision: promote only if the challenger passed the run's gates and beats the champion by more
    than ``retraining.min_improvement``; otherwise keep the champion. The reason is recorded.
 5. Rollout (``retraining.rollout``): ``canary`` packages the challenger into a bundle and runs phase
@@ -34,7 +39,7 @@ import numpy as np
 
 from ..errors import DataError, OmgError
 from . import journal
-from .live import latest_labeled_window, metric_value
+from .live import latest_labeled_window, scorer_metric
 from .retrain import record
 from .settings import monitoring_settings, retraining_settings
 from .windows import parse_duration
@@ -296,6 +301,36 @@ def _seconds(a: str | None, b: str | None) -> float | None:
     return round((dt.datetime.fromisoformat(b) - dt.datetime.fromisoformat(a)).total_seconds(), 1)
 
 
+def _too_few_labels(project: Any, queue: Any, job: Any, registry: Any, base: dict[str, Any], labeled: Any,
+                    win: Any, notes: list[str], rs: dict[str, Any], times: dict[str, Any],
+                    t_start: float) -> dict[str, Any]:
+    """A decision not to retrain, recorded with its reason, when the labeled traffic is too small to
+    compare a challenger with the champion (a small table's replay, a quiet service): training one
+    could not change the decision, so none is trained. It answers the job's alerts."""
+    metric = project.primary_metric
+    n, need = len(labeled), int(rs["eval_min_labels"])
+    where = f" ({win.label()})" if win is not None else " (monitoring/feedback.jsonl joined with the log)"
+    reason = (f"only {n} labeled request{'s' if n != 1 else ''} in all the traffic{where}, "
+              f"fewer than retraining.eval_min_labels ({need}): a challenger could not be compared "
+              "with the champion, so no retrain was run and the champion stays. Collect more labels "
+              "(or lower retraining.eval_min_labels) and retrain then")
+    times["decided"] = journal.stamp()
+    champion = registry.alias("champion")
+    result = {**base, "decision": "keep", "reason": reason, "metric": metric, "trained": False,
+              "champion": {"version": champion, "value": None},
+              "challenger": {"version": None, "value": None},
+              "margin": float(rs["min_improvement"]),
+              "eval_window": win.to_dict() if win is not None else None, "eval_labels": n,
+              "rollout": {"status": "not started", "detail": "the champion stays"}, "times": times,
+              "durations": {"retrain wall s": round(time.time() - t_start, 1),
+                            "trigger to decision s": _seconds(times["triggered"], times["decided"])},
+              "notes": notes}
+    record(project, "decision", **result)
+    queue.finish(job.id, result=result)
+    result["comparison"] = None
+    return result
+
+
 def run_job(project: Any, queue: Any, job: Any, *, train: Callable[..., dict[str, Any]] | None = None,
             registry: Any = None, progress: Any = None,
             overrides: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -326,10 +361,9 @@ def run_job(project: Any, queue: Any, job: Any, *, train: Callable[..., dict[str
             registry = Registry(project)
         window = parse_duration(rs["eval_window"], "retraining.eval_window")
         labeled, win, notes = latest_labeled_window(project, ms, window, int(rs["eval_min_labels"]))
-        if labeled.empty:
-            raise DataError("No labeled traffic yet (monitoring/feedback.jsonl joined with the "
-                            "prediction log): a retrain needs new labeled data and a window to compare "
-                            "the models on.")
+        if len(labeled) < int(rs["eval_min_labels"]):
+            return _too_few_labels(project, queue, job, registry, base, labeled, win, notes, rs, times,
+                                   t_start)
         from .live import labeled as all_labeled
 
         every, _ = all_labeled(project, ms)
@@ -346,14 +380,12 @@ def run_job(project: Any, queue: Any, job: Any, *, train: Callable[..., dict[str
         candidate, more = _resolve_challenger(registry, before, t0_ms)
         notes += more
         metric = project.primary_metric
-        y = labeled["label"]
         values, rows = {}, []
         for role, version in (("champion", before["champion"]), ("challenger", candidate)):
             if version is None:
                 values[role] = None
                 continue
-            s, preds = registry.scorer(version).predict(labeled)
-            values[role] = metric_value(project, y, s, preds)
+            values[role] = scorer_metric(project, registry.scorer(version), labeled)
             rows.append({"model": role, "version": version, metric: values[role], "labels": len(labeled),
                          "window": win.label()})
         enough = len(labeled) >= int(rs["eval_min_labels"])

@@ -24,7 +24,7 @@ def error_slices(project: Any, rows: Any, min_rows: int = 30, top: int = 10) -> 
     import pandas as pd
 
     from ..metrics import get_metric
-    from .live import metric_value
+    from .live import class_mode, label_text, logged_metric
     from .predlog import META, encode_labels
 
     if rows.empty:
@@ -34,6 +34,8 @@ def error_slices(project: Any, rows: Any, min_rows: int = 30, top: int = 10) -> 
     if regression:
         err = (pd.to_numeric(rows["prediction"], errors="coerce") -
                pd.to_numeric(rows["label"], errors="coerce")).abs()
+    elif class_mode(project) == "multiclass":  # the class itself, not "positive or not"
+        err = (rows["prediction"].map(label_text) != rows["label"].map(label_text)).astype(float)
     else:
         pos = project.config.get_path("brief.objective.positive_label")
         err = (encode_labels(rows["prediction"], pos) != encode_labels(rows["label"], pos)).astype(float)
@@ -56,7 +58,7 @@ def error_slices(project: Any, rows: Any, min_rows: int = 30, top: int = 10) -> 
             out.append({"slice": f"{col} = {value}", "requests": len(idx),
                         ("mean abs error" if regression else "error rate"): e,
                         "vs overall": e / overall if overall > 0 else np.nan,
-                        metric: metric_value(project, sub["label"], sub["score"], sub["prediction"])})
+                        metric: logged_metric(project, sub)})
     if not out:
         return pd.DataFrame()
     key = "mean abs error" if regression else "error rate"

@@ -54,15 +54,26 @@ class Scorer:
         return np.asarray(self.model.predict_scores(self.features(frame)))
 
     def predict(self, frame: Any) -> tuple[np.ndarray, list[Any]]:
-        """(scores as logged: P(positive) for binary, else None per row; predicted labels)."""
+        """(scores as logged: P(positive) for binary, else NaN per row; predicted labels)."""
+        return self.predict_full(frame)[:2]
+
+    def predict_full(self, frame: Any) -> tuple[np.ndarray, list[Any], np.ndarray | None, list[Any] | None]:
+        """:meth:`predict` plus, for a multiclass model, the (n, k) per-class probabilities and
+        their classes (None otherwise)."""
         s = self.scores(frame)
         task = getattr(self.model, "task", "classification")
         if task == "regression":
-            return np.full(len(s), np.nan), [float(v) for v in s]
-        classes = list(getattr(self.model, "classes", None) or [0, 1])
+            return np.full(len(s), np.nan), [float(v) for v in s], None, None
+        classes = [_plain_class(c) for c in (getattr(self.model, "classes", None) or [0, 1])]
         if s.ndim == 2:
-            return np.full(len(s), np.nan), [classes[i] for i in s.argmax(axis=1)]
-        return s, [classes[int(v >= 0.5)] for v in s]
+            return (np.full(len(s), np.nan), [classes[i] for i in s.argmax(axis=1)], s,
+                    classes[:s.shape[1]])
+        return s, [classes[int(v >= 0.5)] for v in s], None, None
+
+
+def _plain_class(c: Any) -> Any:
+    """A class as a plain Python value (a numpy integer becomes an int: no np.int64 in logs)."""
+    return c.item() if hasattr(c, "item") else c
 
 
 def _pipeline_for(project: Any, model: Any) -> tuple[Any, list[str] | None]:
@@ -118,9 +129,16 @@ class BundleScorer:
         self.inputs = list(bundle.input_names)
 
     def predict(self, frame: Any) -> tuple[np.ndarray, list[Any]]:
+        return self.predict_full(frame)[:2]
+
+    def predict_full(self, frame: Any) -> tuple[np.ndarray, list[Any], Any, list[Any] | None]:
+        """(scores, predictions, per-class probabilities as ``{class: p}`` per row when the
+        bundle's output has them, else None; None)."""
         items = self.bundle.predict_frame(frame)
         scores = np.array([np.nan if it.get("score") is None else float(it["score"]) for it in items])
-        return scores, [it.get("prediction") for it in items]
+        probs = [it.get("probabilities") for it in items]
+        has = any(isinstance(p, dict) and p for p in probs)
+        return scores, [it.get("prediction") for it in items], probs if has else None, None
 
     def scores(self, frame: Any) -> np.ndarray:
         return self.predict(frame)[0]

@@ -74,6 +74,21 @@ def metric_drop(metric: str, before: float, after: float) -> float:
     return (before - after) if get_metric(metric).greater_is_better else (after - before)
 
 
+# Metrics in the target's units (a house price's RMSE is in the millions): --max-drop is a share of
+# the value before for these, an absolute difference for scale-free metrics (AUC, F1, R2 ...).
+UNIT_METRICS = ("rmse", "mae")
+
+
+def checked_drop(metric: str, before: float, drop: float) -> float:
+    """The drop --max-drop is compared with: `drop` itself, or its share of `before` for a metric
+    in the target's units."""
+    if metric not in UNIT_METRICS:
+        return drop
+    if before:
+        return drop / abs(before)
+    return 0.0 if drop <= 0 else float("inf")
+
+
 def model_size(model: Any) -> int:
     """Bytes of the model's saved weights file (the format the kit stores it in)."""
     return int(model.size_bytes())

@@ -4,9 +4,8 @@
 __all__ = ['THRESHOLD', 'preprocess', 'postprocess']
 
 # %% ../../../../notebooks/04_deploy/04_deploy.ipynb #67cd2403
+# The kit's template: `omg ml init` writes this cell from the project's data.
 import numpy as np
-
-THRESHOLD = 0.5  # P(positive class) at or above which the positive label is predicted
 
 
 def preprocess(records: list[dict]) -> list[dict]:
@@ -18,13 +17,19 @@ def preprocess(records: list[dict]) -> list[dict]:
     return records
 
 
+THRESHOLD = 0.5  # P(positive class) at or above which the positive label is predicted (binary)
+
+
 def postprocess(scores: np.ndarray, classes: list | None, task: str) -> list[dict]:
-    """Model scores -> one response item per record: the prediction and P(positive class)."""
-    scores = np.asarray(scores)
+    """Model scores -> one response item per record: the prediction, and P(positive class) for a
+    binary target or every class's probability for a multiclass one."""
+    scores = np.asarray(scores, dtype=float)
     if task == "regression":
         return [{"prediction": float(s), "score": None} for s in scores]
     if scores.ndim == 2:  # multi-class: the most probable class
-        return [{"prediction": _plain(classes[int(i)]), "score": None} for i in scores.argmax(axis=1)]
+        names = [str(_plain(c)) for c in classes]
+        return [{"prediction": _plain(classes[int(row.argmax())]), "score": None,
+                 "probabilities": dict(zip(names, map(float, row)))} for row in scores]
     negative, positive = _plain(classes[0]), _plain(classes[1])
     return [{"prediction": positive if s >= THRESHOLD else negative, "score": float(s)}
             for s in scores]
@@ -33,3 +38,4 @@ def postprocess(scores: np.ndarray, classes: list | None, task: str) -> list[dic
 def _plain(value):
     """numpy scalars -> Python values (JSON-ready)."""
     return value.item() if hasattr(value, "item") else value
+
