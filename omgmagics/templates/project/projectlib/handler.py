@@ -29,7 +29,7 @@ def postprocess(scores: np.ndarray, classes: list | None, task: str) -> list[dic
     if scores.ndim == 2:  # multi-class: the most probable class
         names = [str(_plain(c)) for c in classes]
         return [{"prediction": _plain(classes[int(row.argmax())]), "score": None,
-                 "probabilities": dict(zip(names, map(float, row)))} for row in scores]
+                 "probabilities": dict(zip(names, map(float, row), strict=True))} for row in scores]
     negative, positive = _plain(classes[0]), _plain(classes[1])
     return [{"prediction": positive if s >= THRESHOLD else negative, "score": float(s)}
             for s in scores]
