@@ -53,8 +53,12 @@ def build_signature(raw_columns: dict[str, str], train: Any = None, *, target: s
             s = train[name]
             col["nullable"] = bool(s.isna().any())
             if col["type"] == "string":
+                from ..columns import parses_as_dates
+
                 values = sorted({str(v) for v in s.dropna().unique()})
-                if len(values) <= MAX_CATEGORIES:
+                if parses_as_dates(s):  # dates as text: any date, not the training ones only
+                    notes.append(f"'{name}' holds dates as text: any text is accepted.")
+                elif len(values) <= MAX_CATEGORIES:
                     col["categories"] = values
                 else:
                     notes.append(f"'{name}' has {len(values)} distinct values: any text is accepted.")
