@@ -387,8 +387,10 @@ def shift_spec(df: Any, target: str, inputs: list[str]) -> tuple[str, str]:
     numeric: dict[str, tuple[bool, float]] = {}
     for c in inputs:
         s = df[c]
+        # a float column of whole numbers is an integer to the schema; scaled, it would not be
+        whole_floats = pd.api.types.is_float_dtype(s) and bool((s.dropna() % 1 == 0).all())
         if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s) and \
-                s.nunique() > 10 and s.max() > 0:
+                not whole_floats and s.nunique() > 10 and s.max() > 0:
             r = s.corr(codes, method="spearman")
             numeric[c] = (bool(s.min() <= 0), 0.0 if r is None or math.isnan(r) else abs(float(r)))
     picked = sorted(numeric, key=lambda c: (not numeric[c][0], -numeric[c][1]))[:2]

@@ -58,6 +58,9 @@ def build_signature(raw_columns: dict[str, str], train: Any = None, *, target: s
                 values = sorted({str(v) for v in s.dropna().unique()})
                 if parses_as_dates(s):  # dates as text: any date, not the training ones only
                     notes.append(f"'{name}' holds dates as text: any text is accepted.")
+                elif len(values) > 0.5 * max(1, int(s.notna().sum())):  # free text, identifiers
+                    notes.append(f"'{name}' has mostly distinct values (free text or an "
+                                 "identifier): any text is accepted.")
                 elif len(values) <= MAX_CATEGORIES:
                     col["categories"] = values
                 else:
