@@ -296,3 +296,24 @@ def test_init_writes_a_valid_documented_experiment_once(project, run_cli):
     code, out, err = run_cli(["train", "train", "--init"], cwd=project.root)
     assert code == 1 and "experiment.yaml already exists; --init never overwrites it." in err
     _no_runs(project)
+
+
+def test_gate_when_the_baseline_is_the_champion(project):
+    """No threshold and the best baseline won the comparison: the gate says so (a warn), it does
+    not claim there is no baseline to test against."""
+    import json
+
+    from omgmagics.modeling.gate import NO_THRESHOLD_RULE, phase3_criteria
+
+    text = (project.root / "omg.yaml").read_text()
+    (project.root / "omg.yaml").write_text(text.replace("threshold: 0.7", "threshold: null"))
+    project = project.reload()
+    project.reports_dir.mkdir(parents=True, exist_ok=True)
+    (project.reports_dir / "evaluation.json").write_text(json.dumps({
+        "primary_metric": "roc_auc", "metrics": {"roc_auc": {"value": 0.8}},
+        "vs_baseline": {"baseline_run": "r1", "champion_is_baseline": True, "baseline": "linear"}}))
+    criteria, _ = phase3_criteria(project)
+    rule = next(c for c in criteria if c.name == NO_THRESHOLD_RULE)
+    assert (rule.status, rule.detail) == (
+        "warn", "the baseline is the champion (linear): no trained model beat it; set "
+                "brief.objective.threshold to judge it on the metric")

@@ -92,7 +92,10 @@ def write_model_card(project: Any, output: str | os.PathLike | None = None) -> A
         lines += ["", f"The brief asks {primary} {'>=' if ev.get('greater_is_better', True) else '<='} "
                   f"{threshold}: {'met' if ok else '**not met**'}."]
     vs = ev.get("vs_baseline")
-    if vs and "skipped" not in vs:
+    if vs and vs.get("champion_is_baseline"):
+        lines += ["", f"The best baseline ({vs.get('baseline')}) is the champion: no trained model "
+                  "beat it in the comparison."]
+    elif vs and "skipped" not in vs:
         lines += ["", f"Against the best baseline ({vs.get('baseline')}): {primary} {_f(vs['a'])} vs "
                   f"{_f(vs['b'])}, {vs['test']} p = {vs['p_value']:.3g} "
                   f"({'significant' if vs['significant'] else 'not significant'})."]
