@@ -33,6 +33,8 @@ from .tables import string_columns
 # The profile's full mode draws correlations and a plot per pair of numeric columns: about 30 s even
 # on a thousand rows of the demo data on 2 cores. Minimal mode keeps the audit interactive.
 PROFILE_MINIMAL_ROWS = 500
+PROFILE_FULL_MAX_COLUMNS = 40  # full mode's correlations and interactions grow with columns squared
+PROFILE_MAX_COLUMNS = 60  # minimal mode costs about 0.2 s a column; the checklist sees every column
 PROFILE_MAX_ROWS = 100_000      # minimal profile of 1M x 30: ~60 s CPU; of 100k: ~20 s (plots dominate)
 AUDIT_BATCH_ROWS = 1 << 16      # rows per batch when a parquet table is audited in batches
 CATEGORY_MAX_DISTINCT = 50      # text columns with at most this many values are profiled as categories
@@ -308,8 +310,17 @@ def audit_data(df: pd.DataFrame, brief: Brief, *, html_path: str | os.PathLike |
             frame, rows_note = _profile_sample(df, n_rows, sample_frac, brief.seed)
         else:
             frame, rows_note = _profile_frame(df, sample_frac, profile_rows, brief.seed)
-        minimal = len(frame) > minimal_rows
-        mode = (f"minimal mode (above {minimal_rows:,} rows)" if minimal else "full mode")
+        if frame.shape[1] > PROFILE_MAX_COLUMNS:
+            keep = [c for c in frame.columns if str(c) == str(brief.target)]
+            keep += [c for c in frame.columns if c not in keep][:PROFILE_MAX_COLUMNS - len(keep)]
+            rows_note += (f"; its first {len(keep)} of {frame.shape[1]:,} columns (the checklist "
+                          "covers them all)")
+            frame = frame[keep]
+        wide = frame.shape[1] > PROFILE_FULL_MAX_COLUMNS
+        minimal = len(frame) > minimal_rows or wide
+        mode = ("full mode" if not minimal else f"minimal mode (above {minimal_rows:,} rows)"
+                if len(frame) > minimal_rows else
+                f"minimal mode (above {PROFILE_FULL_MAX_COLUMNS} columns)")
         note = (f"Profile: fg-data-profiling, {mode}, on {rows_note}. Checklist: every row "
                 f"({n_rows:,}), {counts['pass']} pass, {counts['warn']} warn, {counts['fail']} fail.")
         t1 = time.perf_counter()
