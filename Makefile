@@ -11,7 +11,7 @@ export MPLBACKEND := Agg
 DEMO_DIR ?= demo
 NAME ?=
 
-.PHONY: setup system-deps demo test bench export clean-nbs lint clean
+.PHONY: setup system-deps demo test matrix bench export clean-nbs lint clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "omg needs Python 3.11, found " + sys.version.split()[0]'
@@ -49,6 +49,11 @@ system-deps:
 
 test: setup system-deps
 	$(BIN)/pytest
+
+# The whole data-set matrix: one table of each task through phases 1-5, the others 1-3
+# (`make test` runs every table through phases 1-2). Figures in test-artifacts/matrix.json.
+matrix: setup system-deps
+	OMG_MATRIX=full $(BIN)/pytest -s tests/test_matrix.py
 
 bench: setup
 	$(BIN)/python bench/run.py $(NAME)
