@@ -93,6 +93,29 @@ def test_loading_refuses_untrusted_types(tmp_path):
         load_pipeline(tmp_path / "junk.skops")
 
 
+@pytest.mark.parametrize("path", ["os.system", "builtins.eval", "projectlib_evil.run",
+                                  "projectlib.features._private"])
+def test_a_custom_function_outside_the_project_module_is_never_called(tmp_path, path):
+    """L4: a pipeline file of trusted types only may still name any dotted path."""
+    from omgmagics.features.transformers import CustomFunction
+
+    step = CustomFunction(path, prefix="x")
+    with pytest.raises(ImportError, match="not a function of the project module|does not name a "
+                                          "public function of the project module"):
+        step.fit(pd.DataFrame({"a": [1.0, 2.0]}))
+
+
+def test_a_custom_feature_spec_names_a_project_function():
+    from omgmagics.errors import ConfigError
+    from omgmagics.features.spec import check_spec
+
+    with pytest.raises(ConfigError, match=re.escape(
+            "a custom feature needs 'function: projectlib.MODULE.FUNCTION' (e.g. "
+            "projectlib.features.age_squared), a function of the project module; got 'os.system'.")):
+        check_spec({"features": [{"name": "c", "transform": "custom", "columns": ["a"],
+                                  "function": "os.system"}]})
+
+
 @pytest.mark.parametrize("spec, error, message", [
     ({"features": [{"name": "n", "transform": "standard", "columns": ["agee"]}]}, DataError,
      "features.yaml: feature 'n' uses column 'agee', which is not in the training data. Did you mean: "

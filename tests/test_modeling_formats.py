@@ -56,16 +56,62 @@ class HomeMadeScaler(StandardScaler):
 
 
 def test_skops_file_with_foreign_types_is_refused(data, tmp_path):
-    from omgmagics.modeling.models import OmgModel
+    import skops.io as sio
+
+    from omgmagics.modeling.models import OmgModel, fit_model, get_model_type
 
     est = HomeMadeScaler().fit(data.X["train"])
     model = OmgModel("sklearn", "custom", est, task="classification",
                      feature_names=data.feature_names, classes=data.classes)
-    bundle = model.save(tmp_path / "bundle")
     with pytest.raises(DataError, match=re.escape(
-            "contains types outside scikit-learn/numpy/scipy, which the kit does not load blindly: "
+            "The HomeMadeScaler model holds types the kit does not load back: "
+            "tests.test_modeling_formats.HomeMadeScaler. Use one of the kit's model types.")):
+        model.save(tmp_path / "refused")
+    assert not (tmp_path / "refused" / "model.skops").exists()
+    # A model folder whose file was replaced afterwards (as an attacker would): refused on load.
+    fit = fit_model(get_model_type("decision_tree", "classification"), {}, data, metric="roc_auc",
+                    seed=0)
+    bundle = fit.model.save(tmp_path / "bundle")
+    sio.dump(est, bundle / "model.skops")
+    with pytest.raises(DataError, match=re.escape(
+            "holds types outside the kit's scikit-learn allow-list, so it was not loaded: "
             "tests.test_modeling_formats.HomeMadeScaler.")):
         OmgModel.load(bundle)
+
+
+@pytest.mark.parametrize("payload", ["builtins.eval", "builtins.exec", "os.system"])
+def test_skops_file_naming_a_builtin_callable_is_refused(data, tmp_path, payload):
+    """H1: a prefix list let `builtins.eval` through; the allow-list is exact."""
+    import importlib
+
+    import skops.io as sio
+
+    from omgmagics.modeling.models import OmgModel, fit_model, get_model_type
+
+    fit = fit_model(get_model_type("decision_tree", "classification"), {}, data, metric="roc_auc",
+                    seed=0)
+    bundle = fit.model.save(tmp_path / "bundle")
+    OmgModel.load(bundle)  # the honest file loads
+    module, _, name = payload.rpartition(".")
+    sio.dump({"tree": fit.model.estimator, "f": getattr(importlib.import_module(module), name)},
+             bundle / "model.skops")
+    assert payload in {t.replace("posix.", "os.") for t in sio.get_untrusted_types(
+        file=bundle / "model.skops")}
+    with pytest.raises(DataError, match=re.escape(
+            "holds types outside the kit's scikit-learn allow-list, so it was not loaded: ")):
+        OmgModel.load(bundle)
+
+
+def test_every_sklearn_model_type_saves_and_loads_within_the_allow_list(data, tmp_path):
+    from omgmagics.modeling.models import MODEL_TYPES, OmgModel, fit_model, get_model_type
+
+    names = [m.name for m in MODEL_TYPES.values()
+             if m.family == "sklearn" and "classification" in m.classes]
+    for name in names:
+        fit = fit_model(get_model_type(name, "classification"), {}, data, metric="roc_auc", seed=0)
+        loaded = OmgModel.load(fit.model.save(tmp_path / name))
+        np.testing.assert_allclose(loaded.predict_proba(data.frames["test"]),
+                                   fit.model.predict_proba(data.frames["test"]))
 
 
 def test_bundle_input_checks(data, tmp_path):

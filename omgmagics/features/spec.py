@@ -33,6 +33,9 @@ from typing import Any
 from ..config import read_yaml
 from ..errors import ConfigError, DataError, did_you_mean, unknown_choice
 
+# Custom feature functions come from the project module only (a pipeline file names them by path).
+PROJECT_PREFIX = "projectlib."
+
 NUMERIC_SCALERS = ("standard", "minmax", "robust", "passthrough")
 TRANSFORMS: dict[str, str] = {
     "standard": "numeric, scaled to mean 0 and variance 1",
@@ -151,9 +154,10 @@ def _check_values(spec: dict[str, Any], where: str, source: str) -> None:
         for part in spec.get("parts", []):
             if part not in DATE_PARTS:
                 raise ConfigError(f"{source}: {where}: " + unknown_choice("date part", part, DATE_PARTS))
-    if t == "custom" and "." not in spec.get("function", ""):
+    if t == "custom" and not spec.get("function", "").startswith(PROJECT_PREFIX):
         raise ConfigError(f"{source}: {where}: a custom feature needs 'function: "
-                          "package.module.function' (e.g. projectlib.features.age_squared).")
+                          "projectlib.MODULE.FUNCTION' (e.g. projectlib.features.age_squared), a "
+                          f"function of the project module; got {spec.get('function', '')!r}.")
     if t == "ordinal" and "order" in spec and len(spec["columns"]) != 1:
         raise ConfigError(f"{source}: {where}: 'order' applies to one column; split the feature.")
 

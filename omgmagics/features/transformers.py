@@ -217,13 +217,25 @@ class Arithmetic(_Columns):
 
 
 def import_function(path: str) -> Any:
-    """The function at dotted `path` (``package.module.function``)."""
+    """The function at dotted `path` (``projectlib.module.function``).
+
+    Only the project module's functions: a pipeline file is input, and a dotted path such as
+    ``os.system`` stored in it must not become a call.
+    """
     import importlib
 
+    from .spec import PROJECT_PREFIX
+
     module, _, name = path.rpartition(".")
-    if not module:
-        raise ImportError(f"'{path}' is not a dotted path like projectlib.features.my_function")
-    return getattr(importlib.import_module(module), name)
+    if not module.startswith("projectlib") or not (module + ".").startswith(PROJECT_PREFIX):
+        raise ImportError(f"'{path}' is not a function of the project module: custom features "
+                          "call only projectlib.MODULE.FUNCTION (e.g. projectlib.features.my_function)")
+    if not name.isidentifier() or name.startswith("_"):
+        raise ImportError(f"'{path}' does not name a public function of the project module")
+    func = getattr(importlib.import_module(module), name)
+    if not callable(func):
+        raise ImportError(f"'{path}' is not a function")
+    return func
 
 
 class CustomFunction(_Columns):

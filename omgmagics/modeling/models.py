@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..atomic import write_bytes
 from ..errors import ConfigError, DataError, did_you_mean, unknown_choice
 
 META_FILE = "omg_model.json"
@@ -357,11 +358,25 @@ def _save_estimator(model: OmgModel, folder: Path) -> str:
         return "model.pt"
     import skops.io as sio
 
-    sio.dump(est, folder / "model.skops")
+    data = sio.dumps(est)
+    outside = sorted(set(sio.get_untrusted_types(data=data)) - SKLEARN_TRUSTED_TYPES)
+    if outside:
+        raise DataError(f"The {type(est).__name__} model holds types the kit does not load back: "
+                        f"{', '.join(outside)}. Use one of the kit's model types.")
+    write_bytes(folder / "model.skops", data)
     return "model.skops"
 
 
-TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.", "collections.")
+# The types a kit-made scikit-learn model needs beyond skops' own default-trusted set (scikit-learn
+# estimators, numpy arrays and dtypes), measured over every sklearn model type of MODEL_TYPES for
+# each task. An exact list, never a prefix: `builtins.eval` starts with `builtins.` too.
+SKLEARN_TRUSTED_TYPES = frozenset({
+    "sklearn.tree._tree.Tree",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.neighbors._kd_tree.KDTree", "sklearn.neighbors._ball_tree.BallTree",
+    *(f"sklearn.metrics._dist_metrics.{d}Distance64"
+      for d in ("Euclidean", "Manhattan", "Chebyshev", "Minkowski")),
+})
 
 
 def _not_loaded(file: Path, kind: Any, exc: BaseException) -> str:
@@ -392,13 +407,19 @@ def _load_estimator(meta: dict[str, Any], file: Path) -> Any:
         return MLPModel.load(file, meta["architecture"], meta.get("params") or {})
     import skops.io as sio
 
-    untrusted = sio.get_untrusted_types(file=file)
-    unsafe = [t for t in untrusted if not t.startswith(TRUSTED_PREFIXES)]
+    try:
+        untrusted = sio.get_untrusted_types(file=file)
+    except Exception as exc:  # noqa: BLE001 - a damaged or foreign file
+        raise DataError(_not_loaded(file, "skops", exc)) from None
+    unsafe = sorted(set(untrusted) - SKLEARN_TRUSTED_TYPES)
     if unsafe:
-        raise DataError(f"{file} contains types outside scikit-learn/numpy/scipy, which the kit does "
-                        f"not load blindly: {', '.join(unsafe)}. Inspect it with "
+        raise DataError(f"{file} holds types outside the kit's scikit-learn allow-list, so it was not "
+                        f"loaded: {', '.join(unsafe)}. Inspect it with "
                         "skops.io.get_untrusted_types and load it yourself if you trust it.")
-    return sio.load(file, trusted=untrusted)
+    try:
+        return sio.load(file, trusted=list(untrusted))
+    except Exception as exc:  # noqa: BLE001 - skops raises many kinds on a crafted file
+        raise DataError(_not_loaded(file, "skops", exc)) from None
 
 
 def load_model(project: Any, ref: str | os.PathLike) -> OmgModel:
