@@ -196,7 +196,9 @@ def stop_process(pid: int, timeout: float = 10.0) -> bool:
 
 # --- state of background servers ----------------------------------------------------------------
 def state_path(project: Any, env: str) -> Path:
-    return Path(project.root) / ".omg" / "servers" / f"{env}.json"
+    from .settings import check_env_name
+
+    return Path(project.root) / ".omg" / "servers" / f"{check_env_name(env)}.json"
 
 
 def write_state(project: Any, env: str, processes: list[ServerProcess], **extra: Any) -> Path:

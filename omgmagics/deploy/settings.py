@@ -103,6 +103,15 @@ class ServeSettings:
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
+def check_env_name(env: Any) -> str:
+    """`env` if it is a safe name (it becomes a file name under .omg/ and monitoring/); else an error."""
+    import re
+
+    if not isinstance(env, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", env):
+        raise ConfigError(f"--env must be a name of letters, digits, '-' or '_', got {env!r}.")
+    return env
+
+
 def read_config_file(path: str | os.PathLike, project: Any = None) -> dict[str, Any]:
     """Read and check a serving config file (``staging.yaml``).
 
@@ -172,8 +181,7 @@ def resolve_settings(project: Any, env: str = "staging", config: str | None = No
     ConfigError
         For a malformed config file or an out-of-range value.
     """
-    if not env or not str(env).replace("-", "").replace("_", "").isalnum():
-        raise ConfigError(f"--env must be a name of letters, digits, '-' or '_', got {env!r}.")
+    check_env_name(env)
     serving = (project.config.get("serving") or {}) if project is not None else {}
     merged = copy.deepcopy(ENV_DEFAULTS)
     sources = ["defaults"]

@@ -267,3 +267,22 @@ def test_user_data_is_escaped_in_generated_html(demo_project, run_cli, ipython):
     for name in ("inferred", "checked"):
         rep = ipython.user_ns[name]
         _assert_inert(rep._repr_html_(), shown=name == "inferred")  # "checked": no violation
+
+
+@pytest.mark.parametrize("env", ["../../../x", "a/b", "", ".hidden", "x" * 65, "prod\n"])
+def test_env_names_are_checked_wherever_they_become_a_path(tmp_path, env):
+    """L1: `deploy stop --env ../../../x` reached a JSON file outside the project."""
+    from omgmagics.deploy.process import stop_env
+
+    outside = tmp_path / "x.json"
+    outside.write_text("{}")
+    project = type("P", (), {"root": tmp_path / "a" / "b" / "c"})()
+    with pytest.raises(ConfigError, match=re.escape(
+            f"--env must be a name of letters, digits, '-' or '_', got {env!r}.")):
+        stop_env(project, env)
+    assert outside.exists()
+
+
+def test_the_project_gitignore_keeps_request_inputs_and_local_state_out():
+    lines = (OMG / "templates" / "project" / "gitignore").read_text().splitlines()
+    assert {"monitoring/predictions/", ".omg/", "omg.local.yaml", ".env"} <= set(lines)
