@@ -79,8 +79,11 @@ def start_uis(project: Any, port: int = 5000, dashboard_port: int = 8080) -> Rep
                           messages=["Stop them with `omg ml ui --stop`."])
     uri = tracking_uri(project)
     if not uri.startswith("sqlite:"):
-        return Report(title=f"The project tracks to a server: open {uri}",
-                      summary={"mlflow": uri})
+        from .redact import redact_uri
+
+        shown = redact_uri(uri)
+        return Report(title=f"The project tracks to a server: open {shown}",
+                      summary={"mlflow": shown})
     for p in (port, dashboard_port):
         if not port_free(p):
             raise UsageError(f"Port {p} on 127.0.0.1 is in use. Pass a free one with --port / "

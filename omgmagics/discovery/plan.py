@@ -106,8 +106,12 @@ def _resources(brief: Brief, feas: dict[str, Any], audit: dict[str, Any] | None)
 
 def _architecture(brief: Brief, feas: dict[str, Any]) -> list[str]:
     obj = feas["objective"]
-    tracking = brief.tracking_uri or "sqlite:///mlflow.db (in the project)"
-    tuning = brief.tuning_storage or "the project's SQLite (optuna.db)"
+    from ..redact import redact_uri
+
+    tracking = redact_uri(brief.tracking_uri) if brief.tracking_uri else \
+        "sqlite:///mlflow.db (in the project)"
+    tuning = redact_uri(brief.tuning_storage) if brief.tuning_storage else \
+        "the project's SQLite (optuna.db)"
     source = "bundled demo data" if brief.source in (None, "demo") else str(brief.source)
     lat = brief.constraints.get("latency_p99_ms")
     mermaid = [

@@ -458,8 +458,11 @@ def load_model(project: Any, ref: str | os.PathLike) -> OmgModel:
         try:
             local = tracking.download(uri, tmp)
         except Exception as exc:  # noqa: BLE001 - MlflowException and OSError alike
-            raise DataError(f"Could not fetch model {ref} from MLflow ({tracking.uri}): "
-                            f"{str(exc).splitlines()[0]}") from None
+            from ..redact import redact_uri
+
+            detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise DataError(f"Could not fetch model {ref} from MLflow ({redact_uri(tracking.uri)}): "
+                            f"{detail.replace(tracking.uri, redact_uri(tracking.uri))}") from None
         model = OmgModel.load(local)
     model.source = ref
     return model

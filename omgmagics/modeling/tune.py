@@ -37,12 +37,9 @@ def default_storage(project: Any) -> str:
 
 
 def redact(url: str) -> str:
-    try:
-        from sqlalchemy.engine import make_url
+    from ..redact import redact_uri
 
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - not a SQLAlchemy URL
-        return url
+    return redact_uri(url)
 
 
 def heartbeat_seconds(project: Any) -> int:

@@ -286,3 +286,35 @@ def test_env_names_are_checked_wherever_they_become_a_path(tmp_path, env):
 def test_the_project_gitignore_keeps_request_inputs_and_local_state_out():
     lines = (OMG / "templates" / "project" / "gitignore").read_text().splitlines()
     assert {"monitoring/predictions/", ".omg/", "omg.local.yaml", ".env"} <= set(lines)
+
+
+def test_no_uri_secret_in_what_the_plan_and_the_ui_show_or_write(demo_project, run_cli):
+    """M6: tracking.uri and tuning.storage passwords were written verbatim into docs/project_plan.md
+    and printed by `omg ml ui`."""
+    secret = "S3CRETpw"
+    (demo_project / "omg.local.yaml").write_text(
+        f"tracking:\n  uri: https://omg:{secret}@127.0.0.1:9/?token={secret}\n"
+        f"tuning:\n  storage: postgresql://omg:{secret}@127.0.0.1:9/optuna\n")
+    shown = []
+    for argv in (["ml", "feasibility", "-q"], ["ml", "plan"], ["ml", "ui"]):
+        code, out, err = run_cli(argv, cwd=demo_project)
+        assert code == 0, (argv, out, err)
+        shown.append(out + err)
+    assert "https://omg:***@127.0.0.1:9/?token=***" in shown[2]
+    assert "postgresql://omg:***@127.0.0.1:9/optuna" in (demo_project / "docs" /
+                                                        "project_plan.md").read_text()
+    files = [p for p in demo_project.rglob("*") if p.is_file() and p.name != "omg.local.yaml"]
+    assert [str(p.relative_to(demo_project)) for p in files if secret.encode() in p.read_bytes()] == []
+    assert all(secret not in text for text in shown)
+
+
+@pytest.mark.parametrize("uri, shown", [
+    ("postgresql://u:pw@db:5432/x", "postgresql://u:***@db:5432/x"),
+    ("https://mlflow.example/?api_key=abc&run=1", "https://mlflow.example/?api_key=***&run=1"),
+    ("sqlite:////tmp/a.db", "sqlite:////tmp/a.db"),
+    ("https://user@host/", "https://user@host/"),
+])
+def test_redact_uri(uri, shown):
+    from omgmagics.redact import redact_uri
+
+    assert redact_uri(uri) == shown
