@@ -137,7 +137,8 @@ def read_source(spec: dict[str, Any]) -> Any:
 
 
 def _read_sql(spec: dict[str, Any], path: Path) -> Any:
-    query = spec.get("query") or f'SELECT * FROM "{spec["table"]}"'
+    table = str(spec.get("table", "")).replace('"', '""')  # a quoted identifier, whatever its name
+    query = spec.get("query") or f'SELECT * FROM "{table}"'
     if spec["kind"] == "sqlite":
         import sqlite3
 

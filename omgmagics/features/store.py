@@ -291,11 +291,13 @@ def write_duckdb_catalog(root: Path, filename: str = "catalog.duckdb") -> Path:
                 for version in versions:
                     folder = (root / name / version).resolve()
                     manifest = json_load(folder / "manifest.json")
-                    parts = [f"SELECT *, '{split}' AS split FROM read_parquet('{folder / info['file']}')"
+                    parts = [f"SELECT *, {_sql_text(split)} AS split FROM "
+                             f"read_parquet({_sql_text(folder / info['file'])})"
                              for split, info in manifest["splits"].items()]
                     sql = " UNION ALL BY NAME ".join(parts)
-                    con.execute(f'CREATE VIEW "{name}_{version}" AS {sql}')
-                con.execute(f'CREATE VIEW "{name}_latest" AS SELECT * FROM "{name}_{versions[-1]}"')
+                    con.execute(f"CREATE VIEW {_sql_name(f'{name}_{version}')} AS {sql}")
+                con.execute(f"CREATE VIEW {_sql_name(f'{name}_latest')} AS SELECT * FROM "
+                            f"{_sql_name(f'{name}_{versions[-1]}')}")
         finally:
             con.close()
     return target
@@ -305,3 +307,13 @@ def json_load(path: Path) -> Any:
     import json
 
     return json.loads(Path(path).read_text())
+
+
+def _sql_text(value: object) -> str:
+    """`value` as a SQL string literal (quotes doubled: a folder name cannot end the literal)."""
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def _sql_name(value: object) -> str:
+    """`value` as a quoted SQL identifier."""
+    return '"' + str(value).replace('"', '""') + '"'
