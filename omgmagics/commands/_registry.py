@@ -294,4 +294,22 @@ def execute(group: str, argv: list[str], ctx: Context) -> tuple[Any, argparse.Na
 
     if ns.verbose or ns.quiet:
         set_verbosity(-1 if ns.quiet else ns.verbose)
-    return cmd.run(ns, ctx), ns
+    store = _embedded_store(ctx.project_dir)
+    existed = store is None or store.exists()
+    try:
+        return cmd.run(ns, ctx), ns
+    except BaseException:
+        if not existed and store.exists():  # a verb that failed leaves no empty store behind
+            from ..modeling.tracking import discard_if_empty
+
+            discard_if_empty(store)
+        raise
+
+
+def _embedded_store(project_dir: Any) -> Path | None:
+    """``mlflow.db`` of the project at or above `project_dir` (the working folder by default)."""
+    start = Path(project_dir or Path.cwd()).resolve()
+    for folder in (start, *start.parents):
+        if (folder / "omg.yaml").is_file():
+            return folder / "mlflow.db"
+    return None

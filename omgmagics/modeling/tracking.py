@@ -38,6 +38,25 @@ def tracking_uri(project: Any) -> str:
     return str(uri) if uri else f"sqlite:///{Path(project.root).resolve() / 'mlflow.db'}"
 
 
+
+def discard_if_empty(store: Path) -> bool:
+    """Remove the embedded store `store` if it holds no run and no registered model (True if so)."""
+    import sqlite3
+
+    try:
+        con = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
+        try:
+            used = sum(con.execute(query).fetchone()[0] for query in (
+                "SELECT count(*) FROM runs", "SELECT count(*) FROM registered_models"))
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return False
+    if used:
+        return False
+    store.unlink(missing_ok=True)
+    return True
+
 def is_embedded(project: Any) -> bool:
     return not project.config.get_path("tracking.uri")
 

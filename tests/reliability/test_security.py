@@ -318,3 +318,10 @@ def test_redact_uri(uri, shown):
     from omgmagics.redact import redact_uri
 
     assert redact_uri(uri) == shown
+
+
+@pytest.mark.parametrize("argv", [["train", "compare"], ["train", "evaluate"], ["optim", "quantize"]])
+def test_a_verb_that_fails_for_want_of_runs_leaves_no_empty_store(demo_project, run_cli, argv):
+    code, out, err = run_cli(argv, cwd=demo_project)
+    assert code != 0 and "error:" in err
+    assert not (demo_project / "mlflow.db").exists()
