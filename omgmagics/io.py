@@ -72,3 +72,22 @@ def _check_header(path: Path, sep: str) -> None:
     if dupes:
         raise DataError(f"{path} has duplicate column names: {', '.join(dupes)}. "
                         "Rename them so each column has one name.")
+
+
+def inside(root: str | os.PathLike, relative: Any, what: str) -> Path:
+    """``root / relative`` if it stays inside `root` (a path read from a bundle or model folder).
+
+    Raises
+    ------
+    DataError
+        For an absolute path, a ``..`` that climbs out, or a symlink pointing outside.
+    """
+    base = Path(root).resolve()
+    if not isinstance(relative, str) or not relative or Path(relative).is_absolute():
+        raise DataError(f"{what} in {base} must be a relative path inside it, got {relative!r}; "
+                        "the folder was not loaded.")
+    path = (base / relative).resolve()
+    if path != base and base not in path.parents:
+        raise DataError(f"{what} in {base} points outside it ({relative!r}); the folder was not "
+                        "loaded.")
+    return path

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -188,3 +189,28 @@ def test_mcnemar_and_paired_bootstrap():
     assert sig["significant"] and sig["test"] == "McNemar"
     assert not significance("roc_auc", "classification", y, b.astype(float), a.astype(float),
                             100)["significant"]
+
+
+@pytest.mark.parametrize("file", ["/etc/passwd", "../outside.ubj", "", None])
+def test_a_model_file_path_outside_its_folder_is_refused(data, tmp_path, file):
+    """H2: omg_model.json could name an absolute `file` anywhere on the machine."""
+    from omgmagics.modeling.models import OmgModel, fit_model, get_model_type
+
+    fit = fit_model(get_model_type("decision_tree", "classification"), {}, data, metric="roc_auc",
+                    seed=0)
+    folder = fit.model.save(tmp_path / "bundle")
+    meta = json.loads((folder / "omg_model.json").read_text())
+    meta["file"] = file
+    (folder / "omg_model.json").write_text(json.dumps(meta))
+    with pytest.raises(DataError, match=re.escape("The model file named by omg_model.json in ")):
+        OmgModel.load(folder)
+
+
+def test_inside():
+    from omgmagics.io import inside
+
+    assert inside("/tmp/b", "model/x.ubj", "x") == Path("/tmp/b/model/x.ubj").resolve()
+    with pytest.raises(DataError, match=re.escape("points outside it ('a/../../c')")):
+        inside("/tmp/b", "a/../../c", "The path")
+    with pytest.raises(DataError, match=re.escape("must be a relative path inside it, got '/c'")):
+        inside("/tmp/b", "/c", "The path")

@@ -283,7 +283,9 @@ class ServingBundle:
             for name in [m for m in sys.modules if m == "projectlib" or m.startswith("projectlib.")]:
                 del sys.modules[name]
             sys.path.insert(0, str(code))
-        mdir = root / metadata["model"]["path"]
+        from ..io import inside
+
+        mdir = inside(root, metadata["model"].get("path"), "The model path of metadata.json")
         meta = json.loads((mdir / "omg_model.json").read_text())
         if meta.get("format") == "omg-optimized-model":
             model = OptimizedModel.load(mdir)
@@ -295,21 +297,24 @@ class ServingBundle:
         pipeline = compiled = None
         if use_program and fset.get("program"):
             try:
-                program = json.loads((root / fset["program"]).read_text())
+                program = json.loads(inside(root, fset["program"], "The feature program path of "
+                                            "metadata.json").read_text())
                 compiled = CompiledPipeline.from_program(program, signature)
             except (ValueError, KeyError, TypeError):
                 compiled = None
         if compiled is None and fset.get("pipeline"):
             from ..features.extract import load_pipeline
 
-            pipeline = load_pipeline(root / fset["pipeline"])
+            pipeline = load_pipeline(inside(root, fset["pipeline"],
+                                            "The feature pipeline path of metadata.json"))
             compiled = CompiledPipeline(pipeline, signature)
             sample = signature.get("sample")
             if compiled.enabled and sample:
                 compiled.verify(frame_from_columns(
                     {c["name"]: [r.get(c["name"]) for r in sample] for c in signature["columns"]},
                     {c["name"]: c["dtype"] for c in signature["columns"]}))
-        handler = load_handler(root / metadata["handler"]["path"])
+        handler = load_handler(inside(root, metadata["handler"].get("path"),
+                                      "The handler path of metadata.json"))
         return cls(root, metadata, signature, model, pipeline, compiled, handler, digest)
 
     # --- prediction ------------------------------------------------------------------------------
@@ -371,7 +376,7 @@ class ServingBundle:
                                      .to_dict("records")])
 
     def info(self) -> dict[str, Any]:
-        return {"model_version": self.version, "bundle": str(self.root), "digest": self.digest,
+        return {"model_version": self.version, "bundle": self.root.name, "digest": self.digest,
                 "model": self.metadata["model"], "feature_set": self.metadata.get("feature_set", {})
                 .get("ref"), "created": self.metadata.get("created"),
                 "fast_path": self.compiled.status() if self.compiled is not None else None}

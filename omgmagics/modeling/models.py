@@ -305,12 +305,15 @@ class OmgModel:
         if meta.get("format") != "omg-model" or int(meta.get("format_version", 0)) > FORMAT_VERSION:
             raise DataError(f"{meta_path} is not a supported omg model (format "
                             f"{meta.get('format')} v{meta.get('format_version')}). Upgrade omgmagics.")
+        from ..io import inside
+
+        file = inside(path, meta.get("file"), f"The model file named by {META_FILE}")
         try:
-            estimator = _load_estimator(meta, path / meta["file"])
+            estimator = _load_estimator(meta, file)
         except DataError:
             raise
         except Exception as exc:  # noqa: BLE001 - a damaged or foreign file: refused, not a traceback
-            raise DataError(_not_loaded(path / meta["file"], meta.get("family"), exc)) from None
+            raise DataError(_not_loaded(file, meta.get("family"), exc)) from None
         model = cls(meta["family"], meta["model_type"], estimator, task=meta["task"],
                     feature_names=meta["feature_names"], classes=meta.get("classes"),
                     positive_label=meta.get("positive_label"), params=meta.get("params"), meta=meta)
