@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import threading
 from pathlib import Path
 
@@ -256,6 +257,39 @@ def test_kserve_and_k8s_manifests(proj):
     assert "omg deploy stop --env production" in runbook and "p99 latency above 2000 ms" in runbook
     adr = (project.decisions_dir / "adr-002-deployment-strategy.md").read_text()
     assert "10 % → 25 % → 50 % → 100 %" in adr and "target **k8s**" in adr
+
+
+def test_production_pins_the_digest_it_rolled_out(proj, tmp_path):
+    """H2: a bundle edited and re-signed after its rollout verified, and production served it."""
+    from omgmagics.deploy.bundle import verify_bundle, write_manifest
+    from omgmagics.deploy.rollout import _record_production, deployments_dir, production_bundle
+    from omgmagics.deploy.serving import default_bundle
+    from omgmagics.deploy.settings import resolve_settings
+
+    project, bundle = proj
+    state = deployments_dir(project) / "production.json"
+    before = state.read_text() if state.is_file() else None
+    copy = tmp_path / bundle.name
+    shutil.copytree(bundle, copy)
+    try:
+        _record_production(project, "production", copy, "p4-model/1", "canary", "t", "promoted")
+        assert json.loads(state.read_text())["digest"] == verify_bundle(copy)["digest"]
+        assert production_bundle(project) == copy
+        assert default_bundle(project, "production", resolve_settings(project, "production")) == copy
+        handler = copy / "code" / "handler.py"
+        handler = handler if handler.is_file() else next(copy.rglob("handler.py"))
+        handler.write_text(handler.read_text() + "\nimport os  # planted\n")
+        write_manifest(copy)  # re-signed: the bundle verifies on its own
+        assert verify_bundle(copy)["ok"]
+        with pytest.raises(DataError, match=re.escape(
+                f"The bundle recorded in production ({copy.name}) is not the one rolled out: its "
+                "digest is ")):
+            default_bundle(project, "production", resolve_settings(project, "production"))
+    finally:
+        if before is None:
+            state.unlink(missing_ok=True)
+        else:
+            state.write_text(before)
 
 
 # --- prediction log ------------------------------------------------------------------------------

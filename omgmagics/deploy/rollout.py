@@ -50,6 +50,31 @@ def current_production(project: Any, env: str = "production") -> dict[str, Any] 
         return None
 
 
+def production_bundle(project: Any, env: str = "production") -> Path | None:
+    """The bundle recorded in `env`, checked against the digest recorded with it (None if none).
+
+    Raises
+    ------
+    DataError
+        When the bundle's files differ from what was rolled out (edited, re-packaged, replaced).
+    """
+    from ..errors import DataError
+    from .bundle import verify_bundle
+
+    current = current_production(project, env)
+    if not current or not Path(current.get("bundle", "")).is_dir():
+        return None
+    bundle = Path(current["bundle"])
+    pinned = current.get("digest")
+    check = verify_bundle(bundle)
+    if not check["ok"] or (pinned and check["digest"] != pinned):
+        raise DataError(f"The bundle recorded in {env} ({bundle.name}) is not the one rolled out: "
+                        + ("its files changed since it was packaged" if not check["ok"] else
+                           f"its digest is {check['digest'][:16]}, {pinned[:16]} was recorded")
+                        + ". Roll out a verified bundle again (`omg deploy cloud`) or pass --bundle.")
+    return bundle
+
+
 def read_history(project: Any) -> list[dict[str, Any]]:
     path = history_path(project)
     if not path.is_file():
@@ -82,9 +107,9 @@ def pick_bundles(project: Any, env: str, champion: str | None, challenger: str |
     if champion:
         champ = resolve_bundle(project, champion)
     else:
-        current = current_production(project, env)
-        if current and Path(current["bundle"]).is_dir() and Path(current["bundle"]) != chal:
-            champ = Path(current["bundle"])
+        current = production_bundle(project, env)
+        if current is not None and current != chal:
+            champ = current
         else:
             others = [b for b in list_bundles(project) if Path(b["path"]).resolve() != chal]
             if not others:
@@ -347,9 +372,11 @@ def _staging_status(project: Any, base: dict[str, Any]) -> str:
 def _record_production(project: Any, env: str, bundle: Path, version: str, strategy: str,
                        rollout_id: str, outcome: str) -> None:
     from ..atomic import write_json
+    from .bundle import require_verified
 
     write_json(deployments_dir(project) / f"{env}.json",
-               {"env": env, "bundle": str(bundle), "model_version": version, "since": _now(),
+               {"env": env, "bundle": str(bundle), "digest": require_verified(bundle)["digest"],
+                "model_version": version, "since": _now(),
                 "strategy": strategy, "rollout_id": rollout_id, "last_rollout": outcome})
 
 
@@ -440,8 +467,7 @@ def cloud_manifests(project: Any, env: str, strategy: str, target: str,
     require_verified(bundle)
     first = 100.0 if strategy == "blue-green" else float(policy["steps"][0])
     k8s = kubernetes_settings(project)
-    current = current_production(project, env)
-    stable = Path(current["bundle"]) if current and Path(current["bundle"]).is_dir() else None
+    stable = production_bundle(project, env)
     files = write_manifests(project, bundle, target, env, first, settings, k8s, stable)
     docs = write_docs(project, strategy=strategy, target=target)
     meta = _metadata(bundle)

@@ -54,14 +54,14 @@ def start_server(project: Any, settings: ServeSettings, bundle: Path, *, role: s
 def default_bundle(project: Any, env: str, settings: ServeSettings) -> Path:
     """The bundle to serve: the setting, the one in production for ``production``, or the newest."""
     from .bundle import resolve_bundle
-    from .rollout import current_production
+    from .rollout import production_bundle
 
     if settings.bundle:
         return resolve_bundle(project, settings.bundle)
     if env == "production":
-        current = current_production(project)
-        if current and Path(current["bundle"]).is_dir():
-            return Path(current["bundle"])
+        current = production_bundle(project)
+        if current is not None:
+            return current
     return resolve_bundle(project, None)
 
 
