@@ -59,13 +59,11 @@ def _floats(values: list) -> np.ndarray:
     for i, v in enumerate(values):
         if v is None:
             out[i] = np.nan
-        elif isinstance(v, (int, float)):
-            out[i] = v
         else:
             try:
-                out[i] = float(v)
-            except (TypeError, ValueError):
-                out[i] = np.nan
+                out[i] = v if isinstance(v, (int, float)) else float(v)
+            except (TypeError, ValueError, OverflowError):
+                out[i] = np.nan  # the signature check rejects these first; never a 500 here
     return out
 
 

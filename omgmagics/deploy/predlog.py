@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import os
 import threading
 from pathlib import Path
@@ -56,6 +57,7 @@ class PredictionLog:
         self.dropped = 0
         self.written = 0
         self.write_errors = 0
+        self.last_error: str | None = None
         self._buf: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -97,20 +99,43 @@ class PredictionLog:
         while not self._stop.is_set():
             self._wake.wait(self.flush_seconds)
             self._wake.clear()
+            self._safe_flush()
+        self._safe_flush()
+
+    def _safe_flush(self) -> None:
+        try:
             self.flush()
-        self.flush()
+        except Exception as exc:  # noqa: BLE001 - the writer thread must outlive any bad batch
+            self._failed(exc, 0)
+
+    def _failed(self, exc: BaseException, lost: int) -> None:
+        with self._lock:
+            self.write_errors += 1
+            self.dropped += lost
+            self.last_error = f"{type(exc).__name__}: {exc}"[:500]
 
     def flush(self) -> int:
-        """Write every buffered record now; returns how many were written."""
+        """Write every buffered record now; returns how many were written.
+
+        A record that cannot be serialised is dropped and counted (``dropped``, ``write_errors``,
+        ``last_error``); the others are still written."""
         with self._lock:
             batch, self._buf = self._buf, []
         if not batch:
             return 0
         by_day: dict[str, list[str]] = {}
         for rec in batch:
-            line = json.dumps(rec, default=str, separators=(",", ":"), allow_nan=False) \
-                if _finite(rec) else json.dumps(_nan_to_none(rec), default=str, separators=(",", ":"))
-            by_day.setdefault(rec["time"][:10], []).append(line)
+            try:
+                try:
+                    line = json.dumps(rec, default=str, separators=(",", ":"), allow_nan=False)
+                except ValueError:  # a non-finite number somewhere: null, as documented
+                    line = json.dumps(_finite_only(rec), default=str, separators=(",", ":"),
+                                      allow_nan=False)
+                day = str(rec["time"])[:10]
+            except Exception as exc:  # noqa: BLE001 - one bad record must not lose the batch
+                self._failed(exc, 1)
+                continue
+            by_day.setdefault(day, []).append(line)
         for day, lines in by_day.items():
             data = ("\n".join(lines) + "\n").encode("utf-8")
             try:
@@ -124,10 +149,8 @@ class PredictionLog:
                 finally:
                     os.close(fd)
                 self.written += len(lines)
-            except OSError:
-                self.write_errors += 1
-                with self._lock:
-                    self.dropped += len(lines)
+            except OSError as exc:
+                self._failed(exc, len(lines))
         return len(batch)
 
     def close(self) -> None:
@@ -138,13 +161,23 @@ class PredictionLog:
         self.flush()
 
 
-def _finite(rec: dict[str, Any]) -> bool:
-    score = rec.get("score")
-    return not (isinstance(score, float) and score != score)
-
-
-def _nan_to_none(rec: dict[str, Any]) -> dict[str, Any]:
-    return {**rec, "score": None}
+def _finite_only(value: Any, depth: int = 0) -> Any:
+    """`value` with every non-finite float (inf, -inf, nan, numpy ones too) made None."""
+    if depth > 50:
+        return None
+    if isinstance(value, dict):
+        return {k: _finite_only(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_only(v, depth + 1) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        try:
+            item = value.item()
+        except (ValueError, TypeError):
+            return value
+        return None if isinstance(item, float) and not math.isfinite(item) else item
+    return value
 
 
 def read_log(folder: str | os.PathLike) -> list[dict[str, Any]]:

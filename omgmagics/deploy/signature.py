@@ -19,6 +19,9 @@ from ..errors import did_you_mean
 SIGNATURE_VERSION = 1
 MAX_CATEGORIES = 2000
 MAX_ERRORS = 20
+MAX_EXTRA_FIELDS = 20  # a record with more unknown fields than this is refused outright
+MAX_SUGGESTIONS = 5  # unknown field names that get a "did you mean" lookup
+MAX_EXACT_INT = 2**53  # a float64 holds every integer below this magnitude exactly
 
 
 def json_type(dtype: str) -> str:
@@ -114,8 +117,19 @@ def _err(loc: list[Any], field: str | None, msg: str, kind: str) -> dict[str, An
     return {"loc": ["body", *loc], "field": field, "msg": msg, "type": kind}
 
 
+def _short(key: Any) -> str:
+    text = str(key)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _show(value: Any) -> str:
-    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= MAX_EXACT_INT:
+        digits = len(str(abs(value))) if abs(value) < 10**4000 else 4000
+        return f"an integer of {digits} digits" if digits > 30 else str(value)
+    try:
+        text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    except (ValueError, TypeError, RecursionError):
+        text = _kind(value)
     return text if len(text) <= 40 else text[:37] + "..."
 
 
@@ -197,11 +211,16 @@ class RequestValidator:
         rec: dict[str, Any] = {}
         where = f" (record {loc[0]})" if loc else ""
         if len(item) != len(self.names) or not self.name_set.issuperset(item):
-            for key in item:
-                if key not in self.name_set:
-                    errors.append(_err([*loc, key], str(key), f"field '{key}'{where} is not an input "
-                                       f"of this model.{did_you_mean(str(key), self.names)}",
-                                       "value_error.extra"))
+            extra = [key for key in item if key not in self.name_set]
+            if len(extra) > MAX_EXTRA_FIELDS:
+                errors.append(_err(loc, None, f"the record{where} has {len(extra)} fields that are "
+                                   f"not inputs of this model, more than the limit of "
+                                   f"{MAX_EXTRA_FIELDS}", "value_error.too_many_fields"))
+                return rec
+            for n, key in enumerate(extra):
+                hint = did_you_mean(str(key), self.names) if n < MAX_SUGGESTIONS else ""
+                errors.append(_err([*loc, key], str(key), f"field '{_short(key)}'{where} is not an "
+                                   f"input of this model.{hint}", "value_error.extra"))
         for col in self.columns:
             name = col["name"]
             if name not in item:
@@ -217,6 +236,11 @@ class RequestValidator:
                 rec[name] = None
                 continue
             ok, norm = _coerce(value, col["type"])
+            if ok is None:
+                errors.append(_err([*loc, name], name, f"field '{name}'{where} is out of range: "
+                                   f"integers must be smaller than 2**53 in magnitude, got "
+                                   f"{_show(value)}", "value_error.range"))
+                continue
             if not ok:
                 errors.append(_err([*loc, name], name, f"field '{name}'{where} must be "
                                    f"{_article(col['type'])}, got {_kind(value)} {_show(value)}",
@@ -240,7 +264,10 @@ def _article(kind: str) -> str:
             "boolean": "true or false", "datetime": "an ISO-8601 date/time string"}[kind]
 
 
-def _coerce(value: Any, kind: str) -> tuple[bool, Any]:
+def _coerce(value: Any, kind: str) -> tuple[bool | None, Any]:
+    if isinstance(value, int) and not isinstance(value, bool) and kind in ("number", "integer") \
+            and not -MAX_EXACT_INT < value < MAX_EXACT_INT:
+        return None, None  # out of range: float conversion would overflow or lose digits
     if kind == "number":
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
             return True, float(value)
@@ -249,6 +276,8 @@ def _coerce(value: Any, kind: str) -> tuple[bool, Any]:
         if isinstance(value, int) and not isinstance(value, bool):
             return True, value
         if isinstance(value, float) and value.is_integer():
+            if not -MAX_EXACT_INT < value < MAX_EXACT_INT:
+                return None, None
             return True, int(value)
         return False, None
     if kind == "string":
