@@ -30,6 +30,7 @@ SERVING_ENV_SPEC: dict[str, Any] = {
     "max_batch": (int, type(None)),  # records per request
     "max_body_mb": OPT_NUM,          # request body limit
     "auth_token_env": OPT_STR,       # environment variable holding a bearer token; null: no auth
+    "allowed_hosts": (list, type(None)),  # Host names answered besides loopback's (DNS-rebinding guard)
     "log": {"flush_records": (int, type(None)), "flush_seconds": OPT_NUM,
             "max_buffer": (int, type(None))},
     "validation": {"rows": (int, type(None)), "load_requests": (int, type(None)),

@@ -91,9 +91,54 @@ def test_not_json_and_oversized_body(server):
     url, _ = server
     r = httpx.post(url + "/predict", content=b"{'age': 1", headers={"content-type": "application/json"})
     assert r.status_code == 422 and r.json()["message"].startswith("the body is not valid JSON")
-    r = httpx.post(url + "/predict", content=b"[" + b" " * (9 * 2**20) + b"]")
+    r = httpx.post(url + "/predict", content=b"[" + b" " * (9 * 2**20) + b"]",
+                   headers={"content-type": "application/json"})
     assert r.status_code == 413 and "exceeds the limit of 8388608 bytes" in r.json()["detail"]
     assert httpx.get(url + "/predict").status_code == 405
+
+
+@pytest.mark.parametrize(("headers", "status", "message"), [
+    ({"content-type": "text/plain"}, 415,
+     "the body must be sent as Content-Type: application/json, got 'text/plain'"),
+    ({"content-type": "application/x-www-form-urlencoded"}, 415,
+     "the body must be sent as Content-Type: application/json, got "
+     "'application/x-www-form-urlencoded'"),
+    ({}, 415, "the body must be sent as Content-Type: application/json, got no Content-Type"),
+    ({"content-type": "application/json", "origin": "https://evil.example"}, 403,
+     "requests from the web origin 'https://evil.example' are not allowed (a browser page may not "
+     "call this server; add its host to serving.allowed_hosts if it should)"),
+    ({"content-type": "application/json", "origin": "null"}, 403,
+     "requests from the web origin 'null' are not allowed (a browser page may not call this "
+     "server; add its host to serving.allowed_hosts if it should)"),
+    ({"content-type": "application/json", "host": "evil.example:8081"}, 421,
+     "Host 'evil.example' is not an allowed name for this server; allowed: 127.0.0.1, ::1, "
+     "localhost (add names with serving.allowed_hosts)"),
+])
+def test_drive_by_browser_requests_are_refused(server, records, proj, headers, status, message):
+    """A page in the user's browser can POST text/plain or a form to loopback without a CORS
+    preflight, and DNS rebinding makes its own name point at 127.0.0.1: none of it gets through,
+    and nothing reaches the prediction log."""
+    url, _ = server
+    rid = f"driveby-{status}-{len(headers)}"
+    r = httpx.post(url + "/predict", content=json.dumps(records[0]),
+                   headers={**headers, "x-request-id": rid})
+    assert r.status_code == status
+    assert r.json() == {"detail": message}
+    if "host" in headers or "origin" in headers:
+        assert httpx.get(url + "/health", headers=headers).status_code == status
+    ok = httpx.post(url + "/predict", content=json.dumps(records[0]),
+                    headers={"content-type": "application/json; charset=utf-8",
+                             "origin": url, "x-request-id": rid + "-ok"})
+    assert ok.status_code == 200
+    project, _ = proj
+    deadline = time.time() + 10
+    ids: set[str] = set()
+    while rid + "-ok" not in ids and time.time() < deadline:
+        ids = {json.loads(line)["request_id"]
+               for path in (project.monitoring_dir / "predictions").glob("*.jsonl")
+               for line in path.read_text().splitlines()}
+        time.sleep(0.1)
+    assert rid + "-ok" in ids and rid not in ids
 
 
 def test_health_ready_version_metrics_and_log(server, records, proj):

@@ -10,9 +10,17 @@ Endpoints
 ``GET /health``    the process is up (liveness).
 ``GET /ready``     the bundle is loaded and the server is not draining (readiness).
 ``GET /metrics``   Prometheus text format: requests by status, records, latency histogram, log state.
-``GET /version``   model version, bundle path and digest, feature set, creation time.
+``GET /version``   model version, bundle name and digest, feature set, creation time.
+``GET /openapi.json`` the API's OpenAPI 3.0 description, its request schema written from the
+                   bundle's signature (:mod:`omgmagics.deploy.openapi`).
 
-With ``auth_token_env`` set, ``/predict``, ``/metrics`` and ``/version`` need
+Drive-by requests from a browser are refused before the body is read
+(:mod:`omgmagics.deploy.httpguard`): a loopback server answers only to loopback Host names (and
+``serving.allowed_hosts``), a request with a foreign ``Origin`` gets 403, a body that is not
+``application/json`` gets 415. A server bound beyond loopback needs a bearer token: it will not
+start without one.
+
+With ``auth_token_env`` set, ``/predict``, ``/metrics``, ``/version`` and ``/openapi.json`` need
 ``Authorization: Bearer <token>`` (compared in constant time); ``/health`` and ``/ready`` stay open
 for probes. Every prediction goes to the prediction log (:mod:`omgmagics.deploy.predlog`).
 
@@ -36,6 +44,7 @@ from typing import Any
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 _RID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+LOOPBACK_ONLY = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
 class Metrics:
@@ -87,6 +96,9 @@ class Metrics:
                 "# HELP omg_prediction_log_dropped_total Records not logged (buffer full, disk errors).",
                 "# TYPE omg_prediction_log_dropped_total counter",
                 f"omg_prediction_log_dropped_total{{{lab}}} {log.dropped}",
+                "# HELP omg_prediction_log_write_errors_total Failed flushes of the prediction log.",
+                "# TYPE omg_prediction_log_write_errors_total counter",
+                f"omg_prediction_log_write_errors_total{{{lab}}} {getattr(log, 'write_errors', 0)}",
                 "# HELP omg_model_info The served model.", "# TYPE omg_model_info gauge",
                 f"omg_model_info{{{lab}}} 1",
                 "# HELP process_start_time_seconds Start time of the server process.",
@@ -96,10 +108,15 @@ class Metrics:
 
 
 def create_app(bundle: Any, *, env: str, log: Any, max_batch: int, max_body_bytes: int,
-               token: str | None = None) -> Any:
-    """The FastAPI application serving `bundle` (see the module docstring for the endpoints)."""
+               token: str | None = None, hosts: frozenset[str] | None = LOOPBACK_ONLY) -> Any:
+    """The FastAPI application serving `bundle` (see the module docstring for the endpoints).
+
+    `hosts` are the Host names it answers to (:func:`omgmagics.deploy.httpguard.allowed_hosts`;
+    None: any, for a token-protected server bound beyond loopback)."""
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse, PlainTextResponse, Response
+
+    from .httpguard import refusal
 
     from .signature import InvalidRequest, RequestValidator
 
@@ -121,7 +138,10 @@ def create_app(bundle: Any, *, env: str, log: Any, max_batch: int, max_body_byte
     app = FastAPI(title=f"omg model server ({env})", docs_url=None, redoc_url=None,
                   openapi_url=None, lifespan=lifespan)
 
-    def unauthorized(request: Request) -> Response | None:
+    def unauthorized(request: Request, body: bool = False) -> Response | None:
+        refused = refusal(request.headers, hosts, body)
+        if refused is not None:
+            return JSONResponse({"detail": refused[1]}, status_code=refused[0])
         if expected is None:
             return None
         given = request.headers.get("authorization", "").encode()
@@ -137,18 +157,18 @@ def create_app(bundle: Any, *, env: str, log: Any, max_batch: int, max_body_byte
         except ValueError:
             from .bundle import json_safe
 
-            text = json.dumps(json_safe(body), separators=(",", ":"), default=str)
+            text = json.dumps(json_safe(body), separators=(",", ":"), default=str, allow_nan=False)
         return Response(text, status_code=status,
                         media_type="application/json",
                         headers={"x-request-id": rid, "x-model-version": version})
 
     async def predict(request: Request) -> Response:
         t0 = time.perf_counter()
-        denied = unauthorized(request)
+        denied = unauthorized(request, body=True)
         rid = request.headers.get("x-request-id", "")
         rid = rid if _RID.match(rid) else uuid.uuid4().hex
         if denied is not None:
-            metrics.request("/predict", 401)
+            metrics.request("/predict", denied.status_code)
             return denied
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > max_body_bytes:
@@ -165,7 +185,11 @@ def create_app(bundle: Any, *, env: str, log: Any, max_batch: int, max_body_byte
             payload = json.loads(b"".join(chunks))
         except (ValueError, UnicodeDecodeError) as exc:
             err = {"loc": ["body"], "field": None, "type": "value_error.json",
-                   "msg": f"the body is not valid JSON ({str(exc).splitlines()[0]})"}
+                   "msg": f"the body is not valid JSON ({(str(exc).splitlines() or [''])[0]})"}
+            return reply(422, {"detail": [err], "message": err["msg"]}, rid)
+        except RecursionError:
+            err = {"loc": ["body"], "field": None, "type": "value_error.json",
+                   "msg": "the body is nested too deeply (a record is a flat JSON object)"}
             return reply(422, {"detail": [err], "message": err["msg"]}, rid)
         try:
             records, single = validator.records(payload)
@@ -194,23 +218,38 @@ def create_app(bundle: Any, *, env: str, log: Any, max_batch: int, max_body_byte
             return reply(200, {"request_id": rid, "model_version": version, **items[0]}, rid)
         return reply(200, {"request_id": rid, "model_version": version, "predictions": items}, rid)
 
+    def foreign(request: Request, path: str) -> Response | None:
+        """The Host/Origin refusal for the open endpoints (no token there)."""
+        refused = refusal(request.headers, hosts, False)
+        if refused is None:
+            return None
+        metrics.request(path, refused[0])
+        return JSONResponse({"detail": refused[1]}, status_code=refused[0])
+
     @app.get("/health")
-    async def health() -> Response:
+    async def health(request: Request) -> Response:
+        if (denied := foreign(request, "/health")) is not None:
+            return denied
         metrics.request("/health", 200)
         return JSONResponse({"status": "ok"})
 
     @app.get("/ready")
-    async def ready() -> Response:
+    async def ready(request: Request) -> Response:
+        if (denied := foreign(request, "/ready")) is not None:
+            return denied
         status = 200 if state["ready"] else 503
         metrics.request("/ready", status)
         return JSONResponse({"status": "ready" if state["ready"] else "draining",
-                             "model_version": version}, status_code=status)
+                             "model_version": version,
+                             "log": {"write_errors": int(getattr(log, "write_errors", 0)),
+                                     "dropped": int(getattr(log, "dropped", 0))}},
+                            status_code=status)
 
     @app.get("/metrics")
     async def prometheus(request: Request) -> Response:
         denied = unauthorized(request)
         if denied is not None:
-            metrics.request("/metrics", 401)
+            metrics.request("/metrics", denied.status_code)
             return denied
         metrics.request("/metrics", 200)
         return PlainTextResponse(metrics.render(log), media_type="text/plain; version=0.0.4")
@@ -219,10 +258,27 @@ def create_app(bundle: Any, *, env: str, log: Any, max_batch: int, max_body_byte
     async def version_info(request: Request) -> Response:
         denied = unauthorized(request)
         if denied is not None:
-            metrics.request("/version", 401)
+            metrics.request("/version", denied.status_code)
             return denied
         metrics.request("/version", 200)
         return JSONResponse(info)
+
+    schema: dict[str, Any] = {}
+
+    @app.get("/openapi.json")
+    async def openapi(request: Request) -> Response:
+        denied = unauthorized(request)
+        if denied is not None:
+            metrics.request("/openapi.json", denied.status_code)
+            return denied
+        if not schema:
+            from .openapi import openapi_schema
+
+            schema.update(openapi_schema(bundle.signature, title=f"omg model server ({env})",
+                                         version=version, max_batch=max_batch,
+                                         auth=expected is not None))
+        metrics.request("/openapi.json", 200)
+        return JSONResponse(schema)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:  # noqa: ARG001
@@ -260,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     cfg = json.loads(args.config_json)
     from ..errors import OmgError
     from .bundle import ServingBundle
+    from .httpguard import allowed_hosts, is_loopback
     from .predlog import PredictionLog
 
     try:
@@ -271,6 +328,13 @@ def main(argv: list[str] | None = None) -> int:
             token = os.environ.get(cfg["auth_token_env"]) or None
             if token is None:
                 raise OmgError(f"auth_token_env names {cfg['auth_token_env']}, which is not set.")
+        sock = _socket(args)
+        bind = sock.getsockname()[0]
+        if token is None and not is_loopback(bind):
+            raise OmgError(f"serving on {bind} lets other machines call the model: set "
+                           "serving.auth_token_env to the name of an environment variable holding "
+                           "a bearer token, or bind 127.0.0.1.")
+        hosts = allowed_hosts(bind, cfg.get("allowed_hosts") or [])
     except OmgError as exc:
         print(f"omg server: {exc.message}", file=sys.stderr, flush=True)
         return 3
@@ -287,10 +351,9 @@ def main(argv: list[str] | None = None) -> int:
                         flush_seconds=cfg["log"]["flush_seconds"],
                         max_buffer=cfg["log"]["max_buffer"]).start()
     app = create_app(bundle, env=cfg["env"], log=log, max_batch=cfg["max_batch"],
-                     max_body_bytes=cfg["max_body_bytes"], token=token)
+                     max_body_bytes=cfg["max_body_bytes"], token=token, hosts=hosts)
     import uvicorn
 
-    sock = _socket(args)
     host, port = sock.getsockname()[:2]
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
                             timeout_graceful_shutdown=5, server_header=False)

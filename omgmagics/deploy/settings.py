@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ ENV_DEFAULTS: dict[str, Any] = {
     "max_batch": 1024,
     "max_body_mb": 8,
     "auth_token_env": None,
+    "allowed_hosts": [],
     "log": {"flush_records": 200, "flush_seconds": 1.0, "max_buffer": 20000},
     "validation": {"rows": 2000, "load_requests": 1000, "load_rps": None, "concurrency": 8},
 }
@@ -43,6 +45,7 @@ port: 8081               # 0: any free port
 max_batch: 1024          # records per POST /predict
 max_body_mb: 8
 auth_token_env: null     # name of an environment variable holding a bearer token; null: no auth
+allowed_hosts: []        # Host names answered besides 127.0.0.1/localhost/::1 (e.g. a proxy's name)
 log:                     # prediction log: monitoring/predictions/YYYY-MM-DD.jsonl
   flush_records: 200
   flush_seconds: 1.0
@@ -66,6 +69,7 @@ class ServeSettings:
     max_batch: int
     max_body_bytes: int
     auth_token_env: str | None
+    allowed_hosts: list[str]
     log: dict[str, Any]
     validation: dict[str, Any]
     latency_p99_ms: float
@@ -105,7 +109,6 @@ LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 def check_env_name(env: Any) -> str:
     """`env` if it is a safe name (it becomes a file name under .omg/ and monitoring/); else an error."""
-    import re
 
     if not isinstance(env, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}", env):
         raise ConfigError(f"--env must be a name of letters, digits, '-' or '_', got {env!r}.")
@@ -165,6 +168,11 @@ def _check(settings: dict[str, Any], where: str) -> None:
     positive(val["concurrency"], "validation.concurrency")
     if val.get("load_rps") is not None:
         positive(val["load_rps"], "validation.load_rps", integer=False)
+    hosts = settings.get("allowed_hosts")
+    if not isinstance(hosts, list) or not all(
+            isinstance(h, str) and re.fullmatch(r"[A-Za-z0-9.:\[\]_-]{1,253}", h) for h in hosts):
+        raise ConfigError(f"{where}: 'allowed_hosts' must be a list of host names, e.g. "
+                          f"[model.internal], got {hosts!r}.")
     name = settings.get("auth_token_env")
     if name is not None and not str(name).replace("_", "").isalnum():
         raise ConfigError(f"{where}: 'auth_token_env' must name an environment variable (letters, "
@@ -214,7 +222,8 @@ def resolve_settings(project: Any, env: str = "staging", config: str | None = No
     return ServeSettings(env=env, host=str(merged["host"] or "127.0.0.1"), port=int(merged["port"]),
                          bundle=merged.get("bundle"), max_batch=int(merged["max_batch"]),
                          max_body_bytes=int(float(merged["max_body_mb"]) * 2**20),
-                         auth_token_env=merged.get("auth_token_env"), log=merged["log"],
+                         auth_token_env=merged.get("auth_token_env"),
+                         allowed_hosts=[str(h) for h in merged["allowed_hosts"]], log=merged["log"],
                          validation=merged["validation"], latency_p99_ms=float(latency),
                          throughput_rps=float(rps), sources=sources)
 

@@ -1,0 +1,78 @@
+"""Checks against drive-by requests from a browser (core layer, used by the server and the router).
+
+A page the user visits can send requests to a server on the user's own machine: a ``text/plain`` POST
+is a CORS "simple request" (no preflight), and DNS rebinding makes ``evil.example`` resolve to
+127.0.0.1. Three checks close that door, before any body is read:
+
+- **Host**: a server bound to a loopback address answers only to the loopback names (``127.0.0.1``,
+  ``localhost``, ``::1``, any port) and to the names in ``serving.allowed_hosts``. A server bound
+  elsewhere needs a bearer token (a browser cannot add one to a simple request), so it accepts any
+  Host unless ``allowed_hosts`` names some.
+- **Origin**: a request that carries an ``Origin`` header (every cross-site browser POST does) must
+  come from an allowed host.
+- **Content-Type**: a body must be ``application/json`` (415 otherwise), so a form or ``text/plain``
+  POST never reaches the JSON parser.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping
+from urllib.parse import urlsplit
+
+LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+def is_loopback(host: str) -> bool:
+    """True for a loopback address or the name ``localhost``."""
+    host = host.strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def allowed_hosts(bind_host: str, extra: Iterable[str] = ()) -> frozenset[str] | None:
+    """The Host names a server bound to `bind_host` answers to; None means any (token-protected)."""
+    names = frozenset(h.strip().lower().strip("[]") for h in extra if h and h.strip())
+    if is_loopback(bind_host):
+        return LOOPBACK_NAMES | names | {bind_host.strip("[]").lower()}
+    return names or None
+
+
+def host_name(value: str) -> str:
+    """The host part of a Host header value (no port, no brackets, lower case)."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        return value[1:].split("]", 1)[0]
+    if value.count(":") == 1:
+        return value.split(":", 1)[0]
+    return value
+
+
+def refusal(headers: Mapping[str, str], hosts: frozenset[str] | None,
+            body: bool) -> tuple[int, str] | None:
+    """``(status, message)`` when a request must be refused before it is read, else None.
+
+    `headers` are the request headers (lower-case names); `hosts` comes from :func:`allowed_hosts`;
+    `body` is True for the endpoints that read a JSON body."""
+    if hosts is not None:
+        host = host_name(headers.get("host", ""))
+        if host not in hosts:
+            return 421, (f"Host '{host[:80]}' is not an allowed name for this server; allowed: "
+                         f"{', '.join(sorted(hosts))} (add names with serving.allowed_hosts)")
+        origin = headers.get("origin")
+        if origin is not None:
+            origin_host = (urlsplit(origin).hostname or origin).lower()
+            if origin_host not in hosts:
+                return 403, (f"requests from the web origin '{origin[:80]}' are not allowed (a "
+                             f"browser page may not call this server; add its host to "
+                             f"serving.allowed_hosts if it should)")
+    if body:
+        kind = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+        if kind != "application/json":
+            shown = f"'{kind[:60]}'" if kind else "no Content-Type"
+            return 415, f"the body must be sent as Content-Type: application/json, got {shown}"
+    return None
