@@ -74,6 +74,34 @@ def _check_header(path: Path, sep: str) -> None:
                         "Rename them so each column has one name.")
 
 
+def project_output(root: str | os.PathLike, value: str | os.PathLike | None, flag: str
+                   ) -> str | None:
+    """`value` of an output option, checked: a relative path must stay inside the project.
+
+    A relative path is read from the project folder; one that climbs out of it (``../../x``) is
+    refused, since it is almost always a typo. An absolute path is taken as given (the user meant
+    it). None stays None (the verb's default).
+
+    Raises
+    ------
+    UsageError
+        For a relative path that resolves outside the project.
+    """
+    if value is None:
+        return None
+    from .errors import UsageError
+
+    path = Path(value)
+    if path.is_absolute():
+        return str(value)
+    base = Path(root).resolve()
+    full = (base / path).resolve()
+    if full != base and base not in full.parents:
+        raise UsageError(f"{flag} {value} resolves to {full}, outside the project {base}. Give a "
+                         f"path inside the project, or an absolute path to write there on purpose.")
+    return str(value)
+
+
 def inside(root: str | os.PathLike, relative: Any, what: str) -> Path:
     """``root / relative`` if it stays inside `root` (a path read from a bundle or model folder).
 

@@ -52,8 +52,11 @@ def _table(ns: argparse.Namespace, ctx: Context, project, stage: str = "raw"):
 )
 def collect(ns: argparse.Namespace, ctx: Context):
     from ..dataprep.steps import collect_step
+    from ..io import project_output
 
-    return collect_step(ctx.project(), sources=ns.sources, output=ns.output,
+    project = ctx.project()
+    return collect_step(project, sources=ns.sources,
+                        output=project_output(project.root, ns.output, "--output"),
                         sample_frac=ns.sample_frac, progress=ctx.progress, source=ns.source)
 
 
@@ -95,8 +98,10 @@ def _validate_audit(ns: argparse.Namespace, ctx: Context):
     from ..discovery.brief import Brief
     from ..errors import UsageError
 
+    from ..io import project_output
+
     project = ctx.project()
-    report = Path(ns.report or AUDIT_HTML)
+    report = Path(project_output(project.root, ns.report, "--report") or AUDIT_HTML)
     if report.suffix.lower() not in (".html", ".htm"):
         raise UsageError(f"--report '{ns.report}' must name an .html file, e.g. --report data_audit.html.")
     if not report.is_absolute():  # a bare name goes to reports/, a relative path to the project
@@ -138,7 +143,10 @@ def _validate_schema(ns: argparse.Namespace, ctx: Context):
     project = ctx.project()
     if ns.infer:
         df, info = _table(ns, ctx, project)
-        return infer_step(project, df, info["path"], schema=ns.schema, force=ns.force)
+        from ..io import project_output
+
+        return infer_step(project, df, info["path"],
+                          schema=project_output(project.root, ns.schema, "--schema"), force=ns.force)
     table, info = _batched(ns, ctx, project)
     return validate_step(project, table, info["path"], schema=ns.schema, strict=ns.strict, info=info,
                          progress=ctx.progress)

@@ -28,6 +28,7 @@ OUTPUT = arg("--output", metavar="DIR", default=None,
     description="Times the model alone on rows of its validation split (features already computed).",
     examples=["profile --model champion", "profile --model models/optimized/champion-torch-int8",
               "profile --batch-sizes 1,32,1024"],
+    writes=False,  # times the model, writes nothing
 )
 def profile(ns: argparse.Namespace, ctx: Context):
     from ..errors import UsageError
@@ -53,10 +54,12 @@ def profile(ns: argparse.Namespace, ctx: Context):
               "quantize --model models/trained/mlp --precision bf16"],
 )
 def quantize(ns: argparse.Namespace, ctx: Context):
+    from ..io import project_output
     from ..optim.quantize import quantize_model
 
-    return quantize_model(ctx.project(), ns.model, ns.precision, ns.export, ns.max_drop, ns.force,
-                          ns.output, ns.features)
+    project = ctx.project()
+    return quantize_model(project, ns.model, ns.precision, ns.export, ns.max_drop, ns.force,
+                          project_output(project.root, ns.output, "--output"), ns.features)
 
 
 @command(
@@ -73,7 +76,10 @@ def quantize(ns: argparse.Namespace, ctx: Context):
               "--fine-tune-epochs 3"],
 )
 def prune(ns: argparse.Namespace, ctx: Context):
+    from ..io import project_output
     from ..optim.prune import prune_model
 
-    return prune_model(ctx.project(), ns.model, ns.sparsity, ns.fine_tune_epochs, ns.max_drop,
-                       ns.force, ns.output, ns.features, ns.learning_rate)
+    project = ctx.project()
+    return prune_model(project, ns.model, ns.sparsity, ns.fine_tune_epochs, ns.max_drop,
+                       ns.force, project_output(project.root, ns.output, "--output"), ns.features,
+                       ns.learning_rate)

@@ -71,6 +71,7 @@ def baseline(ns: argparse.Namespace, ctx: Context):
         "state dict) to MLflow. `--init` writes a documented example file."
     ),
     examples=["train --config experiment.yaml", "train --init", "train --model mlp --name mlp-v1"],
+    writes=lambda ns: not ns.init,
 )
 def train(ns: argparse.Namespace, ctx: Context):
     from ..modeling.train import resolve_path, train_model, write_experiment_template
@@ -189,6 +190,8 @@ def compare(ns: argparse.Namespace, ctx: Context):
     examples=["card"],
 )
 def card(ns: argparse.Namespace, ctx: Context):
+    from ..io import project_output
     from ..modeling.model_card import write_model_card
 
-    return write_model_card(ctx.project(), ns.output)
+    project = ctx.project()
+    return write_model_card(project, project_output(project.root, ns.output, "--output"))

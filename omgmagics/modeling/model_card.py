@@ -156,7 +156,7 @@ def write_model_card(project: Any, output: str | os.PathLike | None = None) -> A
               "when they move.",
               "- The confidence intervals describe sampling noise of the test split only, not shifts "
               "in the population.", ""]
-    path = Path(output) if output else Path(project.docs_dir) / CARD_FILE
+    path = Path(project.root) / output if output else Path(project.docs_dir) / CARD_FILE
     write_text(path, "\n".join(lines))
     return Report(f"Model card written for {ev['model']['type']}",
                   summary={"model": ev["model"]["ref"], primary: m.get(primary, {}).get("value"),

@@ -325,3 +325,39 @@ def test_a_verb_that_fails_for_want_of_runs_leaves_no_empty_store(demo_project, 
     code, out, err = run_cli(argv, cwd=demo_project)
     assert code != 0 and "error:" in err
     assert not (demo_project / "mlflow.db").exists()
+
+
+def test_the_server_itself_refuses_a_non_loopback_bind_without_a_token(proj):
+    """The rule holds in the server process too, not only in `omg deploy serve` (the cluster
+    manifests start the server directly)."""
+    import json
+    import subprocess
+    import sys
+
+    _, bundles = proj
+    cfg = {"env": "exposed", "auth_token_env": None, "host": "0.0.0.0"}
+    done = subprocess.run([sys.executable, "-m", "omgmagics.deploy.server", "--bundle",
+                           str(bundles["xgboost"]), "--config-json", json.dumps(cfg),
+                           "--host", "0.0.0.0", "--port", "0"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 3
+    assert done.stderr.strip().splitlines()[-1] == (
+        "omg server: serving on 0.0.0.0 lets other machines call the model: set "
+        "serving.auth_token_env to the name of an environment variable holding a bearer token, or "
+        "bind 127.0.0.1.")
+
+
+@pytest.mark.parametrize("argv", [["data", "collect", "--output", "../../x"],
+                                  ["data", "validate", "--audit", "--report", "../audit.html"],
+                                  ["data", "validate", "--infer", "--schema", "../schema.yaml"],
+                                  ["train", "card", "--output", "docs/../../card.md"],
+                                  ["optim", "quantize", "--output", "../q"]])
+def test_a_relative_output_may_not_climb_out_of_the_project(demo_project, run_cli, argv):
+    code, out, err = run_cli(argv, cwd=demo_project)
+    flag, value = argv[-2:]
+    full = (demo_project / value).resolve()
+    assert code == 2
+    assert err.strip().endswith(
+        f"{flag} {value} resolves to {full}, outside the project {demo_project.resolve()}. Give a "
+        "path inside the project, or an absolute path to write there on purpose.")
+    assert not full.exists() and not any(demo_project.parent.parent.glob("x*"))
