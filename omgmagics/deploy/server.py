@@ -117,7 +117,6 @@ def create_app(bundle: Any, *, env: str, log: Any, max_batch: int, max_body_byte
     from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
     from .httpguard import refusal
-
     from .signature import InvalidRequest, RequestValidator
 
     validator = RequestValidator(bundle.signature, max_batch)
