@@ -224,9 +224,17 @@ def test_canary_steps_must_end_at_100(proj):
 
 # --- manifests and docs --------------------------------------------------------------------------
 def test_kserve_and_k8s_manifests(proj):
+    import dataclasses
+
+    from omgmagics.config import Config, deep_merge
     from omgmagics.deploy.rollout import cloud
 
     project, bundle = proj
+    # The pods listen on 0.0.0.0: they always need a bearer token, from the Secret (the structure of
+    # the security settings: tests/reliability/test_manifest_security.py). This test's own view of
+    # the project names the token variable (the module's project stays unchanged).
+    project = dataclasses.replace(project, config=Config(deep_merge(
+        project.config, {"serving": {"production": {"auth_token_env": "OMG_P4_TOKEN"}}})))
     report = cloud(project, target="kserve", challenger=str(bundle))
     isvc = yaml.safe_load(Path(report.data["files"]["inferenceservice.yaml"]).read_text())
     assert isvc["apiVersion"] == "serving.kserve.io/v1beta1" and isvc["kind"] == "InferenceService"
@@ -236,6 +244,8 @@ def test_kserve_and_k8s_manifests(proj):
     assert c["readinessProbe"]["httpGet"]["path"] == "/ready"
     assert c["livenessProbe"]["httpGet"]["path"] == "/health"
     assert {"name": "STORAGE_URI", "value": "s3://CHANGE-ME/models/p4-model/1"} in c["env"]
+    assert {"name": "OMG_P4_TOKEN", "valueFrom": {"secretKeyRef": {
+        "name": "p4-model-token", "key": "token"}}} in c["env"]
     report = cloud(project, target="k8s", strategy="canary", challenger=str(bundle))
     docs = list(yaml.safe_load_all(Path(report.data["files"]["k8s.yaml"]).read_text()))
     assert [d["kind"] for d in docs] == ["Deployment", "Service"]  # nothing in production yet
@@ -400,3 +410,44 @@ def test_nested_pipeline_with_a_custom_function_compiles_exactly(proj, val, monk
     rebuilt = CompiledPipeline.from_program(program, {**sig, "sample": sample})
     cols = {c: _column_values(val[c]) for c in raw_cols}
     assert np.array_equal(rebuilt.transform(cols), np.asarray(pipe.transform(val[list(raw_cols)])))
+
+
+def test_signed_bundles_refuse_an_edit_made_without_the_key(proj, tmp_path, monkeypatch):
+    """With $OMG_BUNDLE_KEY set, packaging signs the manifest; a bundle edited and re-manifested by
+    someone without the key, or with its signature removed, is refused before any of it runs."""
+    from omgmagics.deploy.bundle import SIGNATURE_FILE, require_verified, write_manifest
+
+    project, bundle = proj
+    monkeypatch.setenv("OMG_BUNDLE_KEY", "k" * 32)
+    signed = Path(package_model(project, str(project.root / "models" / "optimized"
+                                             / "champion-onnx")).value)
+    try:
+        assert (signed / SIGNATURE_FILE).is_file()
+        assert verify_bundle(signed)["signature"] == "valid"
+        loaded = ServingBundle.load(signed, verify=True)
+        assert len(loaded.predict_records(loaded.signature["sample"][:2])) == 2
+        assert verify_bundle(bundle)["signature"] == "missing"  # packaged before the key was set
+        with pytest.raises(DataError, match=re.escape(
+                f"Bundle {bundle} is not signed, and $OMG_BUNDLE_KEY is set, so it was not loaded. "
+                "Re-package the model with `omg deploy package` under the same key.")):
+            ServingBundle.load(bundle, verify=True)
+        edited = tmp_path / "edited"
+        shutil.copytree(signed, edited)
+        handler = next(edited.rglob("handler.py"))
+        handler.write_text(handler.read_text() + "\nimport os  # planted\n")
+        monkeypatch.delenv("OMG_BUNDLE_KEY")
+        write_manifest(edited)  # the attacker re-manifests without the key
+        assert verify_bundle(edited)["ok"] and verify_bundle(edited)["signature"] == "unchecked"
+        monkeypatch.setenv("OMG_BUNDLE_KEY", "k" * 32)
+        with pytest.raises(DataError, match=re.escape(
+                f"Bundle {edited} has a signature that does not match its manifest (it was changed "
+                "without the key, or signed with another key), and $OMG_BUNDLE_KEY is set, so it "
+                "was not loaded.")):
+            require_verified(edited)
+        monkeypatch.setenv("OMG_BUNDLE_KEY", "short")
+        with pytest.raises(UsageError, match=re.escape(
+                "$OMG_BUNDLE_KEY is 5 characters long; a signing key needs at least 16 (make one "
+                "with `openssl rand -hex 32`).")):
+            verify_bundle(signed)
+    finally:
+        shutil.rmtree(signed, ignore_errors=True)
