@@ -95,6 +95,7 @@ def run() -> dict:
 
     from omgmagics.deploy import loadgen, process
     from omgmagics.deploy.bundle import ServingBundle, package_model
+    from omgmagics.deploy.rollout import start_router
     from omgmagics.deploy.serving import start_server
     from omgmagics.deploy.settings import resolve_settings
     from omgmagics.deploy.staging import split_valid
@@ -139,11 +140,9 @@ def run() -> dict:
                "history": str(tmp / "history.jsonl"), "steps": [10, 25, 50, 100],
                "window_requests": 500, "max_error_rate": 0.01, "max_latency_p99_ms": limit,
                "auth_token_env": None}
-        router = process.spawn("omgmagics.deploy.router", ["--config-json", json.dumps(cfg)],
-                               role="router", host="127.0.0.1", port=0,
-                               log_file=tmp / "router.log", cwd=project.root)
+        router, admin = start_router(project, "production", cfg, host="127.0.0.1", port=0,
+                                     log_file=tmp / "router.log")
         procs.append(router.pid)
-        process.wait_ready(router)
         loadgen.replay(router.url + "/predict", warm, concurrency=2, keep_bodies=False)
         t0 = time.perf_counter()
         routed = loadgen.fixed_rate(router.url + "/predict", bodies, rate=rate, n=N,
@@ -151,7 +150,9 @@ def run() -> dict:
         routed_wall = time.perf_counter() - t0
         import urllib.request
 
-        with urllib.request.urlopen(router.url + "/router/status", timeout=5) as r:  # noqa: S310
+        status = urllib.request.Request(router.url + "/router/status",
+                                        headers={"Authorization": f"Bearer {admin}"})
+        with urllib.request.urlopen(status, timeout=5) as r:  # noqa: S310
             rollout = json.loads(r.read())
         for pid in (router.pid, chal.pid, champ.pid):
             process.stop_process(pid)

@@ -12,7 +12,13 @@ import pytest
 
 from omgmagics.deploy import process
 from omgmagics.deploy.bundle import package_model
-from omgmagics.deploy.rollout import cloud_local, current_production, read_history
+from omgmagics.deploy.rollout import (
+    admin_token,
+    cloud_local,
+    current_production,
+    read_history,
+    router_state_path,
+)
 from omgmagics.modeling.tracking import connect
 from omgmagics.project import Project
 from tests.test_deploy_support import BROKEN_HANDLER, children, copy_project, shared, stop_all
@@ -101,10 +107,14 @@ def test_blue_green_keeps_the_winner_running_until_stop(setup, run_cli):
         rec = json.loads((Path(b["v1"]) / "signature.json").read_text())["sample"][0]
         r = httpx.post(router + "/predict", json=rec)
         assert r.status_code == 200 and r.headers["x-served-by"] == "challenger"
-        assert httpx.get(router + "/router/status").json()["state"] == "promoted"
+        assert httpx.get(router + "/router/status").status_code == 401
+        admin = {"authorization": f"Bearer {admin_token(project, 'production')}"}
+        assert httpx.get(router + "/router/status", headers=admin).json()["state"] == "promoted"
+        assert str(router_state_path(project, "production")) in " ".join(report.messages)
     finally:
         code, out, _ = run_cli(["deploy", "stop", "--env", "production"], cwd=project.root)
     assert code == 0 and "Stopped 2 server process(es)" in out
+    assert not router_state_path(project, "production").exists()  # the token went with the router
     assert all(not process.alive(p["pid"]) for p in state["processes"])
     assert _alias(project) == "1"
 
@@ -125,9 +135,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_router_answers_504_when_the_champion_stalls_and_502_when_it_is_gone(tmp_path):
-    """A champion that accepts the request but does not answer in time is a gateway timeout (it may
-    still serve and log the request); one that refuses connections is a bad gateway."""
+def test_router_answers_503_with_retry_after_when_the_champion_stalls_or_is_gone(tmp_path):
+    """No backend answer is a 503 with Retry-After, never a 502: a champion that accepts the request
+    but does not answer in time (it may still serve and log it) and one that refuses connections
+    are told apart in the detail."""
     import socket
     import threading
 
@@ -146,16 +157,21 @@ def test_router_answers_504_when_the_champion_stalls_and_502_when_it_is_gone(tmp
            "champion": {"version": "1", "url": f"http://127.0.0.1:{stalled.getsockname()[1]}"},
            "challenger": {"version": "2", "url": gone}}
     try:
-        with TestClient(create_app(cfg)) as client:
+        with TestClient(create_app(cfg), base_url="http://127.0.0.1") as client:
             r = client.post("/predict", json={"x": 1}, headers={"x-request-id": "stall-1"})
-            assert (r.status_code, r.json()) == (504, {"detail": "the champion did not answer within "
-                                                                 "0.5 s"})
-            assert r.headers["x-request-id"] == "stall-1"
+            assert (r.status_code, r.json()) == (503, {"detail": "no backend answered: the champion "
+                                                                 "did not answer within 0.5 s (it may "
+                                                                 "still serve the request); retry in "
+                                                                 "a moment"})
+            assert r.headers["x-request-id"] == "stall-1" and r.headers["retry-after"] == "1"
         cfg["champion"]["url"] = gone
-        with TestClient(create_app(cfg)) as client:
+        with TestClient(create_app(cfg), base_url="http://127.0.0.1") as client:
             r = client.post("/predict", json={"x": 1})
-            assert (r.status_code, r.json()) == (502, {"detail": "no backend answered (champion "
-                                                                 "unreachable)"})
+            port = gone.rsplit(":", 1)[1]
+            assert (r.status_code, r.json()) == (503, {
+                "detail": "no backend answered: the champion is unreachable ([Errno 111] Connect "
+                          f"call failed ('127.0.0.1', {port})); retry in a moment"})
+            assert r.headers["retry-after"] == "1"
             assert client.get("/ready").status_code == 503
     finally:
         stalled.close()

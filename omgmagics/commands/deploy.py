@@ -107,9 +107,13 @@ def serve(ns: argparse.Namespace, ctx: Context):
     examples=["stop --env staging", "stop --env production"],
 )
 def stop(ns: argparse.Namespace, ctx: Context):
+    from ..deploy.rollout import forget_router
     from ..deploy.serving import stop as run
 
-    return run(ctx.project(), ns.env)
+    project = ctx.project()
+    report = run(project, ns.env)
+    forget_router(project, ns.env)  # a kept rollout's admin token: its router is stopped now
+    return report
 
 
 def _steps(text: str | None) -> list[float] | None:

@@ -85,8 +85,9 @@ def runbook(project: Any) -> str:
         f"- During a canary the router rolls back by itself (share to 0 %) when the challenger's error "
         f"rate in a window of {canary['window_requests']} requests exceeds "
         f"{canary['max_error_rate']:.2%} or its p99 exceeds {_fmt(canary['max_latency_p99_ms'])} ms.",
-        f"- By hand during a rollout: `curl -X POST http://{pr.host}:{pr.port}/router/rollback`"
-        + (f" -H 'Authorization: Bearer ${pr.auth_token_env}'" if pr.auth_token_env else "") + ".",
+        f"- By hand during a rollout: `curl -X POST http://{pr.host}:{pr.port}/router/rollback "
+        "-H \"Authorization: Bearer $ADMIN\"`, with `ADMIN` the `admin_token` of "
+        "`.omg/rollouts/production.json` (a new random token per rollout, readable by you only).",
         "- After a promotion: roll out the previous bundle again, "
         "`omg deploy cloud --env production --challenger models/NAME/PREVIOUS`, and point the MLflow "
         "alias back (`MlflowClient().set_registered_model_alias(NAME, 'champion', VERSION)`).",
@@ -122,7 +123,8 @@ def runbook(project: Any) -> str:
         "## On-call checks",
         "",
         f"1. `curl -s http://{pr.host}:{pr.port}/health` and `/ready` answer 200.",
-        f"2. `curl -s http://{pr.host}:{pr.port}/router/status` (during a rollout): state, share, window.",
+        f"2. `curl -s http://{pr.host}:{pr.port}/router/status -H \"Authorization: Bearer $ADMIN\"` "
+        "(during a rollout; the admin token as above): state, share, window.",
         "3. `/metrics`: 5xx in `omg_requests_total`, the latency histogram against the p99 limit.",
         f"4. The newest `{log_rel}/*.jsonl` grows, and `omg ops monitor` shows no alert.",
         "5. `omg deploy package --verify models/NAME/VERSION` for the bundle in production.",

@@ -13,6 +13,10 @@
    ``monitoring/deployments/history.jsonl``. The runbook and ADR-002 are written from this setup.
 
 Unless ``keep_running``, every process is stopped at the end; on any error all of them are.
+
+The router's ``/router/status`` and ``/router/rollback`` need the rollout's admin token
+(:func:`start_router`): a random token made for each router, given to it in its environment (never on
+its command line) and kept in ``.omg/rollouts/ENV.json``, mode 0600 (:func:`admin_token` reads it).
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
+import os
+import secrets
 import time
 import uuid
 from pathlib import Path
@@ -73,6 +79,94 @@ def production_bundle(project: Any, env: str = "production") -> Path | None:
                            f"its digest is {check['digest'][:16]}, {pinned[:16]} was recorded")
                         + ". Roll out a verified bundle again (`omg deploy cloud`) or pass --bundle.")
     return bundle
+
+
+def router_state_path(project: Any, env: str) -> Path:
+    """``.omg/rollouts/ENV.json``: the running rollout router of `env` and its admin token."""
+    from .settings import check_env_name
+
+    return Path(project.root) / ".omg" / "rollouts" / f"{check_env_name(env)}.json"
+
+
+def _write_private_json(path: Path, obj: dict[str, Any]) -> Path:
+    """Write `obj` atomically to `path`, readable and writable by its owner only (0600)."""
+    from ..atomic import atomic_path
+
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        os.chmod(tmp, 0o600)  # before the secret is written
+        tmp.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
+    return path
+
+
+def admin_token(project: Any, env: str = "production") -> str:
+    """The admin token of `env`'s rollout router (``Authorization: Bearer`` for ``/router/status``
+    and ``/router/rollback``).
+
+    Raises
+    ------
+    UsageError
+        When no rollout router is recorded for `env`.
+    DataError
+        When its state file holds no token.
+    """
+    path = router_state_path(project, env)
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"No rollout router is recorded for env '{env}' ({path} does not exist). "
+                         f"Start one with `omg deploy cloud --env {env} --keep-running`.") from None
+    except (OSError, ValueError) as exc:
+        raise DataError(f"Cannot read the rollout state file {path} ({exc}). Stop the rollout "
+                        f"(`omg deploy stop --env {env}`) and start it again.") from None
+    token = state.get("admin_token") if isinstance(state, dict) else None
+    if not isinstance(token, str) or not token:
+        raise DataError(f"The rollout state file {path} holds no admin_token. Stop the rollout "
+                        f"(`omg deploy stop --env {env}`) and start it again.")
+    return token
+
+
+def forget_router(project: Any, env: str) -> None:
+    """Remove `env`'s rollout state file (its router is stopped)."""
+    router_state_path(project, env).unlink(missing_ok=True)
+
+
+def start_router(project: Any, env: str, cfg: dict[str, Any], *, host: str, port: int,
+                 log_file: Path | None = None) -> tuple[process.ServerProcess, str]:
+    """Start the router for `cfg` on host:port with a fresh admin token and wait until it is ready.
+
+    The token (``secrets.token_urlsafe(32)``) goes to the router in its environment
+    (``OMG_ROUTER_ADMIN_TOKEN``; the command line, which ``ps`` shows, holds only `cfg`) and into
+    :func:`router_state_path` (mode 0600). Returns (the router process, the admin token).
+
+    Raises
+    ------
+    ServerError
+        When the router exits while starting (say, ``auth_token_env`` names a variable that is not
+        set) or is not ready in time; no router is left running and no state file is left.
+    UsageError
+        When the port is in use.
+    """
+    from .router import ADMIN_ENV
+
+    token = secrets.token_urlsafe(32)
+    state = router_state_path(project, env)
+    cfg = {**cfg, "host": host, "admin_token_file": str(state)}
+    logs = Path(project.root) / ".omg" / "logs"
+    router = process.spawn("omgmagics.deploy.router", ["--config-json", json.dumps(cfg)],
+                           role="router", host=host, port=port,
+                           log_file=log_file or logs / f"{env}-router.log", cwd=Path(project.root),
+                           env={ADMIN_ENV: token})
+    try:
+        _write_private_json(state, {"env": env, "rollout_id": cfg.get("rollout_id"),
+                                    "router": router.url, "pid": router.pid,
+                                    "started": router.started, "admin_token": token})
+        process.wait_ready(router)
+    except BaseException:
+        process.stop_process(router.pid)
+        state.unlink(missing_ok=True)
+        raise
+    return router, token
 
 
 def read_history(project: Any) -> list[dict[str, Any]]:
@@ -181,7 +275,7 @@ def same_prediction(got: dict[str, Any], want: dict[str, Any], task: str) -> boo
 
 
 def _drive(router_url: str, bodies: list[bytes], budget: int, concurrency: int, max_seconds: float,
-           token: str | None) -> tuple[dict[str, Any], dict[str, Any]]:
+           token: str | None, admin: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """Replay `bodies` through the router in chunks until it decides; returns (client, status)."""
     from . import loadgen
     from .process import _get
@@ -205,7 +299,8 @@ def _drive(router_url: str, bodies: list[bytes], budget: int, concurrency: int, 
         non200 += sum(1 for s in res.statuses if s not in (0, 200))
         transport += res.errors
         lat += [x for x in res.latencies_ms if x is not None]
-        code, body = _get(router_url + "/router/status", timeout=5)
+        code, body = _get(router_url + "/router/status", timeout=5,
+                          headers={"Authorization": f"Bearer {admin}"})
         status = json.loads(body) if code == 200 else {}
         if status.get("state") in TERMINAL:
             break
@@ -288,24 +383,22 @@ def cloud_local(project: Any, env: str = "production", strategy: str = "canary",
                "max_latency_p99_ms": policy["max_latency_p99_ms"],
                "champion": {"url": champ.url, "version": champ_v, "bundle": str(champ_path)},
                "challenger": {"url": chal.url, "version": chal_v, "bundle": str(chal_path)},
-               "auth_token_env": settings.auth_token_env}
-        logs = Path(project.root) / ".omg" / "logs"
-        router = process.spawn("omgmagics.deploy.router", ["--config-json", json.dumps(cfg)],
-                               role="router", host=settings.host, port=settings.port,
-                               log_file=logs / f"{env}-router.log", cwd=Path(project.root))
+               "auth_token_env": settings.auth_token_env,
+               "allowed_hosts": list(getattr(settings, "allowed_hosts", None) or []),
+               "max_body_bytes": settings.max_body_bytes}
+        router, admin = start_router(project, env, cfg, host=settings.host, port=settings.port)
         started.append(router)
-        process.wait_ready(router)
         if smoke is not None and not smoke["ok"]:
-            _post(router.url + "/router/rollback", token)
+            _post(router.url + "/router/rollback", admin)
             client, status = {"sent": 0, "ok": 0, "non_200": 0, "transport_errors": 0, "lost": 0,
-                              "p50_ms": None, "p99_ms": None}, _status(router.url)
+                              "p50_ms": None, "p99_ms": None}, _status(router.url, admin)
         else:
             client, status = _drive(router.url, bodies, int(budget), concurrency, max_seconds,
-                                    token)
+                                    token, admin)
         state = status.get("state", "unknown")
         if state not in TERMINAL:
-            _post(router.url + "/router/rollback", token)
-            status = _status(router.url) or status
+            _post(router.url + "/router/rollback", admin)
+            status = _status(router.url, admin) or status
             state = "rolled_back"
             status["reason"] = (f"the rollout did not finish within {budget} requests / "
                                 f"{max_seconds:.0f} s: rolled back to the champion")
@@ -322,12 +415,15 @@ def cloud_local(project: Any, env: str = "production", strategy: str = "canary",
             process.stop_process(loser.pid)
             winners = [router, chal if state == "promoted" else champ]
             process.write_state(project, env, winners, bundle=str(winner_path),
-                                rollout_id=rollout_id)
+                                rollout_id=rollout_id,
+                                admin_token_file=str(router_state_path(project, env)))
             keep = winners  # only now: a failure before this line stops every process
     finally:
         for p in started:
             if p not in keep:
                 process.stop_process(p.pid)
+        if any(p.role == "router" and p not in keep for p in started):
+            forget_router(project, env)  # its router is stopped: the token opens nothing any more
         if started:
             append_event(history, {"time": _now(), **base, "event": "stopped" if not keep else
                                    "running", "processes": [p.role for p in started
@@ -339,22 +435,25 @@ def cloud_local(project: Any, env: str = "production", strategy: str = "canary",
                    docs, policy)
 
 
-def _post(url: str, token: str | None) -> None:
+def _post(url: str, admin: str) -> None:
+    """POST to the router's admin endpoint `url` with the rollout's admin token."""
     import urllib.request
 
     req = urllib.request.Request(url, data=b"", method="POST",
-                                 headers={"Authorization": f"Bearer {token}"} if token else {})
+                                 headers={"Authorization": f"Bearer {admin}"})
     try:
         urllib.request.urlopen(req, timeout=5).read()  # noqa: S310 - loopback
     except OSError:
         pass
 
 
-def _status(url: str) -> dict[str, Any]:
+def _status(url: str, admin: str) -> dict[str, Any]:
+    """The router's ``/router/status`` ({} when it does not answer 200)."""
     from .process import _get
 
     try:
-        code, body = _get(url + "/router/status", timeout=5)
+        code, body = _get(url + "/router/status", timeout=5,
+                          headers={"Authorization": f"Bearer {admin}"})
         return json.loads(body) if code == 200 else {}
     except (OSError, ValueError):
         return {}
@@ -421,7 +520,8 @@ def _report(project: Any, env: str, strategy: str, base: dict, status: dict, cli
                     "rollout: `omg deploy serve --env staging --validate --bundle BUNDLE`.")
     if keep:
         msgs.append(f"Running: router at {keep[0].url} -> {keep[1].role}. Stop with `omg deploy stop "
-                    f"--env {env}`.")
+                    f"--env {env}`. /router/status and /router/rollback need the admin token in "
+                    f"{router_state_path(project, env)} (Authorization: Bearer TOKEN).")
     else:
         msgs.append("All rollout processes were stopped (pass --keep-running to leave production "
                     "serving).")

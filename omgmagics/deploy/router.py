@@ -13,17 +13,40 @@ answer: no request is lost. ``--strategy blue-green`` is the same machinery with
 Every change is appended to the deployment history (JSON lines). ``GET /router/status`` shows the
 state; ``POST /router/rollback`` rolls back by hand.
 
-Run ``python -m omgmagics.deploy.router --config-json JSON [--fd N]`` (see
-:mod:`omgmagics.deploy.rollout`).
+Requests, before anything is read or forwarded (a refused request never reaches a backend and never
+counts in a window):
+
+- every route: the Host and Origin checks of :mod:`omgmagics.deploy.httpguard` (421, 403); bound to
+  loopback, the router answers only to the loopback names and ``serving.allowed_hosts``;
+- ``POST /predict``: ``Content-Type: application/json`` (415), the ``serving.auth_token_env`` bearer
+  token when one is configured (401, also on ``/metrics``; ``/health`` and ``/ready`` stay open for
+  probes), and a body of at most ``serving.max_body_mb`` (413: Content-Length first, then counted
+  while it streams in), as the server does;
+- ``/router/status`` and ``/router/rollback``: ``Authorization: Bearer <admin token>``, a random token
+  of this rollout (401 otherwise). The rollout (:func:`omgmagics.deploy.rollout.start_router`) makes
+  it, hands it over in the environment (``OMG_ROUTER_ADMIN_TOKEN``, never on the command line, which
+  ``ps`` shows) and keeps it in ``.omg/rollouts/ENV.json`` (mode 0600).
+
+When neither backend answers (connection refused, no free connection, no answer within
+``timeout_s``) the client gets a 503 with ``Retry-After: 1`` and a JSON ``detail`` saying which; an
+answer a backend gave is passed through with the backend's status. The router refuses to start when
+``auth_token_env`` names a variable that is not set (the server does the same), or without its admin
+token.
+
+Run ``python -m omgmagics.deploy.router --config-json JSON --fd N`` with ``OMG_ROUTER_ADMIN_TOKEN``
+in the environment (see :mod:`omgmagics.deploy.rollout`).
 """
 
 # No `from __future__ import annotations`: FastAPI reads the endpoints' annotations (Request)
 # from the enclosing function's scope at definition time.
 import argparse
 import datetime as _dt
+import errno
+import hmac
 import json
 import math
 import os
+import re
 import sys
 import time
 import uuid
@@ -31,7 +54,12 @@ from pathlib import Path
 from typing import Any
 
 CANARY, PROMOTED, ROLLED_BACK = "canary", "promoted", "rolled_back"
-FORWARD_HEADERS = ("content-type", "authorization", "x-request-id")
+# The body is JSON (checked); the client below sends its own Content-Type.
+FORWARD_HEADERS = ("authorization", "x-request-id")
+ADMIN_ENV = "OMG_ROUTER_ADMIN_TOKEN"  # the environment variable the admin token comes in
+DEFAULT_MAX_BODY_BYTES = 8 * 2**20  # serving.max_body_mb's default
+MAX_CONNECTIONS = 256  # open connections to one backend at a time
+_RID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")  # the server's rule for a client's x-request-id
 
 
 def append_event(path: str | os.PathLike, event: dict[str, Any]) -> None:
@@ -157,56 +185,89 @@ class Rollout:
                 "totals": dict(self.totals), "reason": self.reason}
 
 
+class Busy(OSError):
+    """No connection to the backend could be had within the timeout: nothing was sent to it."""
+
+
 class Upstream:
     """Keep-alive HTTP/1.1 connections to one backend (the load generator's lean client: the
-    router's own overhead counts in the challenger's latency, so it has to be small)."""
+    router's own overhead counts in the challenger's latency, so it has to be small).
 
-    def __init__(self, url: str, timeout: float = 10.0, keep: int = 64):
+    At most `max_connections` requests are in flight to the backend at a time; a request that finds
+    them all busy waits for one, within the same `timeout` as the answer. A request that gets no
+    connection in time (or finds the router out of file descriptors) raises :class:`Busy`: the
+    backend never saw it, so it is neither "unreachable" nor "slow"."""
+
+    def __init__(self, url: str, timeout: float = 10.0, keep: int = 64,
+                 max_connections: int = MAX_CONNECTIONS):
+        import asyncio
         from urllib.parse import urlsplit
 
         parts = urlsplit(url)
         self.host, self.port = parts.hostname, parts.port
-        self.timeout, self.keep = timeout, keep
+        self.timeout, self.max_connections = timeout, max(1, int(max_connections))
+        self.keep = min(keep, self.max_connections)
         self.idle: list[tuple[Any, float]] = []  # with the time each was last used
+        self.slots = asyncio.Semaphore(self.max_connections)
+
+    def _pooled(self) -> Any:
+        from .loadgen import IDLE_S
+
+        while self.idle:
+            conn, used = self.idle.pop()
+            if time.perf_counter() - used <= IDLE_S:
+                return conn
+            conn.close()  # the backend may be closing it now
+        return None
 
     async def request(self, method: str, path: str, body: bytes = b"",
                       headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
         """The backend's answer; a reused connection the backend closed meanwhile is retried once
-        on a fresh one. Raises OSError / ConnectionError / TimeoutError when there is no answer."""
+        on a fresh one. Raises :class:`Busy` (nothing sent), TimeoutError (sent, no answer in time:
+        the backend may still serve it) or ConnectionError / OSError (refused, reset)."""
         import asyncio
-        import time
 
-        from .loadgen import IDLE_S, Connection
+        from .loadgen import Connection
 
-        for attempt in (0, 1):
-            conn = None
-            while self.idle and conn is None:
-                conn, used = self.idle.pop()
-                if time.perf_counter() - used > IDLE_S:  # the backend may be closing it now
+        start = time.perf_counter()
+        try:
+            await asyncio.wait_for(self.slots.acquire(), self.timeout)
+        except TimeoutError:
+            raise Busy(f"all {self.max_connections} connections to it stayed busy for "
+                       f"{self.timeout:g} s") from None
+        try:
+            for attempt in (0, 1):
+                # The retry takes a fresh connection: another pooled one may be just as stale.
+                conn = self._pooled() if attempt == 0 else None
+                reused = conn is not None
+                conn = conn or Connection(self.host, self.port)
+                left = self.timeout - (time.perf_counter() - start)
+                if left <= 0:
                     conn.close()
-                    conn = None
-            reused = conn is not None
-            conn = conn or Connection(self.host, self.port)
-            try:
-                out = await asyncio.wait_for(conn.request(method, path, body, headers),
-                                             self.timeout)
-            except (OSError, ConnectionError, asyncio.IncompleteReadError, ValueError,
-                    IndexError) as exc:
-                conn.close()
-                if isinstance(exc, TimeoutError):  # it got the request and may still serve it
+                    raise Busy(f"no connection to it was free within {self.timeout:g} s")
+                try:
+                    out = await asyncio.wait_for(conn.request(method, path, body, headers), left)
+                except (OSError, ConnectionError, asyncio.IncompleteReadError, ValueError,
+                        IndexError) as exc:
+                    conn.close()
+                    if isinstance(exc, TimeoutError):  # it got the request and may still serve it
+                        raise
+                    if getattr(exc, "errno", None) in (errno.EMFILE, errno.ENFILE):
+                        raise Busy("the router is out of file descriptors") from None
+                    if reused and attempt == 0:
+                        continue  # the backend closed an idle connection: nothing was processed
+                    raise ConnectionError(str(exc) or type(exc).__name__) from None
+                except BaseException:
+                    conn.close()
                     raise
-                if reused and attempt == 0:
-                    continue  # the backend closed an idle connection: nothing was processed
-                raise ConnectionError(str(exc) or type(exc).__name__) from None
-            except BaseException:
-                conn.close()
-                raise
-            if conn.writer is not None and len(self.idle) < self.keep:
-                self.idle.append((conn, time.perf_counter()))
-            else:
-                conn.close()
-            return out
-        raise ConnectionError("no answer")
+                if conn.writer is not None and len(self.idle) < self.keep:
+                    self.idle.append((conn, time.perf_counter()))
+                else:
+                    conn.close()
+                return out
+            raise ConnectionError("no answer")
+        finally:
+            self.slots.release()
 
     def close(self) -> None:
         for conn, _ in self.idle:
@@ -214,11 +275,17 @@ class Upstream:
         self.idle = []
 
 
-def create_app(cfg: dict[str, Any]) -> Any:
-    """The router application for the backends and policy in `cfg`."""
+def create_app(cfg: dict[str, Any], admin_token: str | None = None, token: str | None = None) -> Any:
+    """The router application for the backends and policy in `cfg`.
+
+    `admin_token` guards ``/router/status`` and ``/router/rollback`` (None: they always answer
+    401); `token` is the ``serving.auth_token_env`` bearer token that ``/predict`` and ``/metrics``
+    need (None: no auth, as the backends)."""
 
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse, PlainTextResponse, Response
+
+    from . import httpguard
 
     history = cfg["history"]
     base = {"env": cfg["env"], "strategy": cfg["strategy"], "rollout_id": cfg["rollout_id"],
@@ -233,7 +300,15 @@ def create_app(cfg: dict[str, Any]) -> Any:
     policy = Rollout(cfg["steps"], cfg["window_requests"], cfg["max_error_rate"],
                      cfg["max_latency_p99_ms"], on_event)
     timeout = float(cfg.get("timeout_s", 10.0))
-    upstream = {role: Upstream(cfg[role]["url"], timeout) for role in ("champion", "challenger")}
+    max_body = int(cfg.get("max_body_bytes") or DEFAULT_MAX_BODY_BYTES)
+    upstream = {role: Upstream(cfg[role]["url"], timeout,
+                               max_connections=int(cfg.get("max_connections") or MAX_CONNECTIONS))
+                for role in ("champion", "challenger")}
+    hosts = httpguard.allowed_hosts(str(cfg.get("host") or "127.0.0.1"),
+                                    cfg.get("allowed_hosts") or [])
+    expected = f"Bearer {token}".encode() if token else None
+    admin_expected = f"Bearer {admin_token}".encode() if admin_token else None
+    token_file = cfg.get("admin_token_file") or ".omg/rollouts/ENV.json"
 
     from contextlib import asynccontextmanager
 
@@ -248,14 +323,42 @@ def create_app(cfg: dict[str, Any]) -> Any:
     app = FastAPI(title="omg router", docs_url=None, redoc_url=None, openapi_url=None,
                   lifespan=lifespan)
 
+    def refused(request: Request, body: bool = False) -> Response | None:
+        """The drive-by checks of every route (Host, Origin; Content-Type for a body)."""
+        why = httpguard.refusal(request.headers, hosts, body=body)
+        if why is None:
+            return None
+        return JSONResponse({"detail": why[1]}, status_code=why[0])
+
+    def unauthorized(request: Request) -> Response | None:
+        if expected is None:
+            return None
+        if hmac.compare_digest(request.headers.get("authorization", "").encode(), expected):
+            return None
+        return JSONResponse({"detail": "missing or wrong bearer token (Authorization: Bearer ...)"},
+                            status_code=401, headers={"WWW-Authenticate": "Bearer"})
+
+    def not_admin(request: Request) -> Response | None:
+        given = request.headers.get("authorization", "").encode()
+        if admin_expected is not None and hmac.compare_digest(given, admin_expected):
+            return None
+        return JSONResponse({"detail": "missing or wrong admin token: /router/status and "
+                                       "/router/rollback need Authorization: Bearer <admin token>, "
+                                       "the 'admin_token' of this rollout's state file "
+                                       f"{token_file}"},
+                            status_code=401, headers={"WWW-Authenticate": "Bearer"})
+
     async def forward(target: str, body: bytes, headers: dict[str, str]) -> tuple[Any, str]:
-        """(the answer, "") or (None, why there is none: "timeout" or "unreachable")."""
+        """(the answer, "") or (None, why there is none, as the end of a sentence)."""
         try:
             return await upstream[target].request("POST", "/predict", body, headers), ""
-        except TimeoutError:
-            return None, "timeout"
-        except OSError:  # refused, reset, no route to the host
-            return None, "unreachable"
+        except Busy as exc:
+            return None, f"the router had no connection to the {target}: {exc}"
+        except TimeoutError:  # it may still answer (and log) it
+            return None, (f"the {target} did not answer within {timeout:g} s (it may still "
+                          "serve the request)")
+        except OSError as exc:  # refused, reset, no route to the host
+            return None, f"the {target} is unreachable ({exc})"
 
     def passthrough(resp: Any, served_by: str, retried: bool) -> Response:
         status, hdrs, content = resp
@@ -266,42 +369,62 @@ def create_app(cfg: dict[str, Any]) -> Any:
             headers["x-retried"] = "challenger"
         return Response(content, status_code=status, headers=headers)
 
+    def too_large(detail: str, rid: str) -> Response:
+        return JSONResponse({"detail": detail}, status_code=413, headers={"x-request-id": rid})
+
     async def predict(request: Request) -> Response:
-        body = await request.body()
+        denied = refused(request, body=True) or unauthorized(request)
+        if denied is not None:
+            return denied
+        rid = request.headers.get("x-request-id", "")
+        rid = rid if _RID.match(rid) else uuid.uuid4().hex
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > max_body:
+            return too_large(f"the body ({int(length)} bytes) exceeds the limit of {max_body} bytes "
+                             "(serving.max_body_mb)", rid)
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_body:
+                return too_large(f"the body exceeds the limit of {max_body} bytes "
+                                 "(serving.max_body_mb)", rid)
+            chunks.append(chunk)
+        body = b"".join(chunks)
         headers = {k: v for k, v in request.headers.items() if k.lower() in FORWARD_HEADERS}
-        headers.setdefault("x-request-id", uuid.uuid4().hex)
+        headers["x-request-id"] = rid
         target = policy.pick()
-        retried = False
+        retried, first = False, None
         if target == "challenger":
             t0 = time.perf_counter()
-            resp, _ = await forward("challenger", body, headers)
+            first, _ = await forward("challenger", body, headers)
             ms = (time.perf_counter() - t0) * 1000
-            error = resp is None or resp[0] >= 500
+            error = first is None or first[0] >= 500
             policy.totals["challenger"] += 1
             policy.totals["challenger_errors"] += int(error)
             policy.record(ms, error)
             if not error:
-                return passthrough(resp, "challenger", False)
+                return passthrough(first, "challenger", False)
             retried = True
             policy.totals["retried"] += 1
         resp, why = await forward("champion", body, headers)
         policy.totals["champion"] += 1
-        if resp is None:
-            policy.totals["failed"] += 1
-            rid = {"x-request-id": headers["x-request-id"]}
-            if why == "timeout":  # the champion may still answer (and log) it: a gateway timeout
-                return JSONResponse({"detail": f"the champion did not answer within {timeout:g} s"},
-                                    status_code=504, headers=rid)
-            return JSONResponse({"detail": "no backend answered (champion unreachable)"},
-                                status_code=502, headers=rid)
-        return passthrough(resp, "champion", retried)
+        if resp is not None:
+            return passthrough(resp, "champion", retried)
+        if first is not None:  # the challenger answered (a 5xx): that answer, not none
+            return passthrough(first, "challenger", False)
+        policy.totals["failed"] += 1
+        return JSONResponse({"detail": f"no backend answered: {why}; retry in a moment"},
+                            status_code=503, headers={"x-request-id": rid, "Retry-After": "1"})
 
     @app.get("/health")
-    async def health() -> Response:
-        return JSONResponse({"status": "ok"})
+    async def health(request: Request) -> Response:
+        return refused(request) or JSONResponse({"status": "ok"})
 
     @app.get("/ready")
-    async def ready() -> Response:
+    async def ready(request: Request) -> Response:
+        denied = refused(request)
+        if denied is not None:
+            return denied
         try:
             ok = (await upstream["champion"].request("GET", "/ready"))[0] == 200
         except OSError:
@@ -310,24 +433,26 @@ def create_app(cfg: dict[str, Any]) -> Any:
                             status_code=200 if ok else 503)
 
     @app.get("/router/status")
-    async def status() -> Response:
+    async def status(request: Request) -> Response:
+        denied = refused(request) or not_admin(request)
+        if denied is not None:
+            return denied
         return JSONResponse({**policy.status(), "champion": cfg["champion"],
                              "challenger": cfg["challenger"], "events": events})
 
     @app.post("/router/rollback")
     async def rollback(request: Request) -> Response:
-        token = cfg.get("auth_token_env") and os.environ.get(cfg["auth_token_env"])
-        if token:
-            import hmac
-
-            given = request.headers.get("authorization", "").encode()
-            if not hmac.compare_digest(given, f"Bearer {token}".encode()):
-                return JSONResponse({"detail": "missing or wrong bearer token"}, status_code=401)
+        denied = refused(request) or not_admin(request)
+        if denied is not None:
+            return denied
         policy.rollback("manual rollback (POST /router/rollback)")
         return JSONResponse(policy.status())
 
     @app.get("/metrics")
-    async def metrics() -> Response:
+    async def metrics(request: Request) -> Response:
+        denied = refused(request) or unauthorized(request)
+        if denied is not None:
+            return denied
         t = policy.totals
         lines = ["# HELP omg_router_requests_total Requests forwarded, by backend.",
                  "# TYPE omg_router_requests_total counter"]
@@ -338,6 +463,9 @@ def create_app(cfg: dict[str, Any]) -> Any:
                   f"omg_router_challenger_errors_total {t['challenger_errors']}",
                   "# HELP omg_router_retries_total Challenger failures retried on the champion.",
                   "# TYPE omg_router_retries_total counter", f"omg_router_retries_total {t['retried']}",
+                  "# HELP omg_router_unanswered_total Requests no backend answered (503).",
+                  "# TYPE omg_router_unanswered_total counter",
+                  f"omg_router_unanswered_total {t['failed']}",
                   "# HELP omg_router_challenger_share Current challenger share (percent).",
                   "# TYPE omg_router_challenger_share gauge",
                   f"omg_router_challenger_share {policy.share}",
@@ -357,16 +485,30 @@ def create_app(cfg: dict[str, Any]) -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Serve until SIGTERM; exits 3 without starting when a token it needs is missing."""
     parser = argparse.ArgumentParser(prog="python -m omgmagics.deploy.router")
     parser.add_argument("--config-json", required=True, help="backends, policy and history file")
     parser.add_argument("--fd", type=int, required=True, help="an already bound listening socket")
     args = parser.parse_args(argv)
     cfg = json.loads(args.config_json)
+    token = None
+    if cfg.get("auth_token_env"):  # fail closed, as the server: never serve without the token
+        token = os.environ.get(cfg["auth_token_env"]) or None
+        if token is None:
+            print(f"omg router: auth_token_env names {cfg['auth_token_env']}, which is not set.",
+                  file=sys.stderr, flush=True)
+            return 3
+    admin = os.environ.pop(ADMIN_ENV, "")
+    if not admin:
+        print(f"omg router: {ADMIN_ENV} is not set: the router takes its admin token from "
+              "the rollout that starts it (omgmagics.deploy.rollout.start_router).",
+              file=sys.stderr, flush=True)
+        return 3
     import socket
 
     import uvicorn
 
-    app = create_app(cfg)
+    app = create_app(cfg, admin_token=admin, token=token)
     sock = socket.socket(fileno=args.fd)
     host, port = sock.getsockname()[:2]
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False,
