@@ -67,6 +67,10 @@ class GateFailedError(OmgError, RuntimeError):
     """A phase ran but its quality gate did not pass."""
 
 
+class BusyError(OmgError, RuntimeError):
+    """Another omg command holds the project's lock (``.omg/lock``); names it and its process."""
+
+
 def did_you_mean(value: str, choices: Iterable[str], n: int = 3) -> str:
     """Return ``" Did you mean: x?"`` for near misses of `value` among `choices`, or ``""``."""
     matches = difflib.get_close_matches(str(value), [str(c) for c in choices], n=n, cutoff=0.6)

@@ -174,10 +174,15 @@ class Command:
     description: str = ""
     examples: list[str] = field(default_factory=list)
     planned_for: str | None = None
+    writes: bool | Callable[[argparse.Namespace], bool] = True
 
     @property
     def implemented(self) -> bool:
         return self.planned_for is None
+
+    def takes_lock(self, ns: argparse.Namespace) -> bool:
+        """Whether this call writes shared project state, so runs under the project lock."""
+        return bool(self.writes(ns) if callable(self.writes) else self.writes)
 
     def parser(self, shell: str = "cli") -> CommandParser:
         """The one parser of this verb; `shell` only changes the name shown in help."""
@@ -210,10 +215,17 @@ REGISTRY: dict[str, dict[str, Command]] = {g: {} for g in GROUPS}
 
 
 def command(group: str, verb: str, *args: Arg, help: str, description: str = "",
-            examples: Iterable[str] = ()) -> Callable:
-    """Register the decorated function ``f(ns, ctx) -> Report`` as ``group verb``."""
+            examples: Iterable[str] = (),
+            writes: bool | Callable[[argparse.Namespace], bool] = True) -> Callable:
+    """Register the decorated function ``f(ns, ctx) -> Report`` as ``group verb``.
+
+    `writes` says whether the verb writes shared project state (splits, feature sets, models and
+    aliases, bundles, deployment, monitoring or retraining state): such a call runs under the project
+    lock (:mod:`omgmagics.lock`). True by default; a read-only verb declares ``writes=False``, a verb
+    that writes only with some options a function of the parsed namespace.
+    """
     def deco(func: Callable) -> Callable:
-        _add(Command(group, verb, help, func, list(args), description, list(examples)))
+        _add(Command(group, verb, help, func, list(args), description, list(examples), writes=writes))
         return func
     return deco
 
@@ -226,7 +238,8 @@ def planned(group: str, verb: str, *args: Arg, help: str, issue: str, descriptio
             f"`{ctx.name(group, verb)}` is not implemented yet: it lands with {issue}. "
             f"See `{ctx.name(group, verb)} --help` for the options it will take."
         )
-    _add(Command(group, verb, help, not_yet, list(args), description, list(examples), planned_for=issue))
+    _add(Command(group, verb, help, not_yet, list(args), description, list(examples), planned_for=issue,
+                 writes=False))  # it only raises: nothing to lock
 
 
 def _add(cmd: Command) -> None:
@@ -297,13 +310,32 @@ def execute(group: str, argv: list[str], ctx: Context) -> tuple[Any, argparse.Na
     store = _embedded_store(ctx.project_dir)
     existed = store is None or store.exists()
     try:
-        return cmd.run(ns, ctx), ns
+        with _project_lock(cmd, ns, ctx):
+            return cmd.run(ns, ctx), ns
     except BaseException:
         if not existed and store.exists():  # a verb that failed leaves no empty store behind
             from ..modeling.tracking import discard_if_empty
 
             discard_if_empty(store)
         raise
+
+
+def _project_lock(cmd: Command, ns: argparse.Namespace, ctx: Context) -> Any:
+    """The project lock for a verb that writes shared state (see :mod:`omgmagics.lock`); nothing for
+    a read-only one, or outside a project (the verb then says why it needs one)."""
+    import contextlib
+
+    if not cmd.takes_lock(ns):
+        return contextlib.nullcontext()
+    from ..errors import OmgError
+
+    try:
+        root = ctx.project().root
+    except OmgError:
+        return contextlib.nullcontext()
+    from ..lock import project_lock
+
+    return project_lock(root, f"{cmd.group} {cmd.verb}")
 
 
 def _embedded_store(project_dir: Any) -> Path | None:

@@ -97,7 +97,6 @@ def _validate_audit(ns: argparse.Namespace, ctx: Context):
     from ..discovery.audit import audit_data, load_input, read_lineage
     from ..discovery.brief import Brief
     from ..errors import UsageError
-
     from ..io import project_output
 
     project = ctx.project()

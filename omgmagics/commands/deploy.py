@@ -25,6 +25,7 @@ from ._registry import Context, arg, command
                  "manifest.json (sha256 of every file). The bundle is also an MLflow pyfunc model."),
     examples=["package --model optimized.pt --handler handler.py", "package --verify models/x/1",
               "package --model champion"],
+    writes=lambda ns: not ns.verify,
 )
 def package(ns: argparse.Namespace, ctx: Context):
     if ns.verify:
@@ -85,6 +86,8 @@ def _verify(path: str, ctx: Context):
                  "every prediction is logged to monitoring/predictions/."),
     examples=["serve --env staging --config staging.yaml", "serve --env staging --validate",
               "serve --env staging --background", "serve --init --config staging.yaml"],
+    # a foreground server writes only its prediction log, and would hold the lock while it serves
+    writes=lambda ns: (ns.validate or ns.background) and not ns.init,
 )
 def serve(ns: argparse.Namespace, ctx: Context):
     if ns.init:

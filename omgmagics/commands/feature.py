@@ -98,6 +98,7 @@ def select(ns: argparse.Namespace, ctx: Context):
         "version appears whole or not at all. Load it with NAME@vN or NAME@latest."
     ),
     examples=["store --name project_features --version v1", "store --list", "store --duckdb"],
+    writes=lambda ns: not ns.list or ns.duckdb,
 )
 def store(ns: argparse.Namespace, ctx: Context):
     from ..features.steps import list_step, store_step

@@ -25,6 +25,7 @@ from ._registry import Context, arg, command, optional_fraction
         "project uses the bundled Adult census income demo data."
     ),
     examples=["init churn", "init churn --data customers.csv --target churned"],
+    writes=False,  # a new folder, renamed into place: no project to lock yet
 )
 def init(ns: argparse.Namespace, ctx: Context):
     from ..scaffold import init_project
@@ -88,6 +89,7 @@ def run(ns: argparse.Namespace, ctx: Context):
     arg("--runs", type=int, default=5, help="how many recent runs to list"),
     help="lifecycle status: recent runs, phase states, gates and approvals",
     examples=["status"],
+    writes=False,
 )
 def status(ns: argparse.Namespace, ctx: Context):
     from ..runner import lifecycle_status
@@ -106,6 +108,7 @@ def status(ns: argparse.Namespace, ctx: Context):
     arg("--run", metavar="RUN_ID", default=None, help="the run to approve (default: the latest)"),
     help="record governance checkpoint approvals (phase 1-5 table of the brief)",
     examples=["gate approve --phase 1 --by alice --note 'scope agreed'", "gate list"],
+    writes=lambda ns: ns.action == "approve",
 )
 def gate(ns: argparse.Namespace, ctx: Context):
     from ..runner import approve_gate, list_approvals
@@ -200,6 +203,7 @@ def report(ns: argparse.Namespace, ctx: Context):
     arg("--stop", action="store_true", help="stop the UIs started for this project"),
     help="start MLflow's UI (and optuna-dashboard) on the project's stores",
     examples=["ui", "ui --port 5001", "ui --stop"],
+    writes=False,  # starts viewers on the stores; their pid file is no shared state
 )
 def ui(ns: argparse.Namespace, ctx: Context):
     from ..uis import start_uis, stop_uis

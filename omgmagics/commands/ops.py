@@ -64,6 +64,7 @@ def monitor(ns: argparse.Namespace, ctx: Context):
     arg("--max-jobs", type=int, default=None, help="with --action run: stop after this many jobs"),
     help="the lifecycle runner's, retrain queue's and deployments' state",
     examples=["pipeline", "pipeline --action run", "pipeline --action history"],
+    writes=lambda ns: ns.action == "run",
 )
 def pipeline(ns: argparse.Namespace, ctx: Context):
     from ..errors import UsageError
@@ -156,6 +157,9 @@ def drift(ns: argparse.Namespace, ctx: Context):
     examples=["retrain --trigger drift --priority high",
               "retrain --trigger drift --decline --reason 'seasonal, expected to revert' --by alice",
               "retrain --trigger manual --queue-only"],
+    # a request or a decision alone goes to the queue and the history (each has its own lock), so a
+    # trigger is never lost to a busy project; running the job writes data, features and aliases
+    writes=lambda ns: not (ns.queue_only or ns.decline),
 )
 def retrain(ns: argparse.Namespace, ctx: Context):
     from ..ops.retrain import retrain as run

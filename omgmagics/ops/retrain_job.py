@@ -9,13 +9,19 @@
    the challenger is not scored on rows it was trained on.
 2. Training: the lifecycle runner re-runs ``retraining.phases`` (2 and 3) with ``data_source`` set to
    that file (and the latest notebook parameters of the lifecycle runs, then ``retraining.params``).
-   The job owns promotion: if the phase 3 notebook moved ``champion`` during the run, the job moves
-   it back; the new model gets the alias ``challenger``.
+   The job owns promotion: if the phase 3 notebook moved ``champion`` during the run (to a version
+   the run registered), the job moves it back; the new model gets the alias ``challenger``.
 3. Comparison: champion and challenger score the held-out window; the primary metric of each, for
    the task (a multiclass model's per-class probabilities when the metric needs them; a regression's
    values, lower-is-better metrics compared as such).
 4. Decision: promote only if the challenger passed the run's gates and beats the champion by more
    than ``retraining.min_improvement``; otherwise keep the champion. The reason is recorded.
+   Compare-and-set: the version that held ``champion`` when the job started is recorded; just before
+   the promotion the alias is read again, and if somebody moved it meanwhile (to a version this run
+   did not register, say in MLflow's UI) the job leaves it where it is, promotes nothing and records
+   ``keep`` with "champion moved from vA to vB while this retrain ran ..." (``champion_moved`` in the
+   decision). The whole job runs under the project lock (:mod:`omgmagics.lock`), so no omg command
+   moves the alias meanwhile; the check catches writers outside omg.
 5. Rollout (``retraining.rollout``): ``canary`` packages the challenger into a bundle and runs phase
    4's canary (``omgmagics.deploy.rollout.cloud_local``: champion and challenger behind the
    traffic-splitting router; a healthy challenger is promoted and gets the ``champion`` alias, an
@@ -153,7 +159,8 @@ def _resolve_challenger(registry: Any, before: dict[str, str | None], t0_ms: int
     notes = []
     champ, chal = registry.alias("champion"), registry.alias("challenger")
     new = registry.versions_since(t0_ms)
-    if champ != before["champion"] and champ is not None:
+    if champ != before["champion"] and champ is not None and champ in new:
+        # the retrain run's own notebook promoted its model: the job owns promotion, so it goes back
         candidate = champ
         if before["champion"] is not None:
             registry.set_alias("champion", before["champion"])
@@ -162,7 +169,10 @@ def _resolve_challenger(registry: Any, before: dict[str, str | None], t0_ms: int
         notes.append(f"The retrain run moved `champion` to v{champ}; the job moved it back to "
                      f"{'v' + before['champion'] if before['champion'] else 'no version'}: promotion is "
                      "decided by the comparison below.")
-    elif chal is not None and chal != before["challenger"]:
+        return _challenger(registry, candidate), notes
+    # a champion moved to a version this run did not register was moved by somebody else: it stays
+    # (champion_moved, checked before the promotion, says so)
+    if chal is not None and chal != before["challenger"] and chal in new:
         candidate = chal
     elif new:
         candidate = new[-1]
@@ -170,14 +180,35 @@ def _resolve_challenger(registry: Any, before: dict[str, str | None], t0_ms: int
         raise DataError("The retrain run registered no new model version, so there is no challenger. "
                         "Check that the phase 3 notebook registers its model (it should with "
                         "`omg train train` / `tune`).")
+    return _challenger(registry, candidate), notes
+
+
+def _challenger(registry: Any, candidate: str) -> str:
     registry.set_alias("challenger", candidate)
-    return candidate, notes
+    return candidate
+
+
+def _v(version: str | None) -> str:
+    return f"v{version}" if version is not None else "no version"
+
+
+def champion_moved(registry: Any, before: str | None, candidate: str) -> str | None:
+    """Compare-and-set of the champion alias: None when `champion` still names `before` (the version
+    that held it when the job started), else why the job must not move it."""
+    now = registry.alias("champion")
+    if now == before:
+        return None
+    return (f"champion moved from {_v(before)} to {_v(now)} while this retrain ran; its candidate "
+            f"v{candidate} was not promoted (it was compared with {_v(before)}, not {_v(now)}). "
+            f"Compare it by hand with `omg train evaluate --model models:/{registry.name}/{candidate}` "
+            f"and `omg train evaluate --model models:/{registry.name}@champion`; it stays registered "
+            "as challenger")
 
 
 def _rollout(project: Any, registry: Any, mode: str, version: str, reason: str) -> dict[str, Any]:
     if mode == "none":
         return {"status": "not started", "detail": "retraining.rollout is none: decision recorded only"}
-    if mode == "direct":
+    if mode == "direct":  # the job's caller checked champion_moved just before: under the project lock
         registry.set_alias("champion", version)
         registry.delete_alias("challenger")
         return {"status": "promoted", "detail": f"champion alias moved to v{version}",
@@ -346,6 +377,26 @@ def run_job(project: Any, queue: Any, job: Any, *, train: Callable[..., dict[str
     overrides : dict, optional
         Values replacing ``retraining:`` settings for this job (``eval_window``, ``min_improvement``).
     """
+    from ..errors import BusyError
+    from ..lock import project_lock
+
+    try:  # reentrant: the `ops retrain` / `ops pipeline --action run` verb holds it already
+        with project_lock(project.root, "ops retrain"):
+            return _run_job(project, queue, job, train=train, registry=registry, progress=progress,
+                            overrides=overrides)
+    except BusyError as exc:  # only taking the lock raises it (_run_job records its own failures)
+        result = {"job": job.id, "trigger": job.trigger, "alerts": job.alerts,
+                  "request_reason": job.reason, "decision": "failed", "reason": exc.message,
+                  "times": {"triggered": job.triggered, "queued": job.created,
+                            "failed": journal.stamp()}}
+        record(project, "decision", **result)
+        queue.finish(job.id, result=result, error=exc.message)
+        result["comparison"] = None
+        return result
+
+
+def _run_job(project: Any, queue: Any, job: Any, *, train: Callable[..., dict[str, Any]] | None,
+             registry: Any, progress: Any, overrides: dict[str, Any] | None) -> dict[str, Any]:
     import pandas as pd
 
     rs = {**retraining_settings(project), **{k: v for k, v in (overrides or {}).items() if v is not None}}
@@ -359,6 +410,8 @@ def run_job(project: Any, queue: Any, job: Any, *, train: Callable[..., dict[str
             from .registry import Registry
 
             registry = Registry(project)
+        # the aliases when the job started: the champion moves only if it still names this version
+        before = {"champion": registry.alias("champion"), "challenger": registry.alias("challenger")}
         window = parse_duration(rs["eval_window"], "retraining.eval_window")
         labeled, win, notes = latest_labeled_window(project, ms, window, int(rs["eval_min_labels"]))
         if len(labeled) < int(rs["eval_min_labels"]):
@@ -369,7 +422,6 @@ def run_job(project: Any, queue: Any, job: Any, *, train: Callable[..., dict[str
         every, _ = all_labeled(project, ms)
         data_path, data_counts = build_training_data(project, every, win.start, job.id)
         times["data ready"] = journal.stamp()
-        before = {"champion": registry.alias("champion"), "challenger": registry.alias("challenger")}
         t0_ms = int(time.time() * 1000) - 1
         docs_before = _snapshot(project)
         t_train = time.time()
@@ -397,8 +449,16 @@ def run_job(project: Any, queue: Any, job: Any, *, train: Callable[..., dict[str
                                       float(rs["min_improvement"]), outcome.get("gates_ok", True),
                                       outcome.get("gate_note", ""))
         times["decided"] = journal.stamp()
-        rollout = _rollout(project, registry, rs["rollout"], candidate, reason) if decision == "promote" \
-            else {"status": "not started", "detail": "the champion stays"}
+        moved = champion_moved(registry, before["champion"], candidate)
+        if moved is not None:
+            notes.append(moved[0].upper() + moved[1:] + ".")
+        if decision == "promote" and moved is not None:
+            decision, reason = "keep", f"{moved} (the comparison said: {reason})"
+            rollout = {"status": "not started", "detail": moved}
+        elif decision == "promote":
+            rollout = _rollout(project, registry, rs["rollout"], candidate, reason)
+        else:
+            rollout = {"status": "not started", "detail": "the champion stays"}
         if rollout.get("started"):
             times["rollout started"] = rollout["started"]
         if rollout.get("promoted"):
@@ -423,6 +483,8 @@ def run_job(project: Any, queue: Any, job: Any, *, train: Callable[..., dict[str
                   "eval_labels": len(labeled), "data": {**data_counts, "file": str(data_path)},
                   "run_id": outcome.get("run_id"), "gates_ok": outcome.get("gates_ok", True),
                   "rollout": rollout, "times": times, "durations": durations, "notes": notes}
+        if moved is not None:
+            result["champion_moved"] = {"from": before["champion"], "to": registry.alias("champion")}
         record(project, "decision", **result)
         queue.finish(job.id, result=result)
         result["comparison"] = pd.DataFrame(rows)
