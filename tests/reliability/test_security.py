@@ -169,7 +169,8 @@ def test_configured_body_and_batch_limits(proj, tmp_path):
                          headers={"content-type": "application/json"})
         assert big.status_code == 413 and "exceeds the limit of 2097 bytes" in big.json()["detail"]
         # a chunked body (no Content-Length) is cut off at the limit too
-        chunked = httpx.post(url + "/predict", content=iter([b"[", b" " * 3000, b"]"]))
+        chunked = httpx.post(url + "/predict", content=iter([b"[", b" " * 3000, b"]"]),
+                             headers={"content-type": "application/json"})
         assert chunked.status_code == 413
         assert httpx.post(url + "/predict", json=valid[0]).status_code == 200  # still serving
     finally:
