@@ -217,24 +217,27 @@ def create_app(bundle: Any, *, env: str, log: Any, max_batch: int, max_body_byte
             return reply(200, {"request_id": rid, "model_version": version, **items[0]}, rid)
         return reply(200, {"request_id": rid, "model_version": version, "predictions": items}, rid)
 
-    def foreign(request: Request, path: str) -> Response | None:
-        """The Host/Origin refusal for the open endpoints (no token there)."""
-        refused = refusal(request.headers, hosts, False)
-        if refused is None:
-            return None
-        metrics.request(path, refused[0])
-        return JSONResponse({"detail": refused[1]}, status_code=refused[0])
+    def refused(request: Request, path: str, token: bool = True) -> Response | None:
+        """The refusal of a GET endpoint (Host/Origin; the bearer token where `token`), counted."""
+        if token:
+            denied = unauthorized(request)
+        else:
+            why = refusal(request.headers, hosts, False)
+            denied = None if why is None else JSONResponse({"detail": why[1]}, status_code=why[0])
+        if denied is not None:
+            metrics.request(path, denied.status_code)
+        return denied
 
     @app.get("/health")
     async def health(request: Request) -> Response:
-        if (denied := foreign(request, "/health")) is not None:
+        if (denied := refused(request, "/health", token=False)) is not None:
             return denied
         metrics.request("/health", 200)
         return JSONResponse({"status": "ok"})
 
     @app.get("/ready")
     async def ready(request: Request) -> Response:
-        if (denied := foreign(request, "/ready")) is not None:
+        if (denied := refused(request, "/ready", token=False)) is not None:
             return denied
         status = 200 if state["ready"] else 503
         metrics.request("/ready", status)
@@ -246,18 +249,14 @@ def create_app(bundle: Any, *, env: str, log: Any, max_batch: int, max_body_byte
 
     @app.get("/metrics")
     async def prometheus(request: Request) -> Response:
-        denied = unauthorized(request)
-        if denied is not None:
-            metrics.request("/metrics", denied.status_code)
+        if (denied := refused(request, "/metrics")) is not None:
             return denied
         metrics.request("/metrics", 200)
         return PlainTextResponse(metrics.render(log), media_type="text/plain; version=0.0.4")
 
     @app.get("/version")
     async def version_info(request: Request) -> Response:
-        denied = unauthorized(request)
-        if denied is not None:
-            metrics.request("/version", denied.status_code)
+        if (denied := refused(request, "/version")) is not None:
             return denied
         metrics.request("/version", 200)
         return JSONResponse(info)
@@ -266,9 +265,7 @@ def create_app(bundle: Any, *, env: str, log: Any, max_batch: int, max_body_byte
 
     @app.get("/openapi.json")
     async def openapi(request: Request) -> Response:
-        denied = unauthorized(request)
-        if denied is not None:
-            metrics.request("/openapi.json", denied.status_code)
+        if (denied := refused(request, "/openapi.json")) is not None:
             return denied
         if not schema:
             from .openapi import openapi_schema
