@@ -1,7 +1,8 @@
 """The lifecycle runner over real papermill runs: manifest, reports, failure, resume, gates.
 
 The runner executes whatever phase notebooks a project holds; these tests swap in small notebooks
-so they exercise the runner itself (the real phase notebooks run in test_phase_notebooks.py).
+so they exercise the runner itself (the real phase notebooks run in test_e2e.py and the data-set
+matrix, test_matrix.py).
 """
 
 from __future__ import annotations
