@@ -1,4 +1,4 @@
-"""A project on disk (core layer): the layout of DESIGN.md section 4 and its configuration.
+"""A project on disk (core layer): its folder layout and its configuration.
 
 Every command that reads or writes project files goes through :class:`Project`, so paths are
 decided in one place.

@@ -1,7 +1,7 @@
 """``omg ml init``: scaffold a project (core layer).
 
-Writes the layout of DESIGN.md section 4 into a temporary folder and renames it into place, so a failed
-init leaves nothing behind. The brief in ``omg.yaml`` is pre-filled from the data: problem type from the
+Writes the project layout (the folders of :mod:`omgmagics.project`) into a temporary folder and
+renames it into place, so a failed init leaves nothing behind. The brief in ``omg.yaml`` is pre-filled from the data: problem type from the
 target, sensitive features recognised by column name, a time column when one parses as dates, the
 columns no model should read (identifiers, constants, leaks of the target) and the size-dependent
 defaults. The notebooks' project-specific cells (feature and labeling functions, the serving handler,

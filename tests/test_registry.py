@@ -1,4 +1,4 @@
-"""The one registry: every verb of DESIGN.md section 2 is there, documented, and parsed the same way
+"""The one registry: every verb of the design's command table is there, documented, and parsed the same way
 by both shells."""
 
 from __future__ import annotations
