@@ -4,133 +4,30 @@ After a phase notebook runs, the lifecycle runner calls :func:`check_gate`, whic
 phase wrote (reports, manifests, MLflow) and the thresholds of ``omg.yaml``, and returns a
 :class:`GateResult`. A gate never trusts the notebook's word: it re-reads files.
 
-Each phase issue owns its ``_phaseN`` function below.
+The criteria live with their phase (``discovery/gate.py`` ... ``ops/gate.py``, on the floor
+:mod:`omgmagics.criteria`); this module only dispatches, so nothing below imports it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
-GATE_NAMES = {
-    1: "Feasibility approved",
-    2: "Data ready",
-    3: "Model meets criteria",
-    4: "Staging validated",
-    5: "Production stable",
-}
+from .criteria import GATE_NAMES, Criterion, GateResult
 
-
-@dataclass
-class Criterion:
-    """One checked condition of a gate: ``status`` is ``pass``, ``warn`` or ``fail``."""
-
-    name: str
-    status: str
-    value: Any = None
-    threshold: Any = None
-    detail: str = ""
-
-
-@dataclass
-class GateResult:
-    """The verdict of a phase's gate.
-
-    ``status`` is ``passed``, ``failed``, or ``none`` when the phase has no criteria yet.
-    """
-
-    phase: int
-    name: str
-    status: str
-    criteria: list[Criterion] = field(default_factory=list)
-    note: str = ""
-
-    @classmethod
-    def from_criteria(cls, phase: int, criteria: list[Criterion], note: str = "") -> GateResult:
-        failed = any(c.status == "fail" for c in criteria)
-        return cls(phase, GATE_NAMES[phase], "failed" if failed else "passed", criteria, note)
-
-    @property
-    def failures(self) -> list[Criterion]:
-        return [c for c in self.criteria if c.status == "fail"]
-
-    def summary(self) -> str:
-        """One line: the verdict and, on failure, each failed criterion with its value."""
-        if self.status == "none":
-            return f"{self.name}: no criteria yet ({self.note})"
-        if self.status == "passed":
-            warns = [c.name for c in self.criteria if c.status == "warn"]
-            return f"{self.name}: passed" + (f" with warnings: {', '.join(warns)}" if warns else "")
-        parts = [f"{c.name} (value {c.value}, needs {c.threshold})" if c.threshold is not None
-                 else f"{c.name}: {c.detail or c.value}" for c in self.failures]
-        return f"{self.name}: failed on " + "; ".join(parts)
-
-    def to_dict(self) -> dict[str, Any]:
-        from .results import jsonable
-
-        return jsonable(asdict(self))
-
+__all__ = ["GATES", "GATE_NAMES", "Criterion", "GateResult", "check_gate"]
 
 def _none(phase: int, issue: str) -> GateResult:
     return GateResult(phase, GATE_NAMES[phase], "none", note=f"its criteria land with {issue}")
 
 
 def _phase1(project: Any) -> GateResult:
-    """Feasibility approved: the study recommends proceeding and the data audit has no failed item.
+    # Criteria in omgmagics/discovery/gate.py: the feasibility study recommends proceeding and the
+    # data audit has no failed item, both computed for the brief's current target.
+    from .discovery.gate import phase1_criteria
 
-    Reads ``reports/feasibility.json`` and ``reports/data_audit.json``; audit warnings are allowed and
-    listed. Both must have been computed for the brief's current target.
-    """
-    import json
-
-    def read(name: str) -> dict | None:
-        path = project.reports_dir / name
-        try:
-            return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-        except ValueError:
-            return None
-
-    target = project.config.get_path("brief.objective.target")
-    feas, audit = read("feasibility.json"), read("data_audit.json")
-    criteria = []
-    if feas is None:
-        criteria.append(Criterion("feasibility study", "fail", "missing", detail=(
-            "reports/feasibility.json is missing or unreadable: run `omg ml feasibility`")))
-    else:
-        proceed = bool(feas.get("proceed")) and str(feas.get("recommendation", "")).startswith("Proceed")
-        criteria.append(Criterion("recommendation is to proceed", "pass" if proceed else "fail",
-                                  feas.get("recommendation"), detail="; ".join(feas.get("blockers", []))))
-        criteria.append(Criterion("technical_feasibility", "pass", feas.get("technical_feasibility")))
-        criteria.append(Criterion("data_readiness", "pass", feas.get("data_readiness")))
-        seen = feas.get("objective", {}).get("target")
-        if seen != target:
-            criteria.append(Criterion("feasibility is current", "fail", seen, detail=(
-                f"computed for target '{seen}', omg.yaml says '{target}': re-run the study")))
-    if audit is None:
-        criteria.append(Criterion("data audit", "fail", "missing", detail=(
-            "reports/data_audit.json is missing or unreadable: run `omg data validate --audit`")))
-    else:
-        by_id = {i["id"]: i for i in audit.get("items", [])}
-        failed, warned = audit.get("failed", []), audit.get("warnings", [])
-        criteria.append(Criterion("data audit has no failed item", "fail" if failed else "pass",
-                                  failed or 0, detail="; ".join(
-                                      f"{by_id.get(i, {}).get('check', i)}: "
-                                      f"{by_id.get(i, {}).get('evidence', '')}" for i in failed)))
-        if warned:
-            names = ", ".join(by_id.get(i, {}).get("check", i) for i in warned)
-            criteria.append(Criterion(f"data audit warns on {names}", "warn", len(warned),
-                                      detail="; ".join(by_id.get(i, {}).get("evidence", "")
-                                                       for i in warned)))
-        seen = audit.get("brief", {}).get("target")
-        if seen != target:
-            criteria.append(Criterion("data audit is current", "fail", seen, detail=(
-                f"audited for target '{seen}', omg.yaml says '{target}': re-run the audit")))
-    for name in ("problem_statement.md", "project_plan.md"):
-        if not (project.docs_dir / name).is_file():
-            criteria.append(Criterion(f"docs/{name}", "warn", "missing",
-                                      detail="written by `omg ml brief` / `omg ml plan`"))
-    return GateResult.from_criteria(1, criteria)
+    criteria, note = phase1_criteria(project)
+    return GateResult.from_criteria(1, criteria, note)
 
 
 def _phase2(project: Any) -> GateResult:

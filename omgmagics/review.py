@@ -60,7 +60,7 @@ def _status(value: str) -> str:
 
 def build_index(project: Project) -> Report:
     """Write ``reports/index.html`` (and ``reports/docs/*.html``) and return what was linked."""
-    from .runner import list_runs
+    from .runs import list_runs
 
     reports = project.reports_dir
     reports.mkdir(parents=True, exist_ok=True)

@@ -11,9 +11,7 @@ phase without redoing finished ones.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
-import secrets
 import subprocess
 import time
 from collections.abc import Callable
@@ -21,11 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from .atomic import sha256_file, write_json, write_text
+from .criteria import GATE_NAMES
 from .errors import GateFailedError, OmgError, PhaseFailedError, ProjectError, UsageError
-from .gates import GATE_NAMES, check_gate
+from .gates import check_gate
 from .log import get_logger
 from .project import PHASE_TITLES, PHASES, Project
 from .results import Report
+from .runs import list_runs, new_run_id
 
 log = get_logger(__name__)
 ARTIFACT_DIRS = ["reports", "docs", "decisions", "data", "features", "models", "monitoring", "projectlib"]
@@ -43,35 +43,6 @@ def _git_commit(root: Path) -> str | None:
         return out.stdout.strip() or None if out.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         return None
-
-
-def new_run_id() -> str:
-    return dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
-
-
-def load_manifest(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / "manifest.json"
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ProjectError(f"Run manifest {path} cannot be read ({exc}). The run folder is damaged; "
-                           "start a new run with `omg ml run`.") from None
-
-
-def list_runs(project: Project, kind: str | None = None) -> list[dict[str, Any]]:
-    """Manifests of all runs, newest first; only runs of `kind` (``lifecycle`` or ``retrain``) when
-    given."""
-    runs = []
-    if project.runs_dir.is_dir():
-        for d in project.runs_dir.iterdir():
-            if (d / "manifest.json").is_file():
-                try:
-                    runs.append(json.loads((d / "manifest.json").read_text()))
-                except json.JSONDecodeError:
-                    log.warning("skipping unreadable manifest in %s", d)
-    if kind is not None:
-        runs = [r for r in runs if r.get("kind", "lifecycle") == kind]
-    return sorted(runs, key=lambda m: m.get("started", ""), reverse=True)
 
 
 def _notebook_parameters(path: Path) -> dict[str, Any]:

@@ -250,10 +250,10 @@ def test_kserve_and_k8s_manifests(proj):
     docs = list(yaml.safe_load_all(Path(report.data["files"]["k8s.yaml"]).read_text()))
     assert [d["kind"] for d in docs] == ["Deployment", "Service"]  # nothing in production yet
     # With a bundle in production: stable (it) and canary (the new one) behind one Service.
-    from omgmagics.deploy.rollout import _record_production
+    from omgmagics.deploy.state import record_production
 
     newer = Path(package_model(project, "champion").value)
-    _record_production(project, "production", bundle, "p4-model/1", "canary", "t", "promoted")
+    record_production(project, "production", bundle, "p4-model/1", "canary", "t", "promoted")
     report = cloud(project, target="k8s", strategy="canary", challenger=str(newer))
     docs = list(yaml.safe_load_all(Path(report.data["files"]["k8s.yaml"]).read_text()))
     assert [(d["kind"], d["metadata"]["name"]) for d in docs] == [
@@ -272,9 +272,9 @@ def test_kserve_and_k8s_manifests(proj):
 def test_production_pins_the_digest_it_rolled_out(proj, tmp_path):
     """H2: a bundle edited and re-signed after its rollout verified, and production served it."""
     from omgmagics.deploy.bundle import verify_bundle, write_manifest
-    from omgmagics.deploy.rollout import _record_production, deployments_dir, production_bundle
     from omgmagics.deploy.serving import default_bundle
     from omgmagics.deploy.settings import resolve_settings
+    from omgmagics.deploy.state import deployments_dir, production_bundle, record_production
 
     project, bundle = proj
     state = deployments_dir(project) / "production.json"
@@ -282,7 +282,7 @@ def test_production_pins_the_digest_it_rolled_out(proj, tmp_path):
     copy = tmp_path / bundle.name
     shutil.copytree(bundle, copy)
     try:
-        _record_production(project, "production", copy, "p4-model/1", "canary", "t", "promoted")
+        record_production(project, "production", copy, "p4-model/1", "canary", "t", "promoted")
         assert json.loads(state.read_text())["digest"] == verify_bundle(copy)["digest"]
         assert production_bundle(project) == copy
         assert default_bundle(project, "production", resolve_settings(project, "production")) == copy

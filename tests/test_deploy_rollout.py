@@ -12,13 +12,8 @@ import pytest
 
 from omgmagics.deploy import process
 from omgmagics.deploy.bundle import package_model
-from omgmagics.deploy.rollout import (
-    admin_token,
-    cloud_local,
-    current_production,
-    read_history,
-    router_state_path,
-)
+from omgmagics.deploy.rollout import cloud_local
+from omgmagics.deploy.state import admin_token, current_production, read_history, router_state_path
 from omgmagics.modeling.tracking import connect
 from omgmagics.project import Project
 from tests.test_deploy_support import BROKEN_HANDLER, children, copy_project, shared, stop_all

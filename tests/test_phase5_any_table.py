@@ -18,7 +18,8 @@ from omgmagics.gates import check_gate
 from omgmagics.ops.drift_report import run_drift
 from omgmagics.ops.live import metric_value
 from omgmagics.ops.monitor import run_monitor
-from omgmagics.ops.retrain import history, retrain
+from omgmagics.ops.retrain import history
+from omgmagics.ops.retrain_job import retrain
 from omgmagics.ops.simulate import loop_summary, simulate_traffic
 from omgmagics.project import Project
 

@@ -110,8 +110,8 @@ def serve(ns: argparse.Namespace, ctx: Context):
     examples=["stop --env staging", "stop --env production"],
 )
 def stop(ns: argparse.Namespace, ctx: Context):
-    from ..deploy.rollout import forget_router
     from ..deploy.serving import stop as run
+    from ..deploy.state import forget_router
 
     project = ctx.project()
     report = run(project, ns.env)

@@ -73,7 +73,7 @@ def pipeline(ns: argparse.Namespace, ctx: Context):
         raise UsageError(f"--limit must be at least 1, got {ns.limit}.")
     project = ctx.project()
     if ns.action == "run":
-        from ..ops.retrain import run_queue
+        from ..ops.retrain_job import run_queue
 
         return run_queue(project, max_jobs=ns.max_jobs, progress=ctx.progress)
     if ns.action == "history":
@@ -162,7 +162,7 @@ def drift(ns: argparse.Namespace, ctx: Context):
     writes=lambda ns: not (ns.queue_only or ns.decline),
 )
 def retrain(ns: argparse.Namespace, ctx: Context):
-    from ..ops.retrain import retrain as run
+    from ..ops.retrain_job import retrain as run
     from ..ops.windows import parse_duration
 
     if ns.eval_window is not None:

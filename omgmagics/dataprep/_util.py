@@ -175,3 +175,18 @@ def parse_dates(values: Any, fmt: str | None = None) -> Any:
         warnings.simplefilter("ignore")
         return pd.to_datetime(s.where(s.notna(), None).astype(object).map(
             lambda v: v if v is None else str(v).strip()), format=fmt, errors="coerce")
+
+
+# --- command-line paths, shared by the steps and the batched readers -------------------------------
+def resolve(project: Any, path: str | Path | None, default: str) -> Path:
+    """A path given on the command line: absolute as is, relative from the project folder."""
+    p = Path(path if path is not None else default).expanduser()
+    return p if p.is_absolute() else project.root / p
+
+
+def rel(project: Any, path: Path) -> str:
+    """`path` relative to the project folder when inside it (for reports and manifests)."""
+    try:
+        return str(Path(path).resolve().relative_to(project.root.resolve()))
+    except ValueError:
+        return str(path)

@@ -19,8 +19,8 @@ def raw_source(project: Any, batch_rows: int = FRAME_ROWS) -> tuple[Any, dict[st
     (:class:`omgmagics.ops.sources.ParquetSource`) instead of loaded; its ``content_sha256`` is then
     None until a pass over it computes it."""
     from ..ops.sources import ParquetSource
-    from .sources import LINEAGE_FILE
-    from .steps import raw_table, read_json_or, rel
+    from ._util import read_json_or, rel
+    from .sources import LINEAGE_FILE, raw_table
 
     lineage = read_json_or(project.raw_dir / LINEAGE_FILE, {"sources": {}})
     present = {n: r for n, r in lineage["sources"].items() if (project.raw_dir / r["file"]).is_file()}
@@ -57,7 +57,7 @@ def declared_parquet(project: Any) -> Path | None:
     frac = project.config.get_path("data.sample_frac", 1.0)
     if declared in (None, "demo") or (frac is not None and float(frac) < 1.0):
         return None
-    from .steps import resolve
+    from ._util import resolve
 
     return parquet_path(project, resolve(project, declared, declared))
 

@@ -16,7 +16,7 @@ from ._util import read_json_or
 def phase2_criteria(project: Any) -> tuple[list[Any], str]:
     """The criteria of the "data ready" gate and a one-line note."""
     from ..atomic import sha256_file
-    from ..gates import Criterion
+    from ..criteria import Criterion
     from .steps import SPLIT_MANIFEST, VALIDATION
 
     criteria: list[Criterion] = []
@@ -71,10 +71,10 @@ def phase2_criteria(project: Any) -> tuple[list[Any], str]:
 
 
 def _feature_set(project: Any, split_manifest: dict[str, Any] | None) -> Any:
+    from ..criteria import Criterion
     from ..errors import OmgError
     from ..features.steps import feature_set_name
     from ..features.store import list_versions, load_feature_set
-    from ..gates import Criterion
 
     name = feature_set_name(project)
     if not list_versions(project.features_dir, name):

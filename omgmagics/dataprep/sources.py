@@ -19,9 +19,9 @@ from typing import Any
 
 from ..atomic import atomic_path, sha256_file, write_json
 from ..config import read_yaml, validate
-from ..errors import ConfigError, DataError, unknown_choice
+from ..errors import ConfigError, DataError, UsageError, unknown_choice
 from ..results import Report
-from ._util import now_iso, read_json_or
+from ._util import now_iso, read_json_or, rel
 
 KINDS = ("csv", "parquet", "jsonl", "sqlite", "duckdb", "demo")
 SQL_KINDS = ("sqlite", "duckdb")
@@ -284,3 +284,33 @@ def collect(specs: list[dict[str, Any]], output: str | Path, sample_frac: float 
         report.messages.append("Unchanged sources were already collected with identical content; "
                                "raw files are never rewritten.")
     return report
+
+
+def raw_table(project: Any) -> tuple[Any, dict[str, Any]]:
+    """The raw table the data steps read: the last single source collected (lineage ``current``),
+    else the only source in ``data/raw``, else the project's source if nothing was collected.
+
+    Raises
+    ------
+    UsageError
+        When several sources were collected together: name one with ``--data``.
+    """
+    import pandas as pd
+
+
+    lineage = read_json_or(project.raw_dir / LINEAGE_FILE, {"sources": {}})
+    present = {n: r for n, r in lineage["sources"].items() if (project.raw_dir / r["file"]).is_file()}
+    current = lineage.get("current")
+    if current in present:
+        present = {current: present[current]}
+    if len(present) > 1:
+        raise UsageError("Several raw sources are collected (" + ", ".join(sorted(present)) + "). "
+                         "Name one with --data data/raw/NAME.parquet, or join them into one table first.")
+    if present:
+        (name, record), = present.items()
+        path = project.raw_dir / record["file"]
+        return pd.read_parquet(path), {"path": rel(project, path), "content_sha256":
+                                       record.get("content_sha256"), "rows": record.get("rows")}
+    df = project.load_source_data()
+    return df, {"path": "project data.source (not collected)", "content_sha256": content_sha256(df),
+                "rows": len(df)}

@@ -23,27 +23,14 @@ from typing import Any
 from ..atomic import atomic_path, sha256_file, write_json, write_text
 from ..errors import ConfigError, DataError, UsageError
 from ..results import Report
-from ._util import now_iso, read_json_or
+from ._util import now_iso, read_json_or, rel, resolve
+from .sources import raw_table
 from .split import SPLITS
 
 LABELED, LABELED_META = "labeled.parquet", "labeled.json"
 SPLIT_MANIFEST = "split_manifest.json"
 AUGMENTED, AUGMENT_META = "train_augmented.parquet", "augment.json"
 VALIDATION = "validation.json"
-
-
-def resolve(project: Any, path: str | Path | None, default: str) -> Path:
-    """A path given on the command line: absolute as is, relative from the project folder."""
-    p = Path(path if path is not None else default).expanduser()
-    return p if p.is_absolute() else project.root / p
-
-
-def rel(project: Any, path: Path) -> str:
-    """`path` relative to the project folder when inside it (for reports and manifests)."""
-    try:
-        return str(Path(path).resolve().relative_to(project.root.resolve()))
-    except ValueError:
-        return str(path)
 
 
 def _target(project: Any) -> str:
@@ -121,37 +108,6 @@ def collect_step(project: Any, sources: str | None = None, output: str | None = 
     if note:
         report.messages.insert(0, note)
     return report
-
-
-def raw_table(project: Any) -> tuple[Any, dict[str, Any]]:
-    """The raw table the data steps read: the last single source collected (lineage ``current``),
-    else the only source in ``data/raw``, else the project's source if nothing was collected.
-
-    Raises
-    ------
-    UsageError
-        When several sources were collected together: name one with ``--data``.
-    """
-    import pandas as pd
-
-    from .sources import LINEAGE_FILE, content_sha256
-
-    lineage = read_json_or(project.raw_dir / LINEAGE_FILE, {"sources": {}})
-    present = {n: r for n, r in lineage["sources"].items() if (project.raw_dir / r["file"]).is_file()}
-    current = lineage.get("current")
-    if current in present:
-        present = {current: present[current]}
-    if len(present) > 1:
-        raise UsageError("Several raw sources are collected (" + ", ".join(sorted(present)) + "). "
-                         "Name one with --data data/raw/NAME.parquet, or join them into one table first.")
-    if present:
-        (name, record), = present.items()
-        path = project.raw_dir / record["file"]
-        return pd.read_parquet(path), {"path": rel(project, path), "content_sha256":
-                                       record.get("content_sha256"), "rows": record.get("rows")}
-    df = project.load_source_data()
-    return df, {"path": "project data.source (not collected)", "content_sha256": content_sha256(df),
-                "rows": len(df)}
 
 
 def table_info(project: Any, df: Any, ref: str) -> dict[str, Any]:

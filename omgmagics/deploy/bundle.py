@@ -744,7 +744,7 @@ def _smoke_test(tmp: Path, model: Any, fs: Any, raw: dict[str, Any], to_json: An
         return {"status": f"skipped (raw val split has no {fs.id_column})", "fast_path": fast}
     stored = fs.val.set_index(fs.id_column)
     rows = val_raw[val_raw[fs.id_column].isin(stored.index)].head(500)
-    from .staging import check_rows
+    from .signature import check_rows
 
     records, mask, _ = check_rows(bundle, rows)  # the rows the server would accept
     rows = rows[mask]

@@ -14,10 +14,10 @@ def _fmt(v: Any) -> str:
 
 def _context(project: Any) -> dict[str, Any]:
     from .bundle import list_bundles
-    from .rollout import current_production, read_history
     from .serving import prediction_log_dir
     from .settings import canary_settings, kubernetes_settings, resolve_settings
     from .staging import read_result
+    from .state import current_production, read_history
 
     envs = {e: resolve_settings(project, e) for e in ("staging", "production")}
     history = read_history(project)

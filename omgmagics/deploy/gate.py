@@ -12,7 +12,7 @@ from typing import Any
 
 
 def staging_criteria(project: Any) -> list[Any]:
-    from ..gates import Criterion
+    from ..criteria import Criterion
     from .bundle import verify_bundle
     from .staging import read_result, result_path
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
-import os
 import secrets
 import time
 import uuid
@@ -34,101 +33,18 @@ from typing import Any
 from ..errors import DataError, UsageError
 from ..results import Report
 from . import process
+from .state import (
+    _write_private_json,
+    forget_router,
+    history_path,
+    now,
+    production_bundle,
+    read_history,
+    record_production,
+    router_state_path,
+)
 
 TERMINAL = ("promoted", "rolled_back")
-
-
-def deployments_dir(project: Any) -> Path:
-    return Path(project.monitoring_dir) / "deployments"
-
-
-def history_path(project: Any) -> Path:
-    return deployments_dir(project) / "history.jsonl"
-
-
-def current_production(project: Any, env: str = "production") -> dict[str, Any] | None:
-    path = deployments_dir(project) / f"{env}.json"
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def production_bundle(project: Any, env: str = "production") -> Path | None:
-    """The bundle recorded in `env`, checked against the digest recorded with it (None if none).
-
-    Raises
-    ------
-    DataError
-        When the bundle's files differ from what was rolled out (edited, re-packaged, replaced).
-    """
-    from ..errors import DataError
-    from .bundle import verify_bundle
-
-    current = current_production(project, env)
-    if not current or not Path(current.get("bundle", "")).is_dir():
-        return None
-    bundle = Path(current["bundle"])
-    pinned = current.get("digest")
-    check = verify_bundle(bundle)
-    if not check["ok"] or (pinned and check["digest"] != pinned):
-        raise DataError(f"The bundle recorded in {env} ({bundle.name}) is not the one rolled out: "
-                        + ("its files changed since it was packaged" if not check["ok"] else
-                           f"its digest is {check['digest'][:16]}, {pinned[:16]} was recorded")
-                        + ". Roll out a verified bundle again (`omg deploy cloud`) or pass --bundle.")
-    return bundle
-
-
-def router_state_path(project: Any, env: str) -> Path:
-    """``.omg/rollouts/ENV.json``: the running rollout router of `env` and its admin token."""
-    from .settings import check_env_name
-
-    return Path(project.root) / ".omg" / "rollouts" / f"{check_env_name(env)}.json"
-
-
-def _write_private_json(path: Path, obj: dict[str, Any]) -> Path:
-    """Write `obj` atomically to `path`, readable and writable by its owner only (0600)."""
-    from ..atomic import atomic_path
-
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        os.chmod(tmp, 0o600)  # before the secret is written
-        tmp.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
-    return path
-
-
-def admin_token(project: Any, env: str = "production") -> str:
-    """The admin token of `env`'s rollout router (``Authorization: Bearer`` for ``/router/status``
-    and ``/router/rollback``).
-
-    Raises
-    ------
-    UsageError
-        When no rollout router is recorded for `env`.
-    DataError
-        When its state file holds no token.
-    """
-    path = router_state_path(project, env)
-    try:
-        state = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"No rollout router is recorded for env '{env}' ({path} does not exist). "
-                         f"Start one with `omg deploy cloud --env {env} --keep-running`.") from None
-    except (OSError, ValueError) as exc:
-        raise DataError(f"Cannot read the rollout state file {path} ({exc}). Stop the rollout "
-                        f"(`omg deploy stop --env {env}`) and start it again.") from None
-    token = state.get("admin_token") if isinstance(state, dict) else None
-    if not isinstance(token, str) or not token:
-        raise DataError(f"The rollout state file {path} holds no admin_token. Stop the rollout "
-                        f"(`omg deploy stop --env {env}`) and start it again.")
-    return token
-
-
-def forget_router(project: Any, env: str) -> None:
-    """Remove `env`'s rollout state file (its router is stopped)."""
-    router_state_path(project, env).unlink(missing_ok=True)
 
 
 def start_router(project: Any, env: str, cfg: dict[str, Any], *, host: str, port: int,
@@ -167,23 +83,6 @@ def start_router(project: Any, env: str, cfg: dict[str, Any], *, host: str, port
         state.unlink(missing_ok=True)
         raise
     return router, token
-
-
-def read_history(project: Any) -> list[dict[str, Any]]:
-    path = history_path(project)
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            continue
-    return out
-
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.UTC).isoformat(timespec="milliseconds")
 
 
 def pick_bundles(project: Any, env: str, champion: str | None, challenger: str | None
@@ -376,7 +275,7 @@ def cloud_local(project: Any, env: str = "production", strategy: str = "canary",
         if strategy == "blue-green":
             smoke = _smoke(project, chal_path, chal.url, bodies, min(len(bodies),
                            policy["window_requests"]), policy["max_latency_p99_ms"], token)
-            append_event(history, {"time": _now(), **base, "event": "smoke_test", **smoke})
+            append_event(history, {"time": now(), **base, "event": "smoke_test", **smoke})
         cfg = {**base, "history": str(history), "steps": policy["steps"],
                "window_requests": policy["window_requests"],
                "max_error_rate": policy["max_error_rate"],
@@ -402,14 +301,14 @@ def cloud_local(project: Any, env: str = "production", strategy: str = "canary",
             state = "rolled_back"
             status["reason"] = (f"the rollout did not finish within {budget} requests / "
                                 f"{max_seconds:.0f} s: rolled back to the champion")
-            append_event(history, {"time": _now(), **base, "event": "halted",
+            append_event(history, {"time": now(), **base, "event": "halted",
                                    "reason": status["reason"]})
         alias = None
         winner_path, winner_v = (chal_path, chal_v) if state == "promoted" else (champ_path, champ_v)
         if state == "promoted":
             alias = move_alias(project, chal_meta)
-            append_event(history, {"time": _now(), **base, "event": "alias", "detail": alias})
-        _record_production(project, env, winner_path, winner_v, strategy, rollout_id, state)
+            append_event(history, {"time": now(), **base, "event": "alias", "detail": alias})
+        record_production(project, env, winner_path, winner_v, strategy, rollout_id, state)
         if keep_running:
             loser = champ if state == "promoted" else chal
             process.stop_process(loser.pid)
@@ -425,7 +324,7 @@ def cloud_local(project: Any, env: str = "production", strategy: str = "canary",
         if any(p.role == "router" and p not in keep for p in started):
             forget_router(project, env)  # its router is stopped: the token opens nothing any more
         if started:
-            append_event(history, {"time": _now(), **base, "event": "stopped" if not keep else
+            append_event(history, {"time": now(), **base, "event": "stopped" if not keep else
                                    "running", "processes": [p.role for p in started
                                                             if p not in keep]})
     from .docs import write_docs
@@ -466,17 +365,6 @@ def _staging_status(project: Any, base: dict[str, Any]) -> str:
     if result.get("model_version") != base["challenger"]:
         return "not run for this bundle"
     return "passed" if result.get("passed") else "failed"
-
-
-def _record_production(project: Any, env: str, bundle: Path, version: str, strategy: str,
-                       rollout_id: str, outcome: str) -> None:
-    from ..atomic import write_json
-    from .bundle import require_verified
-
-    write_json(deployments_dir(project) / f"{env}.json",
-               {"env": env, "bundle": str(bundle), "digest": require_verified(bundle)["digest"],
-                "model_version": version, "since": _now(),
-                "strategy": strategy, "rollout_id": rollout_id, "last_rollout": outcome})
 
 
 def _report(project: Any, env: str, strategy: str, base: dict, status: dict, client: dict,

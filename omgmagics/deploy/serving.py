@@ -54,7 +54,7 @@ def start_server(project: Any, settings: ServeSettings, bundle: Path, *, role: s
 def default_bundle(project: Any, env: str, settings: ServeSettings) -> Path:
     """The bundle to serve: the setting, the one in production for ``production``, or the newest."""
     from .bundle import resolve_bundle
-    from .rollout import production_bundle
+    from .state import production_bundle
 
     if settings.bundle:
         return resolve_bundle(project, settings.bundle)

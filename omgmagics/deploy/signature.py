@@ -315,3 +315,18 @@ def jsonable_record(record: dict[str, Any]) -> dict[str, Any]:
                 v = str(v)
         out[str(k)] = v
     return out
+
+
+def check_rows(bundle: Any, rows: Any) -> tuple[list[dict], list[bool], list[str]]:
+    """(records, whether the signature accepts each, why the rejected ones are rejected)."""
+    validator = RequestValidator(bundle.signature, max_batch=1)
+    records = [jsonable_record(r) for r in rows[bundle.input_names].to_dict("records")]
+    mask, reasons = [], []
+    for rec in records:
+        try:
+            validator.records(rec)
+            mask.append(True)
+        except InvalidRequest as exc:
+            mask.append(False)
+            reasons.append(exc.errors[0]["msg"])
+    return records, mask, reasons

@@ -24,6 +24,7 @@ from typing import Any
 
 from ..errors import DataError
 from .bundle import class_names
+from .signature import check_rows
 
 RESULT_FILE = "staging_validation.json"
 SCORE_TOLERANCE = 1e-9
@@ -69,23 +70,6 @@ def split_valid(bundle: Any, rows: Any) -> tuple[list[dict], list[dict], list[st
     """(all records, the ones the signature accepts, why the others are rejected)."""
     records, mask, reasons = check_rows(bundle, rows)
     return records, [r for r, ok in zip(records, mask, strict=True) if ok], reasons
-
-
-def check_rows(bundle: Any, rows: Any) -> tuple[list[dict], list[bool], list[str]]:
-    """(records, whether the signature accepts each, why the rejected ones are rejected)."""
-    from .signature import InvalidRequest, RequestValidator, jsonable_record
-
-    validator = RequestValidator(bundle.signature, max_batch=1)
-    records = [jsonable_record(r) for r in rows[bundle.input_names].to_dict("records")]
-    mask, reasons = [], []
-    for rec in records:
-        try:
-            validator.records(rec)
-            mask.append(True)
-        except InvalidRequest as exc:
-            mask.append(False)
-            reasons.append(exc.errors[0]["msg"])
-    return records, mask, reasons
 
 
 def validate_staging(project: Any, bundle_path: Path, url: str, settings: Any,

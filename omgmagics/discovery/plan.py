@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import write_text
+from ..criteria import GATE_NAMES
 from ..errors import ConfigError, ProjectError
-from ..gates import GATE_NAMES
 from ..results import Report
 from .brief import Brief, _md_table
 

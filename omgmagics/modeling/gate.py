@@ -18,7 +18,7 @@ NO_THRESHOLD_RULE = "beats the best baseline significantly (rule applied: the br
 
 def phase3_criteria(project: Any) -> tuple[list[Any], str]:
     """The criteria of the phase 3 gate and a note on the rule applied."""
-    from ..gates import Criterion
+    from ..criteria import Criterion
 
     path = Path(project.reports_dir) / "evaluation.json"
     if not path.is_file():
@@ -84,7 +84,7 @@ def phase3_criteria(project: Any) -> tuple[list[Any], str]:
 
 
 def _champion(project: Any, ev: dict[str, Any]) -> Any:
-    from ..gates import Criterion
+    from ..criteria import Criterion
 
     try:
         from .tracking import connect

@@ -22,7 +22,7 @@ import numpy as np
 
 
 def phase5_criteria(project: Any) -> tuple[list[Any], str]:
-    from ..gates import Criterion
+    from ..criteria import Criterion
 
     criteria = [_alerts_answered(project, Criterion)]
     criteria.append(_champion_live(project, Criterion))

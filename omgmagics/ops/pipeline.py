@@ -20,7 +20,7 @@ ACTIONS = ("status", "run", "history")
 def _runs_table(project: Any, limit: int, kind: str | None = None) -> Any:
     import pandas as pd
 
-    from ..runner import list_runs
+    from ..runs import list_runs
 
     runs = list_runs(project, kind)[:limit]
     return pd.DataFrame([{
@@ -53,7 +53,7 @@ def _deployments(project: Any, limit: int = 10) -> Any:
     rows = []
     try:
         from ..deploy.bundle import list_bundles
-        from ..deploy.rollout import deployments_dir, read_history
+        from ..deploy.state import deployments_dir, read_history
     except ImportError:  # the deploy extra is not installed
         return pd.DataFrame(rows)
     for b in list_bundles(project):

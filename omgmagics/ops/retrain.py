@@ -1,4 +1,7 @@
-"""``omg ops retrain`` (core layer): triggers, requests, decisions not to retrain, the retrain history.
+"""Retrain state (core layer): triggers, requests, decisions not to retrain, the retrain history.
+
+The verb ``omg ops retrain`` (:func:`omgmagics.ops.retrain_job.retrain`) builds on this module:
+it requests (or declines) here, then works through the queue with the job runner.
 
 Triggers:
 
@@ -127,85 +130,3 @@ def decline(project: Any, trigger: str, reason: str, by: str | None = None) -> d
     alerts = [a for a in alerts if a not in waiting]
     rec = record(project, "declined", trigger=trigger, reason=reason.strip(), by=by, alerts=alerts)
     return {"record": rec, "alerts": alerts, "why": why if holds else "no unanswered alert"}
-
-
-def retrain(project: Any, trigger: str = "manual", priority: str = "normal", reason: str = "", *,
-            force: bool = False, run: bool = True, decline_it: bool = False, by: str | None = None,
-            progress: Any = None, **job_kwargs: Any) -> Any:
-    """The verb: request (or decline) a retrain, then work through the queue.
-
-    Returns
-    -------
-    Report
-    """
-    from ..results import Report
-    from .settings import retraining_settings
-
-    retraining_settings(project)  # a broken retraining: section fails here, before anything is queued
-    if decline_it:
-        out = decline(project, trigger, reason, by)
-        n = len(out["alerts"])
-        return Report(title=f"Recorded a decision not to retrain ({trigger}): {n} alert(s) answered",
-                      summary={"trigger": trigger, "reason": reason, "alerts answered": n},
-                      artifacts={"history": str(history_path(project))}, data=out)
-    req = request_retrain(project, trigger, priority, reason, force)
-    report = run_queue(project, progress=progress, **job_kwargs) if run and req["queued"] else None
-    job = req["job"]
-    summary = {"trigger": trigger, "priority": priority, "request": req["outcome"]}
-    if job is not None:
-        job = queue_of(project).get(job.id)
-        summary.update({"job": job.id, "job state": job.state})
-        if job.result:
-            summary["decision"] = job.result.get("decision")
-            summary["reason"] = job.result.get("reason")
-    title = (f"Retrain ({trigger}): " + (summary.get("decision") or req["outcome"]))
-    out = Report(title=title, summary=summary, artifacts={"history": str(history_path(project))},
-                 value=job)
-    if report is not None:
-        out.tables.update(report.tables)
-        out.messages += report.messages
-        out.figures.update(report.figures)
-        out.data.update(report.data)
-        out.artifacts.update(report.artifacts)
-    if not run and req["queued"]:
-        out.messages.append("Queued only: work through the queue with `omg ops pipeline --action run`.")
-    return out
-
-
-def run_queue(project: Any, max_jobs: int | None = None, progress: Any = None, **job_kwargs: Any) -> Any:
-    """Work through the queued jobs one at a time, unless another worker holds the lock."""
-    import os
-    import socket
-
-    from ..results import Report
-    from .retrain_job import run_job
-
-    q = queue_of(project)
-    done, messages = [], []
-    worker = f"{socket.gethostname()}:{os.getpid()}"
-    while True:
-        with q.worker() as got:
-            if not got:
-                running = q.running()
-                messages.append(
-                    "Another retrain worker is running" + (f" (job {running.id})" if running else "")
-                    + f"; {len(q.pending())} job(s) stay queued and that worker runs them next.")
-                break
-            while max_jobs is None or len(done) < max_jobs:
-                job = q.claim(worker)
-                if job is None:
-                    break
-                done.append(run_job(project, q, job, progress=progress, **job_kwargs))
-        # a request that found the lock taken just before it was released is picked up here
-        if not q.pending() or (max_jobs is not None and len(done) >= max_jobs):
-            break
-    table = q.table([q.get(r["job"]) for r in done]) if done else None
-    report = Report(title=f"Retrain queue: {len(done)} job(s) run", messages=messages,
-                    data={"decisions": done})
-    if table is not None:
-        report.tables["jobs run"] = table
-    for r in done:
-        if r.get("comparison") is not None:
-            report.tables[f"job {r['job']}: champion vs challenger"] = r["comparison"]
-        report.messages.append(f"Job {r['job']}: {r['decision']} - {r['reason']}")
-    return report

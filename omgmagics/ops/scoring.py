@@ -148,7 +148,7 @@ def production_scorer(project: Any, champion: str | None) -> BundleScorer | None
     """The bundle phase 4 serves in production, when it packages registry version `champion`."""
     try:
         from ..deploy.bundle import ServingBundle
-        from ..deploy.rollout import current_production
+        from ..deploy.state import current_production
     except ImportError:
         return None
     prod = current_production(project) or {}

@@ -72,13 +72,14 @@ def _bundle(root: Path, version: str) -> str:
 
 def _generate(root: Path, target: str, *, stable: bool = False, env: str = "production") -> dict:
     """Run `deploy cloud --target TARGET` with the token configured; {file name: text}."""
-    from omgmagics.deploy.rollout import _record_production, cloud
+    from omgmagics.deploy.rollout import cloud
+    from omgmagics.deploy.state import record_production
 
     project = _project(root, f"serving:\n  auth_token_env: {TOKEN_ENV}\n")
     state = Path(project.monitoring_dir) / "deployments" / f"{env}.json"
     state.unlink(missing_ok=True)
     if stable:  # p4-model/1 in production: stable (it) and canary (p4-model/2) tracks
-        _record_production(project, env, Path(_bundle(root, "1")), "p4-model/1", "canary", "t",
+        record_production(project, env, Path(_bundle(root, "1")), "p4-model/1", "canary", "t",
                            "promoted")
     try:
         report = cloud(project, env=env, target=target, challenger=_bundle(root, "2"))

@@ -26,9 +26,10 @@ import pytest
 
 from omgmagics.deploy.bundle import package_model
 from omgmagics.deploy.process import ServerError
-from omgmagics.deploy.rollout import admin_token, forget_router, router_state_path, start_router
+from omgmagics.deploy.rollout import start_router
 from omgmagics.deploy.serving import start_server
 from omgmagics.deploy.settings import resolve_settings
+from omgmagics.deploy.state import admin_token, forget_router, router_state_path
 from omgmagics.project import Project
 from tests.test_deploy_support import children, copy_project, kill_tree, shared, stop_all
 
