@@ -47,8 +47,9 @@ system-deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
+# Both cores: two pytest workers, each test module on one worker (its module fixtures built once).
 test: setup system-deps
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile
 
 # The whole data-set matrix: one table of each task through phases 1-5, the others 1-3
 # (`make test` runs every table through phases 1-2). Figures in test-artifacts/matrix.json.
