@@ -17,10 +17,38 @@ is a CORS "simple request" (no preflight), and DNS rebinding makes ``evil.exampl
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterable, Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+def request_id(headers: Mapping[str, str]) -> str:
+    """The client's ``x-request-id`` when it is a safe id (letters, digits, ``._:-``, at most 64),
+    else a new random one."""
+    import uuid
+
+    rid = headers.get("x-request-id", "")
+    return rid if _REQUEST_ID.match(rid) else uuid.uuid4().hex
+
+
+async def read_body(request: Any, limit: int) -> tuple[bytes | None, str]:
+    """``(body, "")``, or ``(None, why)`` for a body over `limit` bytes (the 413 detail): refused
+    from the Content-Length first, else counted while it streams in (a chunked body)."""
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        return None, (f"the body ({int(length)} bytes) exceeds the limit of {limit} bytes "
+                      "(serving.max_body_mb)")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            return None, f"the body exceeds the limit of {limit} bytes (serving.max_body_mb)"
+        chunks.append(chunk)
+    return b"".join(chunks), ""
 
 
 def is_loopback(host: str) -> bool:

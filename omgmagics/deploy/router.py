@@ -46,10 +46,8 @@ import hmac
 import json
 import math
 import os
-import re
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +57,6 @@ FORWARD_HEADERS = ("authorization", "x-request-id")
 ADMIN_ENV = "OMG_ROUTER_ADMIN_TOKEN"  # the environment variable the admin token comes in
 DEFAULT_MAX_BODY_BYTES = 8 * 2**20  # serving.max_body_mb's default
 MAX_CONNECTIONS = 256  # open connections to one backend at a time
-_RID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")  # the server's rule for a client's x-request-id
 
 
 def append_event(path: str | os.PathLike, event: dict[str, Any]) -> None:
@@ -376,20 +373,10 @@ def create_app(cfg: dict[str, Any], admin_token: str | None = None, token: str |
         denied = refused(request, body=True) or unauthorized(request)
         if denied is not None:
             return denied
-        rid = request.headers.get("x-request-id", "")
-        rid = rid if _RID.match(rid) else uuid.uuid4().hex
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > max_body:
-            return too_large(f"the body ({int(length)} bytes) exceeds the limit of {max_body} bytes "
-                             "(serving.max_body_mb)", rid)
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > max_body:
-                return too_large(f"the body exceeds the limit of {max_body} bytes "
-                                 "(serving.max_body_mb)", rid)
-            chunks.append(chunk)
-        body = b"".join(chunks)
+        rid = httpguard.request_id(request.headers)
+        body, why = await httpguard.read_body(request, max_body)
+        if body is None:
+            return too_large(why, rid)
         headers = {k: v for k, v in request.headers.items() if k.lower() in FORWARD_HEADERS}
         headers["x-request-id"] = rid
         target = policy.pick()

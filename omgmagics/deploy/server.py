@@ -35,15 +35,12 @@ import argparse
 import hmac
 import json
 import math
-import re
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
-_RID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 LOOPBACK_ONLY = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
@@ -116,7 +113,7 @@ def create_app(bundle: Any, *, env: str, log: Any, max_batch: int, max_body_byte
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
-    from .httpguard import refusal
+    from .httpguard import read_body, refusal, request_id
     from .signature import InvalidRequest, RequestValidator
 
     validator = RequestValidator(bundle.signature, max_batch)
@@ -164,24 +161,15 @@ def create_app(bundle: Any, *, env: str, log: Any, max_batch: int, max_body_byte
     async def predict(request: Request) -> Response:
         t0 = time.perf_counter()
         denied = unauthorized(request, body=True)
-        rid = request.headers.get("x-request-id", "")
-        rid = rid if _RID.match(rid) else uuid.uuid4().hex
+        rid = request_id(request.headers)
         if denied is not None:
             metrics.request("/predict", denied.status_code)
             return denied
-        length = request.headers.get("content-length")
-        if length is not None and length.isdigit() and int(length) > max_body_bytes:
-            return reply(413, {"detail": f"the body ({int(length)} bytes) exceeds the limit of "
-                                         f"{max_body_bytes} bytes (serving.max_body_mb)"}, rid)
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > max_body_bytes:
-                return reply(413, {"detail": f"the body exceeds the limit of {max_body_bytes} bytes "
-                                             "(serving.max_body_mb)"}, rid)
-            chunks.append(chunk)
+        body, too_large = await read_body(request, max_body_bytes)
+        if body is None:
+            return reply(413, {"detail": too_large}, rid)
         try:
-            payload = json.loads(b"".join(chunks))
+            payload = json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
             err = {"loc": ["body"], "field": None, "type": "value_error.json",
                    "msg": f"the body is not valid JSON ({(str(exc).splitlines() or [''])[0]})"}
