@@ -12,10 +12,13 @@ is a CORS "simple request" (no preflight), and DNS rebinding makes ``evil.exampl
   come from an allowed host.
 - **Content-Type**: a body must be ``application/json`` (415 otherwise), so a form or ``text/plain``
   POST never reaches the JSON parser.
+
+:func:`bearer_refusal` is the bearer-token check both apps run after these (constant-time compare).
 """
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping
@@ -104,3 +107,19 @@ def refusal(headers: Mapping[str, str], hosts: frozenset[str] | None,
             shown = f"'{kind[:60]}'" if kind else "no Content-Type"
             return 415, f"the body must be sent as Content-Type: application/json, got {shown}"
     return None
+
+
+BEARER_HEADERS = {"WWW-Authenticate": "Bearer"}
+BEARER_MISSING = "missing or wrong bearer token (Authorization: Bearer ...)"
+
+
+def bearer_refusal(headers: Mapping[str, str], token: str | None,
+                   detail: str = BEARER_MISSING) -> tuple[int, str] | None:
+    """``(401, detail)`` unless `token` is None (no token configured) or the ``Authorization`` header
+    is ``Bearer <token>``, compared in constant time; send it with :data:`BEARER_HEADERS`."""
+    if token is None:
+        return None
+    given = headers.get("authorization", "").encode()
+    if hmac.compare_digest(given, f"Bearer {token}".encode()):
+        return None
+    return 401, detail

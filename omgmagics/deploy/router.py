@@ -42,7 +42,6 @@ in the environment (see :mod:`omgmagics.deploy.rollout`).
 import argparse
 import datetime as _dt
 import errno
-import hmac
 import json
 import math
 import os
@@ -303,8 +302,6 @@ def create_app(cfg: dict[str, Any], admin_token: str | None = None, token: str |
                 for role in ("champion", "challenger")}
     hosts = httpguard.allowed_hosts(str(cfg.get("host") or "127.0.0.1"),
                                     cfg.get("allowed_hosts") or [])
-    expected = f"Bearer {token}".encode() if token else None
-    admin_expected = f"Bearer {admin_token}".encode() if admin_token else None
     token_file = cfg.get("admin_token_file") or ".omg/rollouts/ENV.json"
 
     from contextlib import asynccontextmanager
@@ -328,22 +325,20 @@ def create_app(cfg: dict[str, Any], admin_token: str | None = None, token: str |
         return JSONResponse({"detail": why[1]}, status_code=why[0])
 
     def unauthorized(request: Request) -> Response | None:
-        if expected is None:
+        denied = httpguard.bearer_refusal(request.headers, token or None)
+        if denied is None:
             return None
-        if hmac.compare_digest(request.headers.get("authorization", "").encode(), expected):
-            return None
-        return JSONResponse({"detail": "missing or wrong bearer token (Authorization: Bearer ...)"},
-                            status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        return JSONResponse({"detail": denied[1]}, status_code=denied[0],
+                            headers=httpguard.BEARER_HEADERS)
 
     def not_admin(request: Request) -> Response | None:
-        given = request.headers.get("authorization", "").encode()
-        if admin_expected is not None and hmac.compare_digest(given, admin_expected):
+        detail = ("missing or wrong admin token: /router/status and /router/rollback need "
+                  "Authorization: Bearer <admin token>, the 'admin_token' of this rollout's state "
+                  f"file {token_file}")
+        # without an admin token the admin routes are closed to everyone
+        if admin_token and httpguard.bearer_refusal(request.headers, admin_token) is None:
             return None
-        return JSONResponse({"detail": "missing or wrong admin token: /router/status and "
-                                       "/router/rollback need Authorization: Bearer <admin token>, "
-                                       "the 'admin_token' of this rollout's state file "
-                                       f"{token_file}"},
-                            status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        return JSONResponse({"detail": detail}, status_code=401, headers=httpguard.BEARER_HEADERS)
 
     async def forward(target: str, body: bytes, headers: dict[str, str]) -> tuple[Any, str]:
         """(the answer, "") or (None, why there is none, as the end of a sentence)."""

@@ -32,7 +32,6 @@ a clear error in the caller) and hands it over.
 # No `from __future__ import annotations`: FastAPI reads the endpoints' annotations (Request)
 # from the enclosing function's scope at definition time.
 import argparse
-import hmac
 import json
 import math
 import sys
@@ -113,7 +112,7 @@ def create_app(bundle: Any, *, env: str, log: Any, max_batch: int, max_body_byte
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
-    from .httpguard import read_body, refusal, request_id
+    from .httpguard import BEARER_HEADERS, bearer_refusal, read_body, refusal, request_id
     from .signature import InvalidRequest, RequestValidator
 
     validator = RequestValidator(bundle.signature, max_batch)
@@ -121,7 +120,6 @@ def create_app(bundle: Any, *, env: str, log: Any, max_batch: int, max_body_byte
     state = {"ready": True}
     info = {**bundle.info(), "env": env}
     version = bundle.version
-    expected = f"Bearer {token}".encode() if token else None
 
     from contextlib import asynccontextmanager
 
@@ -138,13 +136,10 @@ def create_app(bundle: Any, *, env: str, log: Any, max_batch: int, max_body_byte
         refused = refusal(request.headers, hosts, body)
         if refused is not None:
             return JSONResponse({"detail": refused[1]}, status_code=refused[0])
-        if expected is None:
+        denied = bearer_refusal(request.headers, token or None)
+        if denied is None:
             return None
-        given = request.headers.get("authorization", "").encode()
-        if hmac.compare_digest(given, expected):
-            return None
-        return JSONResponse({"detail": "missing or wrong bearer token (Authorization: Bearer ...)"},
-                            status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        return JSONResponse({"detail": denied[1]}, status_code=denied[0], headers=BEARER_HEADERS)
 
     def reply(status: int, body: dict[str, Any], rid: str) -> Response:
         metrics.request("/predict", status)
@@ -260,7 +255,7 @@ def create_app(bundle: Any, *, env: str, log: Any, max_batch: int, max_body_byte
 
             schema.update(openapi_schema(bundle.signature, title=f"omg model server ({env})",
                                          version=version, max_batch=max_batch,
-                                         auth=expected is not None))
+                                         auth=bool(token)))
         metrics.request("/openapi.json", 200)
         return JSONResponse(schema)
 
