@@ -120,6 +120,7 @@ SPEC: dict[str, Any] = {
     "fairness": {
         "demographic_parity_difference": OPT_NUM,
         "equalized_odds_difference": OPT_NUM,
+        "metric_difference": OPT_NUM,  # largest spread of the primary metric between groups
     },
     "tracking": {"uri": OPT_STR, "experiment": OPT_STR, "registered_model": OPT_STR},
     "defaults": ANY,  # size-dependent defaults `omg ml init` derived from the table (a record)

@@ -89,7 +89,9 @@ def derive_sizes(n_rows: int, n_inputs: int, task: str, class_counts: list[int])
     - ``k_features``: ``auto``: the selection step keeps what the training rows support;
     - ``per_day``: simulated requests a day, about twice the test split over 14 days, 20..300;
     - ``min_labels``: labels a monitoring window needs for the live metric, half a day's, 10..50;
-    - ``canary_window``: challenger requests per canary step, 20..100.
+    - ``canary_window``: challenger requests per canary step, 20..100;
+    - ``eval_min_labels``: labels the retrain's evaluation window needs to compare two models, a
+      quarter of a week's simulated traffic, 20..50.
     """
     cells = max(1, n_rows * max(1, n_inputs))
     n_trials = int(min(50, max(10, 5 * round(4e6 / cells))))
@@ -105,6 +107,7 @@ def derive_sizes(n_rows: int, n_inputs: int, task: str, class_counts: list[int])
         "canary_window": int(min(100, max(20, n_test // 2))),
         "sim_days": sim_days, "per_day": per_day, "shift_from": 9,
         "min_labels": int(min(50, max(10, per_day // 2))),
+        "eval_min_labels": int(min(50, max(20, per_day * 7 // 4))),
     }
 
 

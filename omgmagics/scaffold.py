@@ -98,7 +98,7 @@ def _excluded_yaml(excluded: dict[str, str]) -> str:
 
 def _defaults_yaml(defaults: dict[str, Any]) -> str:
     keys = ["rows", "inputs", "smallest_class_rows", "k_features", "n_trials", "cv_folds",
-            "canary_window", "sim_days", "per_day", "min_labels", "shift"]
+            "canary_window", "sim_days", "per_day", "min_labels", "eval_min_labels", "shift"]
     return "\n".join(f"  {k}: {_yaml_value(defaults[k])}" for k in keys if k in defaults)
 
 
@@ -111,6 +111,7 @@ def render_brief(name: str, *, task: str, target: str, metric: str, threshold: f
                             for p, (n, o) in CHECKPOINTS.items())
     defaults = defaults or {}
     n_trials = defaults.get("n_trials", 50)
+    eval_min_labels = defaults.get("eval_min_labels", 50)
     created = dt.date.today().isoformat()
     return f"""# omg project brief and settings. Edit freely; unknown keys are rejected.
 project:
@@ -153,7 +154,8 @@ data:
 
 fairness:                        # largest differences accepted between groups (phase 3 gate)
   demographic_parity_difference: 0.30
-  equalized_odds_difference: 0.20
+  equalized_odds_difference: 0.20   # multi-class: one class against the rest, the worst class
+  metric_difference: null        # largest spread of the primary metric between groups (its units)
 
 tracking:
   uri: null                      # null: sqlite mlflow.db in the project; or http://host:port
@@ -164,6 +166,9 @@ tuning:
   storage: null                  # null: the project's SQLite; or postgresql://...
   study: null
   n_trials: {n_trials}                    # derived from the table's size (defaults: below)
+
+retraining:                      # phase 5 (`omg ops retrain`); other keys: omgmagics.ops.settings
+  eval_min_labels: {eval_min_labels}            # labels the evaluation window needs (derived: defaults below)
 
 features:
   name: project_features

@@ -19,14 +19,16 @@ def test_roles_of_a_messy_table():
     assert kinds == {"order id": "id", "placed.at": "datetime", "weight (kg)": "numeric",
                      "distance_km": "numeric", "région": "categorical", "express": "boolean",
                      "2nd_address": "boolean", "items": "numeric", "note": "text",
-                     "warehouse": "constant", "outcome": "target", "outcome_code": "leak"}
+                     "warehouse": "constant", "customer_gender": "categorical",
+                     "outcome": "target", "outcome_code": "leak"}
     assert roles["order id"].reason == "2,500 distinct values in 2,500 rows: an identifier, excluded"
     assert roles["warehouse"].reason == "one value (W1) in every row: excluded"
     assert roles["outcome_code"].reason == ("a one-to-one recoding of the target: a leak of it, "
                                             "excluded")
     assert excluded_columns(roles) == ["order id", "warehouse", "outcome_code"]
     assert [n for n, r in roles.items() if r.use] == ["weight (kg)", "distance_km", "région",
-                                                      "express", "2nd_address", "items"]
+                                                      "express", "2nd_address", "items",
+                                                      "customer_gender"]
 
 
 def test_a_timestamp_or_measurement_is_never_an_identifier():

@@ -74,13 +74,13 @@ def _tables() -> dict[str, str]:
 TABLES = _tables()
 
 
-# OMG_MATRIX=full (`make matrix`): FULL through phases 1-5, the others 1-3. Otherwise (`make test`,
-# within the suite's time budget): every table through phases 1-2.
-SCOPE = os.environ.get("OMG_MATRIX", "quick")
+# `make test` and `make matrix`: FULL through phases 1-5, the others 1-3 (about 10 minutes of the
+# suite on 2 cores). OMG_MATRIX=quick, for a quick local look: every table through phases 1-2.
+SCOPE = os.environ.get("OMG_MATRIX", "full")
 
 
 def _phases(name: str) -> list[int]:
-    if SCOPE != "full":
+    if SCOPE == "quick":
         return [1, 2]
     return [1, 2, 3, 4, 5] if name in FULL else [1, 2, 3]
 
@@ -272,6 +272,34 @@ def _one_line_problems(phase: int, summary: str | None, failures: list[dict] | N
     return problems
 
 
+def _task_problems(ev: dict, project: Path) -> list[str]:
+    """The evaluation carries what its task needs: SHAP per class for a multi-class model; fairness
+    on every sensitive feature of the brief, with the task's differences where groups allow."""
+    import yaml
+
+    problems = []
+    labels = (ev.get("confusion_matrix") or {}).get("labels") or []
+    kind = "regression" if ev.get("task") == "regression" else \
+        "multiclass" if len(labels) > 2 else "binary"
+    if kind == "multiclass" and "shap" in ev and sorted(ev["shap"].get("per_class", {})) != sorted(labels):
+        problems.append(f"SHAP per class: {sorted(ev['shap'].get('per_class', {}))}, classes {labels}")
+    brief = yaml.safe_load((project / "omg.yaml").read_text(encoding="utf-8"))["brief"]
+    sensitive = brief.get("sensitive_features") or []
+    if not sensitive:
+        return problems
+    features = (ev.get("fairness") or {}).get("features") or {}
+    if sorted(features) != sorted(sensitive):
+        return problems + [f"fairness on {sorted(features)}, the brief names {sorted(sensitive)}"]
+    needs = {"binary": "demographic_parity_difference", "multiclass": "per_class",
+             "regression": "mean_prediction_difference"}[kind]
+    for col, entry in features.items():
+        if needs not in entry and "not_computed" not in entry:
+            problems.append(f"fairness on {col}: neither {needs} nor a reason it was not computed")
+    if project.name in FULL and not any(needs in e for e in features.values()):
+        problems.append(f"fairness: no {kind} difference computed on any of {sorted(features)}")
+    return problems
+
+
 @pytest.mark.parametrize("name", list(TABLES))
 def test_table(matrix, name):
     rec = matrix[name].result()
@@ -308,6 +336,9 @@ def test_table(matrix, name):
     if 3 in rec["phases"]:
         assert metric["primary_metric"] and isinstance(metric["value"], int | float) \
             and math.isfinite(metric["value"]), f"{where}: no finite test metric: {metric}"
+    if 3 in rec["phases"]:
+        problems = _task_problems(json.loads((reports / "evaluation.json").read_text()), project)
+        assert not problems, f"{where}:\n" + "\n".join(problems)
     # The plain (gated) view: a gated run judges the same files and stops on a one-line verdict.
     plain = rec["plain_gates"]
     assert plain, f"{where}: the gates could not be judged again: {rec.get('plain_gates_error')}"
@@ -322,6 +353,8 @@ def test_table(matrix, name):
 
 
 def _fmt(v, digits=3) -> str:
+    if isinstance(v, float) and abs(v) >= 1e4:
+        return f"{v:.4g}"
     return "-" if v is None else f"{v:.{digits}f}" if isinstance(v, float) else str(v)
 
 
@@ -340,7 +373,7 @@ def test_matrix_table(matrix, capsys):
                "params": SMALL, "tables": records}
     (ARTIFACTS / "matrix.json").write_text(json.dumps(payload, indent=1, default=str) + "\n")
     head = (f"{'table':<14}{'rows':>6}{'cols':>5}  {'task':<15}{'p1':>6}{'p2':>6}{'p3':>6}{'p4':>6}"
-            f"{'p5':>6}  {'metric':<18}{'champion':>9}{'baseline':>9}  gates failed / error")
+            f"{'p5':>6}  {'metric':<18}{'champion':>10}{'baseline':>10}  gates failed / error")
     lines = [head, "-" * len(head)]
     for r in records:
         secs = r.get("seconds") or {}
@@ -349,8 +382,8 @@ def test_matrix_table(matrix, capsys):
         lines.append(
             f"{r['table']:<14}{r.get('rows', 0):>6}{r.get('columns', 0):>5}  {r.get('task') or '-':<15}"
             + "".join(f"{_fmt(secs.get(p), 0):>6}" for p in (1, 2, 3, 4, 5))
-            + f"  {m.get('primary_metric') or '-':<18}{_fmt(m.get('value')):>9}"
-            + f"{_fmt(m.get('baseline_value')):>9}  "
+            + f"  {m.get('primary_metric') or '-':<18}{_fmt(m.get('value')):>10}"
+            + f"{_fmt(m.get('baseline_value')):>10}  "
             + (f"error: {r['error'][:200]}" if r.get("error") else
                ("not passed: " + ",".join(failed) if failed else "")))
     with capsys.disabled():

@@ -33,8 +33,10 @@ seed: 42
 """
 
 
-def synthetic(n: int = 600, seed: int = 0, task: str = "classification") -> pd.DataFrame:
-    """Numeric features x0..x5, a dummy column, sensitive sex/race, a target and a row id."""
+def synthetic(n: int = 600, seed: int = 0, task: str = "classification",
+              classes: int = 2) -> pd.DataFrame:
+    """Numeric features x0..x5, a dummy column, sensitive sex/race, a target and a row id
+    (`classes` 3: the income is low / mid / high)."""
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(n, 6))
     sex = rng.choice(["Female", "Male"], size=n, p=[0.4, 0.6])
@@ -45,6 +47,9 @@ def synthetic(n: int = 600, seed: int = 0, task: str = "classification") -> pd.D
     df["is_flag"] = dummy
     if task == "regression":
         df["price"] = 3.0 * logit + rng.normal(scale=0.5, size=n)
+    elif classes == 3:
+        noisy = logit + rng.logistic(size=n) * 0.6
+        df["income"] = np.select([noisy < -0.8, noisy < 0.9], ["low", "mid"], "high")
     else:
         df["income"] = np.where(logit + rng.logistic(size=n) * 0.6 > 0.3, ">50K", "<=50K")
     df["row_id"] = np.arange(n) + 1000
@@ -54,22 +59,25 @@ def synthetic(n: int = 600, seed: int = 0, task: str = "classification") -> pd.D
 
 def make_project(root: Path, *, name: str = "demo", task: str = "classification",
                  threshold: float | None = 0.7, dpd: float | None = 0.9, eod: float | None = 0.9,
-                 n: int = 600, seed: int = 0, store: bool = True, extra_yaml: str = "") -> Path:
-    """A project folder with omg.yaml, data/processed/test.parquet and features project_features@v1."""
+                 n: int = 600, seed: int = 0, store: bool = True, extra_yaml: str = "",
+                 classes: int = 2) -> Path:
+    """A project folder with omg.yaml, data/processed/test.parquet and features project_features@v1
+    (`classes` 3: a multi-class income, scored on f1_macro)."""
     from omgmagics.features.store import write_feature_set
 
     root.mkdir(parents=True, exist_ok=True)
     reg = task == "regression"
     text = OMG_YAML.format(
         name=name, task=task, target="price" if reg else "income",
-        positive="null" if reg else '">50K"', metric="rmse" if reg else "roc_auc",
+        positive="null" if reg or classes > 2 else '">50K"',
+        metric="rmse" if reg else "f1_macro" if classes > 2 else "roc_auc",
         threshold="null" if threshold is None else threshold,
-        secondary="[mae, r2]" if reg else "[accuracy, f1]",
+        secondary="[mae, r2]" if reg else "[accuracy]" if classes > 2 else "[accuracy, f1]",
         dpd="null" if dpd is None else dpd, eod="null" if eod is None else eod)
     (root / "omg.yaml").write_text(text + extra_yaml)
     if not store:
         return root
-    df = synthetic(n, seed, task)
+    df = synthetic(n, seed, task, classes)
     target = "price" if reg else "income"
     n_tr, n_va = int(n * 0.6), int(n * 0.2)
     parts = {"train": df.iloc[:n_tr], "val": df.iloc[n_tr:n_tr + n_va], "test": df.iloc[n_tr + n_va:]}

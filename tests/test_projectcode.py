@@ -21,10 +21,10 @@ def _run(cell: str, df: pd.DataFrame) -> dict:
 def test_sizes_follow_the_table():
     demo = pc.derive_sizes(48_842, 14, "classification", [37_155, 11_687])
     assert (demo["n_trials"], demo["cv_folds"], demo["per_day"], demo["min_labels"],
-            demo["canary_window"]) == (30, 5, 300, 50, 100)
+            demo["canary_window"], demo["eval_min_labels"]) == (30, 5, 300, 50, 100, 50)
     tiny = pc.derive_sizes(150, 4, "classification", [50, 50, 50])
     assert (tiny["n_trials"], tiny["cv_folds"], tiny["per_day"], tiny["min_labels"],
-            tiny["canary_window"]) == (50, 5, 20, 10, 20)
+            tiny["canary_window"], tiny["eval_min_labels"]) == (50, 5, 20, 10, 20, 35)
     rare = pc.derive_sizes(400, 10, "classification", [397, 3])
     assert rare["cv_folds"] == 3 and rare["smallest_class_rows"] == 3
     huge = pc.derive_sizes(2_000_000, 30, "regression", [])

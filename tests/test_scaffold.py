@@ -144,6 +144,7 @@ def test_generated_project_code_from_a_messy_table(tmp_path):
     defaults = cfg.get_path("defaults")
     assert defaults["rows"] == 2200 and defaults["smallest_class_rows"] == 31
     assert cfg.get_path("tuning.n_trials") == defaults["n_trials"]
+    assert cfg.get_path("retraining.eval_min_labels") == defaults["eval_min_labels"]
     data = _cells(root, "02_data")
     assert 'k_features = "auto"' in data["parameters"] and "unlabeled_share = 0.0" in data["parameters"]
     assert data["omg-generated-labeling"].count("@labeling_function()") >= 2

@@ -92,8 +92,8 @@ def wide() -> pd.DataFrame:
 
 def shop_orders() -> pd.DataFrame:
     """2,500 orders, multiclass (5 delivery outcomes, one under 2 %), messy: an order id, a date as
-    text, free text, a boolean, a constant column, a leaking column, odd names, missing values and
-    300 rows without a label."""
+    text, free text, a boolean, a constant column, a leaking column, odd names, missing values,
+    300 rows without a label and a sensitive attribute."""
     rng = np.random.default_rng(5)
     n = 2500
     placed = pd.Timestamp("2024-01-01") + pd.to_timedelta(np.sort(rng.uniform(0, 365, n)), "D")
@@ -128,12 +128,18 @@ def shop_orders() -> pd.DataFrame:
         df.loc[rng.random(n) < share, col] = np.nan
     unlabeled = rng.choice(n, 300, replace=False)
     df.loc[unlabeled, ["outcome", "outcome_code"]] = np.nan
+    # a sensitive attribute (its own generator: the columns above stay as they were), with a group
+    # too small to judge and missing values
+    other = np.random.default_rng(55)
+    gender = other.choice(["female", "male", "diverse"], n, p=[.48, .48, .04]).astype(object)
+    gender[other.random(n) < 0.02] = np.nan
+    df.insert(df.columns.get_loc("outcome"), "customer_gender", gender)
     return df
 
 
 def house_prices() -> pd.DataFrame:
     """2,000 sales, regression on a right-skewed price, with a sale date, a parcel id, coordinates,
-    categories and missing values."""
+    categories, missing values and a sensitive attribute."""
     rng = np.random.default_rng(9)
     n = 2000
     area = rng.gamma(4.0, 30.0, n)
@@ -158,6 +164,10 @@ def house_prices() -> pd.DataFrame:
     })
     for col, share in (("living_area_m2", 0.04), ("built", 0.06), ("garden", 0.05)):
         df.loc[rng.random(n) < share, col] = np.nan
+    # a sensitive attribute (its own generator: the columns above stay as they were)
+    other = np.random.default_rng(99)
+    df.insert(df.columns.get_loc("price"), "seller_age_group",
+              other.choice(["under 35", "35-60", "over 60"], n, p=[.3, .45, .25]))
     return df
 
 

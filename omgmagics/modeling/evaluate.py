@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import DataError
@@ -92,6 +93,30 @@ def versus_baseline(tracking: Any, data: Any, scores: Any, metric: str, run_id: 
     return sig
 
 
+@dataclass
+class _Evaluation:
+    """What one evaluation has gathered so far: the JSON payload, figures, tables and messages."""
+
+    project: Any
+    model: Any
+    data: Any
+    run_id: str | None
+    label: str
+    primary: str
+    secondary: list[str]
+    y: Any = None
+    scores: Any = None
+    out: dict[str, Any] = field(default_factory=dict)
+    figures: dict[str, bytes] = field(default_factory=dict)
+    tables: dict[str, Any] = field(default_factory=dict)
+    messages: list[str] = field(default_factory=list)
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def task(self) -> str:
+        return self.data.task
+
+
 def evaluate_model(project: Any, model_ref: str | None = None, *, features: str | None = None,
                    comprehensive: bool = False, fairness: bool = False, robustness: bool = False,
                    slices: list[str] | None = None, n_bootstrap: int = 1000, shap_rows: int = 200,
@@ -110,18 +135,10 @@ def evaluate_model(project: Any, model_ref: str | None = None, *, features: str 
     -------
     Report
     """
-    import numpy as np
-    import pandas as pd
-
-    from ..atomic import write_json
-    from ..metrics import get_metric, score
-    from ..results import Report, jsonable
-    from . import plots
-    from .data import load_model_data, test_attributes
-    from .fairness import fairness_report, require_sensitive
-    from .stats import bootstrap_ci
+    from ..metrics import get_metric
+    from .data import test_attributes
+    from .fairness import require_sensitive
     from .tracking import connect
-    from .train import metric_names
 
     if n_bootstrap < 0:
         raise DataError(f"--bootstrap must be >= 0, got {n_bootstrap}.")
@@ -133,6 +150,51 @@ def evaluate_model(project: Any, model_ref: str | None = None, *, features: str 
         fairness_skipped = None
     sensitive = require_sensitive(project) if fairness else []
     tracking = connect(project)
+    ev = _prepare(project, tracking, model_ref, features)
+    data = ev.data
+    attrs = test_attributes(project, data, sensitive, "sensitive feature") if sensitive else None
+    slice_frame = _slice_frame(project, data, slices, comprehensive)
+
+    steps: list[tuple[str, Callable[[], None]]] = [
+        ("metrics", lambda: _metrics(ev, tracking, n_bootstrap))]
+    if comprehensive:
+        steps += [("curves", lambda: _curves(ev)), ("slices", lambda: _slice_metrics(ev, slice_frame)),
+                  ("shap", lambda: _shap(ev, shap_rows))]
+    if fairness:
+        steps.append(("fairness", lambda: _fairness(ev, attrs)))
+    if robustness:
+        steps.append(("robustness", lambda: _robustness(ev)))
+    bar = progress(total=len(steps), desc="evaluate") if progress is not None else None
+    ev.y = data.y["test"]
+    ev.scores = ev.model.predict_scores(data.X["test"])
+    ev.out = {"model": {"ref": ev.label, "run_id": ev.run_id, "type": ev.model.model_type,
+                        "family": ev.model.family},
+              "feature_set": data.ref, "task": ev.task, "test_rows": int(len(ev.y)),
+              "primary_metric": ev.primary,
+              "threshold": project.config.get_path("brief.objective.threshold"),
+              "greater_is_better": get_metric(ev.primary).greater_is_better}
+    try:
+        for name, run in steps:
+            run()
+            if bar is not None:
+                bar.set_description(f"evaluate: {name}")
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    if fairness_skipped:
+        ev.out["fairness_skipped"] = fairness_skipped
+        ev.messages.append(fairness_skipped[0].upper() + fairness_skipped[1:] + ".")
+    return _record(ev, tracking)
+
+
+def _prepare(project: Any, tracking: Any, model_ref: str | None, features: str | None) -> _Evaluation:
+    """The model and its test split, checked against each other; the brief's metrics."""
+    import numpy as np
+
+    from .data import load_model_data
+    from .train import metric_names
+
     model, run_id, label = resolve_model(project, tracking, model_ref)
     data = load_model_data(project, features or model.meta.get("feature_set"))
     if not data.has("test"):
@@ -144,182 +206,215 @@ def evaluate_model(project: Any, model_ref: str | None = None, *, features: str 
     data.feature_names = list(model.feature_names)
     for split, frame in data.frames.items():
         data.X[split] = frame[model.feature_names].to_numpy(dtype=np.float64)
-    task = data.task
-    primary, secondary = metric_names(project, task)
-    attrs = test_attributes(project, data, sensitive, "sensitive feature") if sensitive else None
-    slice_cols = slices if slices is not None else (project.sensitive_features if comprehensive else [])
-    slice_frame = None
-    if slice_cols:
-        try:
-            slice_frame = test_attributes(project, data, slice_cols, "slice column")
-        except DataError:
-            if slices is not None:
-                raise
-            slice_frame = None  # default slices are best effort
+    primary, secondary = metric_names(project, data.task)
+    return _Evaluation(project, model, data, run_id, label, primary, secondary)
 
-    steps = ["metrics", *(["curves", "slices", "shap"] if comprehensive else []),
-             *(["fairness"] if fairness else []), *(["robustness"] if robustness else [])]
-    bar = progress(total=len(steps), desc="evaluate") if progress is not None else None
 
-    def step(name: str) -> None:
-        if bar is not None:
-            bar.set_description(f"evaluate: {name}")
-            bar.update(1)
+def _slice_frame(project: Any, data: Any, slices: list[str] | None, comprehensive: bool) -> Any:
+    """The slice columns of the test rows: those asked for (checked), else with `comprehensive`
+    the sensitive features, best effort."""
+    from .data import test_attributes
 
-    y = data.y["test"]
-    scores = model.predict_scores(data.X["test"])
-    seed = project.seed
-    rows = []
-    out: dict[str, Any] = {"model": {"ref": label, "run_id": run_id, "type": model.model_type,
-                                     "family": model.family},
-                           "feature_set": data.ref, "task": task, "test_rows": int(len(y)),
-                           "primary_metric": primary,
-                           "threshold": project.config.get_path("brief.objective.threshold"),
-                           "greater_is_better": get_metric(primary).greater_is_better}
-    figures: dict[str, bytes] = {}
-    tables: dict[str, Any] = {}
-    messages: list[str] = []
+    cols = slices if slices is not None else (project.sensitive_features if comprehensive else [])
+    if not cols:
+        return None
     try:
-        for m in [primary, *secondary]:
-            lo, hi = bootstrap_ci(m, y, scores, task, n_bootstrap, seed)
-            rows.append({"metric": m, "value": score(m, y, scores, task), "ci_low": lo, "ci_high": hi})
-        out["metrics"] = {r["metric"]: {k: r[k] for k in ("value", "ci_low", "ci_high")} for r in rows}
-        out["bootstrap"] = n_bootstrap
-        tables["test metrics (95% bootstrap CI)"] = pd.DataFrame(rows)
-        if task != "regression":
-            pred = scores.argmax(axis=1) if scores.ndim == 2 else (scores >= 0.5).astype(int)
-            from sklearn.metrics import confusion_matrix
+        return test_attributes(project, data, cols, "slice column")
+    except DataError:
+        if slices is not None:
+            raise
+        return None
 
-            cm = confusion_matrix(y, pred, labels=list(range(data.n_classes)))
-            labels = [str(c) for c in data.classes]
-            out["confusion_matrix"] = {"labels": labels, "matrix": cm.tolist()}
-            figures["confusion_matrix"] = plots.to_png(plots.confusion(cm, labels))
-        vs = versus_baseline(tracking, data, scores, primary, run_id, max(n_bootstrap, 200), seed)
-        if vs is not None:
-            out["vs_baseline"] = vs
-            if vs.get("champion_is_baseline"):
-                messages.append(f"The best baseline ({vs['baseline']}) is the champion: no trained "
-                                "model beat it in the comparison.")
-            elif "skipped" in vs:
-                messages.append(f"No paired test against the baseline: {vs['skipped']}.")
-            else:
-                verdict = "significantly better than" if vs["significant"] else \
-                    "not significantly better than"
-                messages.append(f"{vs['test']} vs the best baseline ({vs['baseline']}): "
-                                f"{primary} {vs['a']:.4f} vs {vs['b']:.4f}, p = {vs['p_value']:.3g}: "
-                                f"{verdict} the baseline.")
-        step("metrics")
-        if comprehensive:
-            if task == "regression":
-                figures["residuals"] = plots.to_png(plots.residuals(y, scores))
-            elif scores.ndim == 1:
-                figures["roc_pr_calibration"] = plots.to_png(plots.curves(y, scores))
-                from sklearn.metrics import brier_score_loss
 
-                out["calibration"] = {"brier_score": float(brier_score_loss(y, scores)),
-                                      "expected_calibration_error": _ece(y, scores)}
-            step("curves")
-            if slice_frame is not None:
-                out["slices"], tables["slices"] = _slices(slice_frame, y, scores, task,
-                                                          [primary, *secondary])
-            step("slices")
-            try:
-                from .explain import shap_summary
+def _metrics(ev: _Evaluation, tracking: Any, n_bootstrap: int) -> None:
+    """The brief's metrics with bootstrap CIs, the confusion matrix, the paired test against the
+    best baseline."""
+    import pandas as pd
 
-                shap = shap_summary(model, data, rows=shap_rows, seed=seed)
-                out["shap"] = {"explainer": shap["explainer"], "rows": shap["rows"],
-                               "global": shap["global"],
-                               "local": shap["local"].to_dict(orient="records")}
-                figures["shap_importance"] = shap["figure"]
-                figures["shap_summary"] = shap["summary_figure"]
-                tables["SHAP local explanations"] = shap["local"]
-            except Exception as exc:  # noqa: BLE001 - explanations must not sink an evaluation
-                messages.append(f"SHAP explanations failed: {type(exc).__name__}: {exc}")
-            step("shap")
-        if fairness:
-            thresholds = {k: project.config.get_path(f"fairness.{k}") for k in
-                          ("demographic_parity_difference", "equalized_odds_difference")}
-            fr = fairness_report(y, scores, attrs, task=task, metric=primary, thresholds=thresholds)
-            out["fairness"] = {k: fr[k] for k in ("features", "checks", "thresholds",
-                                                  "min_group_size", "passed")}
-            messages += fr["messages"]
-            tables["fairness"] = fr["summary"]
-            for col, table in fr["tables"].items():
-                tables[f"fairness by {col}"] = table
-                if "selection_rate" in table:
-                    figures[f"fairness_{col}"] = plots.to_png(plots.group_bars(
-                        table, col, ["selection_rate", "true_positive_rate", "false_positive_rate"],
-                        f"Group rates by {col}"))
-            step("fairness")
-        if robustness:
-            from .robustness import robustness_curves
+    from ..metrics import score
+    from . import plots
+    from .stats import bootstrap_ci
 
-            top = next(iter(out.get("shap", {}).get("global", {})), None)
-            rb = robustness_curves(model, data, primary, seed=seed, shift_feature=top)
-            out["robustness"] = {k: v for k, v in rb.items()}
-            figures["robustness"] = plots.to_png(plots.degradation(rb["curves"], primary))
-            tables["robustness"] = pd.DataFrame([{"perturbation": n, "strength": lvl, primary: v}
-                                                 for n, pts in rb["curves"].items() for lvl, v in pts])
-            messages += [f"Limitation: {s}" for s in rb["limitations"]]
-            if rb["imputed"]:
-                messages.append("The model cannot take missing values: the missing-value curve fills "
-                                "them with training means.")
-            step("robustness")
-    finally:
-        if bar is not None:
-            bar.close()
-    if fairness_skipped:
-        out["fairness_skipped"] = fairness_skipped
-        messages.append(fairness_skipped[0].upper() + fairness_skipped[1:] + ".")
-    out["created"] = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-    out["messages"] = messages
-    out = jsonable(out)
-    flat = {f"test_{r['metric']}": r["value"] for r in rows}
-    flat.update({f"test_{r['metric']}_ci_low": r["ci_low"] for r in rows})
-    flat.update({f"test_{r['metric']}_ci_high": r["ci_high"] for r in rows})
+    y, scores, task, primary = ev.y, ev.scores, ev.task, ev.primary
+    seed = ev.project.seed
+    for m in [primary, *ev.secondary]:
+        lo, hi = bootstrap_ci(m, y, scores, task, n_bootstrap, seed)
+        ev.rows.append({"metric": m, "value": score(m, y, scores, task), "ci_low": lo, "ci_high": hi})
+    ev.out["metrics"] = {r["metric"]: {k: r[k] for k in ("value", "ci_low", "ci_high")}
+                         for r in ev.rows}
+    ev.out["bootstrap"] = n_bootstrap
+    ev.tables["test metrics (95% bootstrap CI)"] = pd.DataFrame(ev.rows)
+    if task != "regression":
+        from sklearn.metrics import confusion_matrix
+
+        pred = scores.argmax(axis=1) if scores.ndim == 2 else (scores >= 0.5).astype(int)
+        cm = confusion_matrix(y, pred, labels=list(range(ev.data.n_classes)))
+        labels = [str(c) for c in ev.data.classes]
+        ev.out["confusion_matrix"] = {"labels": labels, "matrix": cm.tolist()}
+        ev.figures["confusion_matrix"] = plots.to_png(plots.confusion(cm, labels))
+    vs = versus_baseline(tracking, ev.data, scores, primary, ev.run_id, max(n_bootstrap, 200), seed)
+    if vs is None:
+        return
+    ev.out["vs_baseline"] = vs
+    if vs.get("champion_is_baseline"):
+        vs["a"] = vs["b"] = ev.out["metrics"][primary]["value"]  # one model on both sides
+        ev.messages.append(f"The best baseline ({vs['baseline']}) is the champion: no trained model "
+                           "beat it in the comparison.")
+    elif "skipped" in vs:
+        ev.messages.append(f"No paired test against the baseline: {vs['skipped']}.")
+    else:
+        verdict = "significantly better than" if vs["significant"] else "not significantly better than"
+        ev.messages.append(f"{vs['test']} vs the best baseline ({vs['baseline']}): {primary} "
+                           f"{vs['a']:.4f} vs {vs['b']:.4f}, p = {vs['p_value']:.3g}: {verdict} the "
+                           "baseline.")
+
+
+def _curves(ev: _Evaluation) -> None:
+    """Residuals (regression); ROC, precision-recall and calibration with the Brier score and ECE
+    (binary)."""
+    from . import plots
+
+    if ev.task == "regression":
+        ev.figures["residuals"] = plots.to_png(plots.residuals(ev.y, ev.scores))
+    elif ev.scores.ndim == 1:
+        from sklearn.metrics import brier_score_loss
+
+        ev.figures["roc_pr_calibration"] = plots.to_png(plots.curves(ev.y, ev.scores))
+        ev.out["calibration"] = {"brier_score": float(brier_score_loss(ev.y, ev.scores)),
+                                 "expected_calibration_error": _ece(ev.y, ev.scores)}
+
+
+def _slice_metrics(ev: _Evaluation, slice_frame: Any) -> None:
+    if slice_frame is not None:
+        ev.out["slices"], ev.tables["slices"] = _slices(slice_frame, ev.y, ev.scores, ev.task,
+                                                        [ev.primary, *ev.secondary])
+
+
+def _shap(ev: _Evaluation, rows: int) -> None:
+    """Global, per-class (multi-class) and local SHAP explanations; a failure is a message."""
+    try:
+        from .explain import shap_summary
+
+        shap = shap_summary(ev.model, ev.data, rows=rows, seed=ev.project.seed)
+    except Exception as exc:  # noqa: BLE001 - explanations must not sink an evaluation
+        ev.messages.append(f"SHAP explanations failed: {type(exc).__name__}: {exc}")
+        return
+    ev.out["shap"] = {"explainer": shap["explainer"], "rows": shap["rows"], "global": shap["global"],
+                      "local": shap["local"].to_dict(orient="records")}
+    if "per_class" in shap:
+        ev.out["shap"]["per_class"] = shap["per_class"]
+    ev.figures["shap_importance"] = shap["figure"]
+    ev.figures["shap_summary"] = shap["summary_figure"]
+    ev.tables["SHAP local explanations"] = shap["local"]
+
+
+def _fairness(ev: _Evaluation, attrs: Any) -> None:
+    """fairlearn group metrics of the task on the sensitive features, with a figure per feature."""
+    from . import plots
+    from .fairness import THRESHOLD_KEYS, fairness_report
+
+    project = ev.project
+    thresholds = {k: project.config.get_path(f"fairness.{k}") for k in THRESHOLD_KEYS}
+    fr = fairness_report(ev.y, ev.scores, attrs, task=ev.task, metric=ev.primary,
+                         thresholds=thresholds, classes=ev.data.classes)
+    ev.out["fairness"] = {k: fr[k] for k in ("features", "checks", "thresholds", "min_group_size",
+                                             "passed")}
+    ev.messages += fr["messages"]
+    ev.tables["fairness"] = fr["summary"]
+    for col, table in fr["tables"].items():
+        ev.tables[f"fairness by {col}"] = table
+        if "selection_rate" in table:
+            fig = plots.group_bars(table, col, ["selection_rate", "true_positive_rate",
+                                                "false_positive_rate"], f"Group rates by {col}")
+        elif "balanced_accuracy" in table:
+            fig = plots.group_bars(table, col, ["accuracy", "balanced_accuracy"], f"Accuracy by {col}")
+        else:
+            fig = plots.group_bars(table, col, ["mean_target", "mean_prediction"],
+                                   f"Mean target and prediction by {col}",
+                                   ylabel=project.target or "target", share=False)
+        ev.figures[f"fairness_{col}"] = plots.to_png(fig)
+
+
+def _robustness(ev: _Evaluation) -> None:
+    """Degradation curves under noise, missing values, category changes and a shift of the most
+    important feature."""
+    import pandas as pd
+
+    from . import plots
+    from .robustness import robustness_curves
+
+    primary = ev.primary
+    top = next(iter(ev.out.get("shap", {}).get("global", {})), None)
+    rb = robustness_curves(ev.model, ev.data, primary, seed=ev.project.seed, shift_feature=top)
+    ev.out["robustness"] = dict(rb)
+    ev.figures["robustness"] = plots.to_png(plots.degradation(rb["curves"], primary))
+    ev.tables["robustness"] = pd.DataFrame([{"perturbation": n, "strength": lvl, primary: v}
+                                            for n, pts in rb["curves"].items() for lvl, v in pts])
+    ev.messages += [f"Limitation: {s}" for s in rb["limitations"]]
+    if rb["imputed"]:
+        ev.messages.append("The model cannot take missing values: the missing-value curve fills them "
+                           "with training means.")
+
+
+def _record(ev: _Evaluation, tracking: Any) -> Any:
+    """Log to MLflow, write reports/evaluation.json and .html; the Report."""
+    from ..atomic import write_json
+    from ..results import Report, jsonable
+    from .fairness import THRESHOLD_KEYS
+
+    project = ev.project
+    ev.out["created"] = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+    ev.out["messages"] = ev.messages
+    out = jsonable(ev.out)
+    flat = {f"test_{r['metric']}": r["value"] for r in ev.rows}
+    flat.update({f"test_{r['metric']}_ci_low": r["ci_low"] for r in ev.rows})
+    flat.update({f"test_{r['metric']}_ci_high": r["ci_high"] for r in ev.rows})
     for col, entry in out.get("fairness", {}).get("features", {}).items():
-        for key in ("demographic_parity_difference", "equalized_odds_difference"):
-            if key in entry:
-                flat[f"fairness_{col}_{key}"] = entry[key]
+        flat.update({f"fairness_{col}_{key}": entry[key] for key in THRESHOLD_KEYS if key in entry})
 
     def log_all(log: Any) -> None:
         log.metrics(flat)
-        for name, png in figures.items():
+        for name, png in ev.figures.items():
             log.png(png, f"evaluation/{name}.png")
         log.json(out, f"evaluation/{EVALUATION_FILE}")
 
-    if run_id is not None:
-        log_all(tracking.append(run_id))
-        out["mlflow_run"] = run_id
+    if ev.run_id is not None:
+        log_all(tracking.append(ev.run_id))
+        out["mlflow_run"] = ev.run_id
     else:
-        with tracking.run(f"evaluate-{model.model_type}", "evaluate", feature_set=data.ref,
-                          model_type=model.model_type, tags={"omg.model_ref": label}) as log:
+        with tracking.run(f"evaluate-{ev.model.model_type}", "evaluate", feature_set=ev.data.ref,
+                          model_type=ev.model.model_type, tags={"omg.model_ref": ev.label}) as log:
             log_all(log)
             out["mlflow_run"] = log.run_id
     path = write_json(project.reports_dir / EVALUATION_FILE, out)
-    summary = {"model": label, "feature set": data.ref, "test rows": len(y)}
-    for r in rows[:3]:
+    report = Report(f"Evaluation of {ev.model.model_type} on the test split of {ev.data.ref}",
+                    summary=_summary(ev, out), tables=ev.tables, figures=ev.figures,
+                    messages=ev.messages, artifacts={"evaluation": str(path)}, data=out, value=out)
+    report.artifacts["report"] = str(write_html(project.reports_dir / EVALUATION_PAGE, report))
+    report.artifacts["mlflow run"] = str(out["mlflow_run"])
+    return report
+
+
+def _summary(ev: _Evaluation, out: dict[str, Any]) -> dict[str, Any]:
+    summary: dict[str, Any] = {"model": ev.label, "feature set": ev.data.ref, "test rows": len(ev.y)}
+    for r in ev.rows[:3]:
         summary[r["metric"]] = f"{r['value']:.4f} [{r['ci_low']:.4f}, {r['ci_high']:.4f}]"
     vs = out.get("vs_baseline") or {}
     if vs.get("champion_is_baseline"):
         summary["best baseline"] = f"{vs['baseline']} (the champion)"
     elif "b" in vs:
-        summary["best baseline"] = f"{vs['baseline']} {primary} {vs['b']:.4f}"
+        summary["best baseline"] = f"{vs['baseline']} {ev.primary} {vs['b']:.4f}"
     if out.get("fairness"):
         summary["fairness"] = "pass" if out["fairness"]["passed"] else "fail"
-    elif fairness_skipped:
+    elif out.get("fairness_skipped"):
         summary["fairness"] = "not assessed (no sensitive feature)"
     if out.get("robustness"):
         summary["robustness limitations"] = len(out["robustness"]["limitations"])
     if out.get("calibration"):
         summary["Brier score"] = round(out["calibration"]["brier_score"], 4)
-        summary["expected calibration error"] = round(out["calibration"]["expected_calibration_error"], 4)
-    report = Report(f"Evaluation of {model.model_type} on the test split of {data.ref}",
-                    summary=summary, tables=tables, figures=figures, messages=messages,
-                    artifacts={"evaluation": str(path)}, data=out, value=out)
-    report.artifacts["report"] = str(write_html(project.reports_dir / EVALUATION_PAGE, report))
-    report.artifacts["mlflow run"] = str(out["mlflow_run"])
-    return report
+        summary["expected calibration error"] = round(out["calibration"]["expected_calibration_error"],
+                                                      4)
+    return summary
 
 
 _FIGURE_NAMES = {"roc_pr_calibration": "ROC, precision-recall and calibration",

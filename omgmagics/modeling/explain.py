@@ -3,7 +3,9 @@
 Tree models (XGBoost, LightGBM, scikit-learn trees and forests) use ``shap.TreeExplainer`` (exact and
 fast); any other model a model-agnostic permutation explainer over a small background sample of the
 training split. Global importance is the mean absolute SHAP value per feature; local explanations
-are the largest contributions for a few test rows (highest, median and lowest score).
+are the largest contributions for a few test rows (highest, median and lowest score). A multi-class
+model is explained per class as well: the mean absolute SHAP value of each feature on each class's
+score (``per_class``), drawn as stacked bars, so a feature that only separates one class shows.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ def shap_values(model: Any, data: Any, *, rows: int = 200, background: int = 50,
     -------
     dict
         ``explainer`` (name), ``values`` ((n, p) array; for multi-class the mean absolute over
-        classes), ``X`` (the explained rows), ``idx`` (their positions in the test split).
+        classes), ``per_class`` ((n, p, k) array for a multi-class model, else None), ``X`` (the
+        explained rows), ``idx`` (their positions in the test split).
     """
     import warnings
 
@@ -59,13 +62,15 @@ def shap_values(model: Any, data: Any, *, rows: int = 200, background: int = 50,
             values = explainer(Xs, max_evals=max(2 * p + 1, 200), silent=True).values
             name = f"PermutationExplainer (background {len(bg)} rows)"
     values = np.asarray(values[1] if isinstance(values, list) and len(values) == 2 else values)
-    if isinstance(values, list) or values.ndim == 3:
-        arr = np.asarray(values)
-        if arr.ndim == 3 and arr.shape[0] == len(Xs):  # (n, p, k)
-            values = arr[:, :, 1] if arr.shape[2] == 2 else np.abs(arr).mean(axis=2)
-        else:  # (k, n, p)
-            values = np.abs(arr).mean(axis=0)
-    return {"explainer": name, "values": values, "X": Xs, "idx": idx}
+    per_class = None
+    if values.ndim == 3:
+        arr = values if values.shape[0] == len(Xs) else np.moveaxis(values, 0, -1)  # -> (n, p, k)
+        if arr.shape[2] == 2:
+            values = arr[:, :, 1]
+        else:
+            per_class = arr
+            values = np.abs(arr).mean(axis=2)
+    return {"explainer": name, "values": values, "per_class": per_class, "X": Xs, "idx": idx}
 
 
 def shap_summary(model: Any, data: Any, *, rows: int = 200, seed: int = 0,
@@ -93,10 +98,21 @@ def shap_summary(model: Any, data: Any, *, rows: int = 200, seed: int = 0,
         for feat, shap_value, value in contrib:
             local.append({"row_id": row_id, "score": float(s1[i]), "feature": feat,
                           "value": float(value), "shap": float(shap_value)})
-    fig = plots.barh(list(importance), list(importance.values()),
-                     f"Global importance: mean |SHAP| ({sv['explainer'].split(' ')[0]})",
-                     "mean |SHAP value|")
-    summary = plots.shap_beeswarm(values, sv["X"], names)
-    return {"explainer": sv["explainer"], "rows": len(sv["X"]), "global": importance,
-            "local": pd.DataFrame(local), "figure": plots.to_png(fig),
-            "summary_figure": plots.to_png(summary)}
+    explainer = sv["explainer"].split(" ")[0]
+    out: dict[str, Any] = {"explainer": sv["explainer"], "rows": len(sv["X"]), "global": importance,
+                           "local": pd.DataFrame(local)}
+    if sv["per_class"] is not None:
+        classes = [str(c) for c in (data.classes or range(sv["per_class"].shape[2]))]
+        by_class = np.abs(sv["per_class"]).mean(axis=0)  # (p, k)
+        out["per_class"] = {c: dict(zip(names, by_class[:, i].tolist(), strict=True))
+                            for i, c in enumerate(classes)}
+        fig = plots.shap_classes(by_class, names, classes,
+                                 f"Global importance per class: mean |SHAP| ({explainer})")
+    else:
+        fig = plots.barh(list(importance), list(importance.values()),
+                         f"Global importance: mean |SHAP| ({explainer})", "mean |SHAP value|")
+    out["figure"] = plots.to_png(fig)
+    xlabel = ("mean |SHAP value| over the classes" if sv["per_class"] is not None
+              else "SHAP value (impact on the model output)")
+    out["summary_figure"] = plots.to_png(plots.shap_beeswarm(values, sv["X"], names, xlabel=xlabel))
+    return out

@@ -55,32 +55,55 @@ def phase3_criteria(project: Any) -> tuple[list[Any], str]:
                      f"{vs['test']} p={vs['p_value']:.3g}")
             criteria.append(Criterion(NO_THRESHOLD_RULE, "pass" if vs["significant"] else "fail",
                                       shown, f"better with p < {vs.get('alpha', 0.05)}"))
-    limits = {k: project.config.get_path(f"fairness.{k}") for k in
-              ("demographic_parity_difference", "equalized_odds_difference")}
-    limits = {k: v for k, v in limits.items() if v is not None}
-    if limits and not project.sensitive_features:
-        criteria.append(Criterion("fairness", "warn",
-                                  detail="not assessed: the brief names no sensitive feature"))
-    if limits and project.sensitive_features:
-        fair = ev.get("fairness")
-        if not fair:
-            criteria.append(Criterion("fairness evaluated", "fail",
-                                      detail="omg.yaml sets fairness thresholds but the evaluation "
-                                             "has no fairness section: run `omg train evaluate "
-                                             "--fairness`"))
-        else:
-            for feature, entry in fair.get("features", {}).items():
-                for key, limit in limits.items():
-                    if key not in entry:
-                        criteria.append(Criterion(f"{key.replace('_', ' ')} ({feature})", "warn",
-                                                  detail="not computed: too few rows per group"))
-                        continue
-                    v = float(entry[key])
-                    criteria.append(Criterion(f"{key.replace('_', ' ')} ({feature})",
-                                              "pass" if v <= limit else "fail", round(v, 4),
-                                              f"<= {limit}"))
+    criteria += _fairness(project, ev)
     criteria.append(_champion(project, ev))
     return criteria, note
+
+
+def _fairness(project: Any, ev: dict[str, Any]) -> list[Any]:
+    """One criterion per sensitive feature and threshold that applies to the task; a warning with
+    the reason where a difference could not be computed or no threshold applies."""
+    from ..criteria import Criterion
+    from .fairness import THRESHOLD_KEYS
+
+    limits = {k: project.config.get_path(f"fairness.{k}") for k in THRESHOLD_KEYS}
+    limits = {k: v for k, v in limits.items() if v is not None}
+    if not limits:
+        return []
+    if not project.sensitive_features:
+        return [Criterion("fairness", "warn",
+                          detail="not assessed: the brief names no sensitive feature")]
+    fair = ev.get("fairness")
+    if not fair:
+        return [Criterion("fairness evaluated", "fail",
+                          detail="omg.yaml sets fairness thresholds but the evaluation has no "
+                                 "fairness section: run `omg train evaluate --fairness`")]
+    regression = ev.get("task") == "regression"
+    out = []
+    for feature, entry in fair.get("features", {}).items():
+        applicable = {k: v for k, v in limits.items()
+                      if not (regression and k != "metric_difference")}
+        if not applicable:
+            metric = entry.get("metric", ev.get("primary_metric", "the metric"))
+            spread = entry.get("metric_difference")
+            now = f"; now {spread:.4g}" if isinstance(spread, int | float) else ""
+            out.append(Criterion(f"fairness ({feature})", "warn",
+                                 detail=f"not judged: demographic parity and equalized odds are "
+                                        f"defined for classes; set fairness.metric_difference to "
+                                        f"judge the spread of {metric} between groups{now}"))
+            continue
+        for key, limit in applicable.items():
+            name = f"{key.replace('_', ' ')} ({feature})"
+            if key not in entry:
+                why = entry.get("not_computed") or "too few rows per group"
+                out.append(Criterion(name, "warn", detail=f"not computed: {why}"))
+                continue
+            v = float(entry[key])
+            worst = entry.get(f"{key}_class")
+            out.append(Criterion(name, "pass" if v <= limit else "fail", round(v, 4), f"<= {limit}",
+                                 detail=f"one class against the rest; worst class: {worst}"
+                                 if worst else ""))
+    return out
 
 
 def _champion(project: Any, ev: dict[str, Any]) -> Any:

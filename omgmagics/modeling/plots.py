@@ -97,7 +97,8 @@ def comparison(table: Any, metric: str, best: str) -> Any:
     return fig
 
 
-def shap_beeswarm(values: Any, X: Any, names: list[str], top: int = 15) -> Any:
+def shap_beeswarm(values: Any, X: Any, names: list[str], top: int = 15,
+                  xlabel: str = "SHAP value (impact on the model output)") -> Any:
     """The SHAP summary: per feature (largest mean |SHAP| first) each explained row's SHAP value,
     coloured by the feature's value (its rank within the rows, low blue to high red)."""
     import numpy as np
@@ -130,7 +131,37 @@ def shap_beeswarm(values: Any, X: Any, names: list[str], top: int = 15) -> Any:
         bar.set_label("feature value (rank)")
     shown = f" (top {len(order)} of {len(names)})" if len(names) > len(order) else ""
     label_axes(ax, f"SHAP summary: {len(values)} test rows{shown}",
-               "SHAP value (impact on the model output)", "feature")
+               xlabel, "feature")
+    return fig
+
+
+def shap_classes(by_class: Any, names: list[str], classes: list[str], title: str,
+                 top: int = 15) -> Any:
+    """Mean |SHAP| per feature, stacked by class (the `top` features by their sum, largest on top):
+    how much each feature moves each class's score."""
+    import numpy as np
+
+    from ..plotstyle import PALETTE, label_axes, style_legend
+
+    by_class = np.asarray(by_class, dtype=float)  # (p, k)
+    order = np.argsort(-by_class.sum(axis=1))[:top][::-1]
+    longest = max((len(str(names[j])) for j in order), default=10)
+    fig, ax = _fig(max(6.5, 4.2 + 0.075 * longest), 1.2 + 0.3 * max(len(order), 1))
+    left = np.zeros(len(order))
+    if len(classes) <= len(PALETTE):
+        colors = PALETTE[:len(classes)]
+    else:
+        import matplotlib
+
+        colors = [matplotlib.colormaps["tab20"](i % 20) for i in range(len(classes))]
+    for i, (c, color) in enumerate(zip(classes, colors, strict=True)):
+        ax.barh([str(names[j]) for j in order], by_class[order, i], left=left, color=color,
+                label=str(c), height=0.7)
+        left += by_class[order, i]
+    shown = f" (top {len(order)} of {len(names)})" if len(names) > len(order) else ""
+    label_axes(ax, title + shown, "mean |SHAP value| on each class's score", "feature")
+    ax.grid(axis="y", visible=False)
+    style_legend(ax, title="class", loc="lower right", ncols=1 if len(classes) <= 8 else 2)
     return fig
 
 
@@ -246,7 +277,9 @@ def optimization_history(values: list[float | None], best: list[float | None], m
     return fig
 
 
-def group_bars(table: Any, group_col: str, metrics: list[str], title: str) -> Any:
+def group_bars(table: Any, group_col: str, metrics: list[str], title: str,
+               ylabel: str = "rate (share of group)", share: bool = True) -> Any:
+    """Bars of `metrics` per group (`share`: values are shares, drawn on 0..1)."""
     import numpy as np
 
     from ..plotstyle import label_axes, style_legend
@@ -268,8 +301,9 @@ def group_bars(table: Any, group_col: str, metrics: list[str], title: str) -> An
     many = len(groups) > 5 or sum(len(g) for g in groups) > 45
     ax.set_xticks(x + width * (len(metrics) - 1) / 2, labels=groups, rotation=20 if many else 0,
                   ha="right" if many else "center")
-    ax.set_ylim(0, 1.05)
-    label_axes(ax, title, group_col, "rate (share of group)")
+    if share:
+        ax.set_ylim(0, 1.05)
+    label_axes(ax, title, group_col, ylabel)
     ax.grid(axis="x", visible=False)
     style_legend(ax, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return fig
