@@ -149,3 +149,23 @@ def test_a_multiclass_model_is_explained_per_class_and_judged_on_the_worst_class
     assert (dp.value, dp.threshold, dp.detail) == (
         round(sex["demographic_parity_difference"], 4), "<= 0.3",
         f"one class against the rest; worst class: {worst}")
+
+
+def test_a_numeric_sensitive_feature_is_compared_in_quartile_groups():
+    rng = np.random.default_rng(3)
+    n = 400
+    age = pd.Series(rng.integers(18, 90, n).astype(float))
+    age[:8] = np.nan
+    y = rng.integers(0, 2, n)
+    scores = np.clip(y * 0.6 + rng.random(n) * 0.5, 0, 1)
+    rep = fairness_report(y, scores, pd.DataFrame({"age": age}), task="classification",
+                          metric="roc_auc", thresholds=LIMITS)
+    table = rep["tables"]["age"]
+    q = np.nanquantile(age, [0, 0.25, 0.5, 0.75, 1])
+    assert list(table["age"]) == sorted([f"{q[0]:.4g} to {q[1]:.4g}", f"{q[1]:.4g} to {q[2]:.4g}",
+                                         f"{q[2]:.4g} to {q[3]:.4g}", f"{q[3]:.4g} to {q[4]:.4g}",
+                                         "missing"])
+    assert table.set_index("age").loc["missing", "count"] == 8
+    assert (f"age: {age.nunique()} distinct values, compared in 4 groups cut at its quartiles."
+            in rep["messages"])
+    assert "demographic_parity_difference" in rep["features"]["age"]

@@ -15,8 +15,10 @@ between groups judged against ``omg.yaml`` ``fairness:`` thresholds:
   the spread of the mean prediction is reported beside it.
 
 Every task also reports ``metric_difference``: the largest minus the smallest primary metric across
-groups. Groups with fewer than ``min_group_size`` test rows are shown but left out of the differences;
-the report says so, and an entry's ``not_computed`` says why a difference is missing.
+groups. A numeric sensitive feature with more than ``MAX_NUMERIC_GROUPS`` values (an age) is compared
+in groups cut at its quartiles. Groups with fewer than ``min_group_size`` test rows are shown but left
+out of the differences; the report says so, and an entry's ``not_computed`` says why a difference is
+missing.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from ..errors import ConfigError
 
 MIN_GROUP_SIZE = 30
 MIN_CLASS_ROWS = 5
+MAX_NUMERIC_GROUPS = 10  # a numeric sensitive feature with more values is compared in quartiles
 THRESHOLD_KEYS = ("demographic_parity_difference", "equalized_odds_difference", "metric_difference")
 
 
@@ -46,6 +49,23 @@ def _group_metrics(task: str, binary: bool) -> dict[str, Any]:
                 "mean_prediction": lambda t, p: float(np.mean(p))}
     return {"count": count, "accuracy": accuracy_score,
             "balanced_accuracy": lambda t, p: float(balanced_accuracy_score(t, p))}
+
+
+def _groups(values: Any) -> tuple[Any, bool]:
+    """Group labels of one sensitive feature (text; missing values are the group ``missing``), and
+    whether a number with many values (an age, an income) was cut into quartile groups."""
+    import numpy as np
+    import pandas as pd
+
+    binned = False
+    numeric = pd.api.types.is_numeric_dtype(values) and not pd.api.types.is_bool_dtype(values)
+    if numeric and values.nunique() > MAX_NUMERIC_GROUPS:
+        edges = np.unique(np.nanquantile(values.astype(float), [0, 0.25, 0.5, 0.75, 1]))
+        if len(edges) > 2:
+            bins = pd.cut(values.astype(float), bins=edges, include_lowest=True)
+            labels = {iv: f"{iv.left:.4g} to {iv.right:.4g}" for iv in bins.cat.categories}
+            values, binned = bins.map(labels).astype(object), True
+    return values.astype(object).where(values.notna(), "missing").astype(str), binned
 
 
 def _one_vs_rest(y: Any, pred: Any, groups: Any, classes: list[str]) -> tuple[dict, list[str]]:
@@ -110,7 +130,10 @@ def fairness_report(y: Any, scores: Any, attributes: Any, *, task: str, metric: 
     tables = {}
     messages = []
     for col in attributes.columns:
-        groups = attributes[col].astype(object).where(attributes[col].notna(), "missing").astype(str)
+        groups, binned = _groups(attributes[col])
+        if binned:
+            messages.append(f"{col}: {attributes[col].nunique()} distinct values, compared in "
+                            f"{groups[groups != 'missing'].nunique()} groups cut at its quartiles.")
         sizes = groups.value_counts()
         kept = sizes[sizes >= min_group_size].index
         small = sorted(sizes[sizes < min_group_size].index)
