@@ -21,6 +21,7 @@ import os
 import socket
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -249,19 +250,11 @@ def tune_model(project: Any, model: str = "xgboost", *, trials: int | None = Non
     Report
         Value: the refitted best :class:`~omgmagics.modeling.models.OmgModel`.
     """
-    import multiprocessing as mp
-    import time
-
-    import optuna
-    import pandas as pd
-
     from ..metrics import get_metric
-    from ..results import Report
-    from . import plots
     from .data import load_model_data
-    from .models import fit_model, get_model_type
+    from .models import get_model_type
     from .tracking import connect
-    from .train import metric_names, record_model
+    from .train import metric_names
 
     trials = trials if trials is not None else int(project.config.get_path("tuning.n_trials", 50))
     timeout = timeout if timeout is not None else project.config.get_path("tuning.timeout_s")
@@ -280,75 +273,124 @@ def tune_model(project: Any, model: str = "xgboost", *, trials: int | None = Non
         raise DataError(f"Feature set {data.ref} has no validation split; tuning scores trials on it. "
                         "Store train/val/test splits in phase 2.")
     primary, secondary = metric_names(project, task)
-    direction = "maximize" if get_metric(primary).greater_is_better else "minimize"
-    url = storage or default_storage(project)
+    run = _Tuning(project, mt, space, data, primary, secondary,
+                  "maximize" if get_metric(primary).greater_is_better else "minimize",
+                  storage or default_storage(project), trials, pruner)
     # by default one study per model type and feature-set version: a new feature set (say, after a
     # retrain's phase 2) starts a new study instead of mixing trials scored on different data
-    study_name = study_name or project.config.get_path("tuning.study") or \
+    run.study_name = study_name or project.config.get_path("tuning.study") or \
         f"{project.name}-{mt.name}-{data.ref.replace('@', '-')}"
-    store = make_storage(url, heartbeat_seconds(project))
-    attrs = {"model": mt.name, "metric": primary, "feature_set": data.ref}
+    existing = _existing_study(run)
+    run.tracking = connect(project)
+    _optimize_study(run, existing, timeout, n_jobs, workers, features, space_file, progress)
+    return _record_best(run, name, register)
+
+
+@dataclass
+class _Tuning:
+    """One tuning call: what it tunes, on what, and what the study gave."""
+
+    project: Any
+    mt: Any
+    space: dict[str, Any]
+    data: Any
+    primary: str
+    secondary: list[str]
+    direction: str
+    url: str
+    trials: int
+    pruner: str
+    study_name: str = ""
+    store: Any = None
+    study: Any = None
+    before: int = 0
+    elapsed: float = 0.0
+    crashed: list[str] = field(default_factory=list)
+    tracking: Any = None
+
+    @property
+    def attrs(self) -> dict[str, str]:
+        return {"model": self.mt.name, "metric": self.primary, "feature_set": self.data.ref}
+
+
+def _existing_study(run: _Tuning) -> Any:
+    """The study of that name in the storage, if any, checked to be the same model, metric, feature
+    set and direction."""
+    import optuna
+
+    run.store = make_storage(run.url, heartbeat_seconds(run.project))
     try:
-        existing = optuna.load_study(study_name=study_name, storage=store)
+        existing = optuna.load_study(study_name=run.study_name, storage=run.store)
     except KeyError:
-        existing = None
-    if existing is not None:
-        old = existing.user_attrs
-        for key, value in attrs.items():
-            if key in old and old[key] != value:
-                raise ConfigError(f"Study '{study_name}' in {redact(url)} was run with {key} "
-                                  f"{old[key]!r}, not {value!r}. Resume it with the same {key}, or "
-                                  "start a new study with --study NAME.")
-        if existing.direction.name.lower() != direction:
-            raise ConfigError(f"Study '{study_name}' {existing.direction.name.lower()}s, but "
-                              f"{primary} must be {direction}d. Start a new study with --study NAME.")
-    tracking = connect(project)
-    seed = project.seed
+        return None
+    old = existing.user_attrs
+    for key, value in run.attrs.items():
+        if key in old and old[key] != value:
+            raise ConfigError(f"Study '{run.study_name}' in {redact(run.url)} was run with {key} "
+                              f"{old[key]!r}, not {value!r}. Resume it with the same {key}, or "
+                              "start a new study with --study NAME.")
+    if existing.direction.name.lower() != run.direction:
+        raise ConfigError(f"Study '{run.study_name}' {existing.direction.name.lower()}s, but "
+                          f"{run.primary} must be {run.direction}d. Start a new study with --study "
+                          "NAME.")
+    return existing
+
+
+def _optimize_study(run: _Tuning, existing: Any, timeout: float | None, n_jobs: int, workers: int,
+                    features: str | None, space_file: Any, progress: Callable[..., Any] | None) -> None:
+    """Create or resume the study and run its missing trials here and in `workers` - 1 processes."""
+    import multiprocessing as mp
+    import time
+
+    import optuna
+
+    project, mt, seed = run.project, run.mt, run.project.seed
     # Parallel trials share the cores; a single trial lets the library pick its threads.
     threads = None if n_jobs * workers == 1 else max(1, _cores() // (n_jobs * workers))
     quiet_level = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     t0 = time.perf_counter()
     procs: list[Any] = []
-    crashed: list[str] = []
     bar = None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             # A resumed study must not replay the random start-up draws of its first session.
-            before = 0 if existing is None else _finished(existing)
-            study = optuna.create_study(study_name=study_name, storage=store, direction=direction,
-                                        sampler=optuna.samplers.TPESampler(seed=seed + before),
-                                        pruner=_pruner(pruner), load_if_exists=True)
-            for key, value in attrs.items():
+            run.before = before = 0 if existing is None else _finished(existing)
+            study = run.study = optuna.create_study(
+                study_name=run.study_name, storage=run.store, direction=run.direction,
+                sampler=optuna.samplers.TPESampler(seed=seed + before), pruner=_pruner(run.pruner),
+                load_if_exists=True)
+            for key, value in run.attrs.items():
                 study.set_user_attr(key, value)
-            objective = make_objective(mt, space, data, metric=primary, seed=seed,
+            objective = make_objective(mt, run.space, run.data, metric=run.primary, seed=seed,
                                        early_stopping_rounds=_early_stop(mt), model_threads=threads)
-            if workers > 1 and before < trials:
+            if workers > 1 and before < run.trials:
                 ctx = mp.get_context("spawn")
                 for i in range(1, workers):
                     proc = ctx.Process(target=_worker, daemon=True, args=(
-                        str(project.root), mt.name, study_name, url, trials, timeout, features,
-                        str(space_file) if space_file else None, seed + before + i, pruner,
-                        threads))
+                        str(project.root), mt.name, run.study_name, run.url, run.trials, timeout,
+                        features, str(space_file) if space_file else None, seed + before + i,
+                        run.pruner, threads))
                     proc.start()
                     procs.append(proc)
             on_trial = None
-            if progress is not None and before < trials:
-                bar = progress(total=trials - before, desc=f"tune {mt.name}")
+            if progress is not None and before < run.trials:
+                bar = progress(total=run.trials - before, desc=f"tune {mt.name}")
 
                 def on_trial(study: Any, trial: Any) -> None:
                     bar.update(1)
                     try:
-                        bar.set_postfix({f"best {primary}": f"{study.best_value:.4f}"}, refresh=False)
+                        bar.set_postfix({f"best {run.primary}": f"{study.best_value:.4f}"},
+                                        refresh=False)
                     except ValueError:
                         pass
-            _optimize(study, objective, trials, timeout, n_jobs, on_trial)
+            _optimize(study, objective, run.trials, timeout, n_jobs, on_trial)
             for proc in procs:
                 proc.join()
             # a worker that crashed leaves the study to the others: say so instead of hiding it
-            crashed = [f"worker {i} (exit code {p.exitcode})" for i, p in enumerate(procs, start=2)
-                       if p.exitcode not in (0, None)]
+            run.crashed = [f"worker {i} (exit code {p.exitcode})" for i, p in enumerate(procs, start=2)
+                           if p.exitcode not in (0, None)]
     finally:
         for proc in procs:
             if proc.is_alive():
@@ -356,51 +398,72 @@ def tune_model(project: Any, model: str = "xgboost", *, trials: int | None = Non
         if bar is not None:
             bar.close()
         optuna.logging.set_verbosity(quiet_level)
-    elapsed = time.perf_counter() - t0
+    run.elapsed = time.perf_counter() - t0
+
+
+def _study_figures(run: _Tuning, done: list[Any], n_complete: int,
+                   messages: list[str]) -> tuple[dict[str, bytes], dict[str, float]]:
+    """The optimization history and, from three completed trials, the parameter importances."""
+    import optuna
     from optuna.trial import TrialState
 
+    from . import plots
+
+    values = [t.value if t.state == TrialState.COMPLETE else None for t in done]
+    best_so_far, cur = [], None
+    for v in values:
+        if v is not None and (cur is None or (v > cur if run.direction == "maximize" else v < cur)):
+            cur = v
+        best_so_far.append(cur)
+    figures = {"optimization_history": plots.to_png(plots.optimization_history(values, best_so_far,
+                                                                               run.primary))}
+    importances: dict[str, float] = {}
+    if n_complete < 3:
+        messages.append("Parameter importances need at least 3 completed trials.")
+        return figures, importances
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            importances = optuna.importance.get_param_importances(run.study)
+        figures["param_importances"] = plots.to_png(plots.barh(
+            list(importances), list(importances.values()), "Hyper-parameter importance (fANOVA)",
+            "importance"))
+    except (RuntimeError, ValueError) as exc:
+        messages.append(f"Parameter importances not computed: {exc}")
+    return figures, importances
+
+
+def _record_best(run: _Tuning, name: str | None, register: bool) -> Any:
+    """Refit the best trial, log it to MLflow (registered as challenger) and report the study."""
+    import pandas as pd
+    from optuna.trial import TrialState
+
+    from ..results import Report
+    from . import plots
+    from .models import fit_model
+    from .train import record_model
+
+    study, mt, data, primary = run.study, run.mt, run.data, run.primary
     done = study.get_trials(deepcopy=False)
     complete = [t for t in done if t.state == TrialState.COMPLETE]
     pruned = [t for t in done if t.state == TrialState.PRUNED]
     if not complete:
-        raise DataError(f"Study '{study_name}' has no completed trial ({len(pruned)} pruned, "
+        raise DataError(f"Study '{run.study_name}' has no completed trial ({len(pruned)} pruned, "
                         f"{len(done) - len(pruned)} failed or running). Run more --trials or loosen "
                         "the search space.")
     best = study.best_trial
-    params = decode_params(space, best.params)
-    fit = fit_model(mt, params, data, metric=primary, seed=seed,
+    params = decode_params(run.space, best.params)
+    fit = fit_model(mt, params, data, metric=primary, seed=run.project.seed,
                     early_stopping_rounds=_early_stop(mt), n_jobs=None)
-    figures: dict[str, bytes] = {}
-    values = [t.value if t.state == TrialState.COMPLETE else None for t in done]
-    best_so_far, cur = [], None
-    for v in values:
-        if v is not None and (cur is None or (v > cur if direction == "maximize" else v < cur)):
-            cur = v
-        best_so_far.append(cur)
-    figures["optimization_history"] = plots.to_png(plots.optimization_history(values, best_so_far,
-                                                                              primary))
-    importances: dict[str, float] = {}
-    messages = []
-    if crashed:
-        messages.append(f"{', '.join(crashed)} ended with an error; the other workers finished the "
-                        "study. Its log is the stderr of this command.")
-    if len(complete) >= 3:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                importances = optuna.importance.get_param_importances(study)
-            figures["param_importances"] = plots.to_png(plots.barh(
-                list(importances), list(importances.values()), "Hyper-parameter importance (fANOVA)",
-                "importance"))
-        except (RuntimeError, ValueError) as exc:
-            messages.append(f"Parameter importances not computed: {exc}")
-    else:
-        messages.append("Parameter importances need at least 3 completed trials.")
+    messages: list[str] = []
+    if run.crashed:
+        messages.append(f"{', '.join(run.crashed)} ended with an error; the other workers finished "
+                        "the study. Its log is the stderr of this command.")
+    figures, importances = _study_figures(run, done, len(complete), messages)
     trials_df = study.trials_dataframe(attrs=("number", "value", "state", "params", "duration"))
     trials_df["duration"] = trials_df["duration"].dt.total_seconds() if "duration" in trials_df \
         else None
-    new = _finished(study) - before
-    run_name = name or f"tuned-{mt.name}"
+    new = _finished(study) - run.before
 
     def extra(log, run_id):  # noqa: ANN001
         for fname in ("optimization_history", "param_importances"):
@@ -408,39 +471,41 @@ def tune_model(project: Any, model: str = "xgboost", *, trials: int | None = Non
                 log.png(figures[fname], f"plots/{fname}.png")
         log.table(trials_df.astype({c: str for c in trials_df.columns
                                     if trials_df[c].dtype == object}), "tuning/trials.parquet")
-        log.json({"study": study_name, "storage": redact(url), "space": space,
+        log.json({"study": run.study_name, "storage": redact(run.url), "space": run.space,
                   "importances": importances, "best_trial": best.number}, "tuning/study.json")
 
+    tracking = run.tracking
     rec = record_model(
-        tracking, project, data, fit, name=run_name, kind="tune",
-        params={"model_type": mt.name, "study": study_name, "trials": trials, "pruner": pruner,
-                "feature_set": data.ref, **{f"params.{k}": v for k, v in fit.model.params.items()}},
-        metrics=[primary, *secondary], register=register,
+        tracking, run.project, data, fit, name=name or f"tuned-{mt.name}", kind="tune",
+        params={"model_type": mt.name, "study": run.study_name, "trials": run.trials,
+                "pruner": run.pruner, "feature_set": data.ref,
+                **{f"params.{k}": v for k, v in fit.model.params.items()}},
+        metrics=[primary, *run.secondary], register=register,
         extra_metrics={"best_trial_value": best.value, "n_trials_complete": len(complete),
-                       "n_trials_pruned": len(pruned), "tuning_time_s": elapsed},
-        extra_tags={"omg.study": study_name, "omg.storage": redact(url),
+                       "n_trials_pruned": len(pruned), "tuning_time_s": run.elapsed},
+        extra_tags={"omg.study": run.study_name, "omg.storage": redact(run.url),
                     "omg.best_trial": best.number}, extra=extra)
-    figures = plots.LazyFigures(figures).merge(rec["figures"])
     if new == 0:
-        messages.append(f"The study already had {before} finished trials (--trials {trials}); no new "
-                        "trial ran. Raise --trials to continue it.")
-    elif before:
-        messages.append(f"Resumed study '{study_name}': {before} finished trials before, {new} now.")
-    summary = {"study": study_name, "storage": redact(url), "trials": len(done),
+        messages.append(f"The study already had {run.before} finished trials (--trials {run.trials});"
+                        " no new trial ran. Raise --trials to continue it.")
+    elif run.before:
+        messages.append(f"Resumed study '{run.study_name}': {run.before} finished trials before, "
+                        f"{new} now.")
+    summary = {"study": run.study_name, "storage": redact(run.url), "trials": len(done),
                "completed": len(complete), "pruned": len(pruned), "new this call": new,
                f"best val {primary}": best.value}
     if "test" in rec["scores"]:
         summary[f"test {primary}"] = rec["scores"]["test"][primary]
-    summary.update({"time (s)": round(elapsed, 1), "mlflow run": run_name})
+    summary.update({"time (s)": round(run.elapsed, 1), "mlflow run": name or f"tuned-{mt.name}"})
     if rec["version"]:
         summary["registered"] = f"{tracking.model_name} v{rec['version']} (challenger)"
     best_table = pd.DataFrame([{"parameter": k, "value": json.dumps(v) if isinstance(v, list) else v}
                                for k, v in params.items()])
     top = trials_df[trials_df["state"] == "COMPLETE"].sort_values(
-        "value", ascending=direction == "minimize").head(10)
+        "value", ascending=run.direction == "minimize").head(10)
     return Report(f"Tuned {mt.name} on {data.ref}: {len(complete)} completed / {len(pruned)} pruned "
                   "trials", summary=summary, tables={"best parameters": best_table, "top trials": top},
-                  figures=figures, messages=messages,
-                  artifacts={"mlflow run": f"runs:/{rec['run_id']}/model", "study": redact(url)},
+                  figures=plots.LazyFigures(figures).merge(rec["figures"]), messages=messages,
+                  artifacts={"mlflow run": f"runs:/{rec['run_id']}/model", "study": redact(run.url)},
                   data={"run_id": rec["run_id"], "best_params": params, "best_value": best.value},
                   value=fit.model)
