@@ -87,7 +87,9 @@ def derive_sizes(n_rows: int, n_inputs: int, task: str, class_counts: list[int])
     - ``n_trials``: about 4 million cells of tuning work (rows x inputs) per five trials, 10..50;
     - ``cv_folds``: 5, fewer when the smallest class has fewer rows (at least 2);
     - ``k_features``: ``auto``: the selection step keeps what the training rows support;
-    - ``per_day``: simulated requests a day, about twice the test split over 14 days, 20..300;
+    - ``per_day``: simulated requests a day, about twice the test split over 14 days, 100..300 (a
+      small table's rows are replayed more than once: a daily drift check needs about a hundred
+      requests to see a shift of half a standard deviation);
     - ``min_labels``: labels a monitoring window needs for the live metric, half a day's, 10..50;
     - ``canary_window``: challenger requests per canary step, 20..100;
     - ``eval_min_labels``: labels the retrain's evaluation window needs to compare two models, a
@@ -99,7 +101,7 @@ def derive_sizes(n_rows: int, n_inputs: int, task: str, class_counts: list[int])
     cv_folds = int(max(2, min(5, smallest if task == "classification" else n_rows // 20)))
     sim_days = 14
     n_test = max(1, int(n_rows * 0.15))
-    per_day = int(min(300, max(20, round(2 * n_test / sim_days))))
+    per_day = int(min(300, max(100, round(2 * n_test / sim_days))))
     return {
         "rows": int(n_rows), "inputs": int(n_inputs),
         "smallest_class_rows": int(smallest) if task == "classification" else None,

@@ -24,7 +24,7 @@ def test_sizes_follow_the_table():
             demo["canary_window"], demo["eval_min_labels"]) == (30, 5, 300, 50, 100, 50)
     tiny = pc.derive_sizes(150, 4, "classification", [50, 50, 50])
     assert (tiny["n_trials"], tiny["cv_folds"], tiny["per_day"], tiny["min_labels"],
-            tiny["canary_window"], tiny["eval_min_labels"]) == (50, 5, 20, 10, 20, 35)
+            tiny["canary_window"], tiny["eval_min_labels"]) == (50, 5, 100, 50, 20, 50)
     rare = pc.derive_sizes(400, 10, "classification", [397, 3])
     assert rare["cv_folds"] == 3 and rare["smallest_class_rows"] == 3
     huge = pc.derive_sizes(2_000_000, 30, "regression", [])
