@@ -392,3 +392,33 @@ def test_case_numbers_and_timestamps_are_not_personal_data():
     dashed = pd.Series([f"555-{rng.integers(100, 999)}-{rng.integers(1000, 9999)}"
                         for _ in range(n)]).value_counts()
     assert scan_column("contact", dashed)[0].kind == "phone number"
+
+
+def test_the_phase1_verdict_states_a_failed_audit_item_once(tmp_path):
+    """A blocker of the study that is a failed audit item is left to the audit's own criterion; the
+    study's other blockers stay in its criterion."""
+    import json
+
+    from omgmagics.discovery.gate import phase1_criteria
+    from omgmagics.project import Project
+    from tests.test_modeling_helpers import make_project
+
+    project = Project.at(make_project(tmp_path / "p", store=False))
+    evidence = "rarest class 'sp_G': 8 rows = 1.6 per feature"
+    reports = project.reports_dir
+    reports.mkdir(parents=True)
+    (reports / "feasibility.json").write_text(json.dumps({
+        "proceed": False, "recommendation": "Do not proceed yet", "objective": {"target": "income"},
+        "blockers": [f"audit item 'Volume sufficient: rows per class' failed: {evidence}"]}))
+    (reports / "data_audit.json").write_text(json.dumps({
+        "items": [{"id": "volume_class", "check": "Volume sufficient: rows per class",
+                   "evidence": evidence}],
+        "failed": ["volume_class"], "warnings": [], "brief": {"target": "income"}}))
+    crit = {c.name: c for c in phase1_criteria(project)[0]}
+    assert crit["recommendation is to proceed"].detail == "the data audit's failed item (next criterion)"
+    assert crit["data audit has no failed item"].detail == f"Volume sufficient: rows per class: {evidence}"
+    feas = json.loads((reports / "feasibility.json").read_text())
+    feas["blockers"].append("no sensitive feature reviewed")
+    (reports / "feasibility.json").write_text(json.dumps(feas))
+    crit = {c.name: c for c in phase1_criteria(project)[0]}
+    assert crit["recommendation is to proceed"].detail == "no sensitive feature reviewed"

@@ -29,8 +29,15 @@ def phase1_criteria(project: Any) -> tuple[list[Criterion], str]:
             "reports/feasibility.json is missing or unreadable: run `omg ml feasibility`")))
     else:
         proceed = bool(feas.get("proceed")) and str(feas.get("recommendation", "")).startswith("Proceed")
+        blockers = list(feas.get("blockers", []))
+        # a failed audit item is stated once, by the audit's own criterion below
+        audited = {i.get("check") for i in (audit or {}).get("items", [])
+                   if i.get("id") in (audit or {}).get("failed", [])}
+        own = [b for b in blockers if not any(b.startswith(f"audit item '{c}' failed") for c in audited)]
+        detail = "; ".join(own) if own else ("the data audit's failed item (next criterion)"
+                                             if blockers else "")
         criteria.append(Criterion("recommendation is to proceed", "pass" if proceed else "fail",
-                                  feas.get("recommendation"), detail="; ".join(feas.get("blockers", []))))
+                                  feas.get("recommendation"), detail=detail))
         criteria.append(Criterion("technical_feasibility", "pass", feas.get("technical_feasibility")))
         criteria.append(Criterion("data_readiness", "pass", feas.get("data_readiness")))
         seen = feas.get("objective", {}).get("target")
