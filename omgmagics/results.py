@@ -139,11 +139,11 @@ class Report:
         esc = html.escape
         parts = [_CSS, '<div class="omg-report">', f"<h3>{esc(self.title)}</h3>"]
         if self.summary:
-            rows = "".join(f"<tr><th>{esc(str(k))}</th><td>{_status_html(v)}</td></tr>"
+            rows = "".join(f"<tr><th>{esc(str(k))}</th><td>{status_html(v)}</td></tr>"
                            for k, v in self.summary.items())
             parts.append(f"<table>{rows}</table>")
         for name, table in self.tables.items():
-            parts.append(f"<h4>{esc(name)}</h4>{_table_html(table)}")
+            parts.append(f"<h4>{esc(name)}</h4>{table_html(table)}")
         for name, png in self.figures.items():
             b64 = base64.b64encode(png).decode()
             # the figure carries its own title; the name is the image's alternative text
@@ -161,13 +161,13 @@ class Report:
         return self.to_text()
 
 
-def _status_html(value: Any) -> str:
+def status_html(value: Any) -> str:
     text = html.escape(_fmt(value))
     colour = STATUS_COLOURS.get(str(value).lower()) if isinstance(value, str) else None
     return f'<b style="color:{colour}">{text}</b>' if colour else text
 
 
-def _table_html(table: Any, max_rows: int = 60) -> str:
+def table_html(table: Any, max_rows: int = 60) -> str:
     import pandas as pd
 
     df = table if isinstance(table, pd.DataFrame) else pd.DataFrame(table)

@@ -110,7 +110,7 @@ def render_report(executed: Path, dest: Path) -> Path:
     exporter = HTMLExporter(exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True,
                             embed_images=True)
     body, _ = exporter.from_notebook_node(nb)
-    from .review import strip_network
+    from .html import strip_network
 
     return write_text(dest, strip_network(body))
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 
+from omgmagics.html import strip_network
 from omgmagics.project import Project
-from omgmagics.review import build_index, strip_network
+from omgmagics.review import build_index
 from omgmagics.runner import run_lifecycle
 
 from .test_runner import write_notebook

@@ -429,15 +429,15 @@ def write_html(path: Any, report: Any) -> Any:
     import html
 
     from ..atomic import write_text
-    from ..results import _status_html, _table_html
-    from ..review import page
+    from ..html import page
+    from ..results import status_html, table_html
 
     esc = html.escape
     stamp = report.data.get("created", "") if isinstance(report.data, dict) else ""
     parts = ['<p><a href="index.html">&larr; review index</a></p>', f"<h1>{esc(report.title)}</h1>",
              f'<p class="sub">Written {esc(stamp)} by <code>omg train evaluate</code>; the numbers are '
              f"also in <code>{EVALUATION_FILE}</code> and the model's MLflow run.</p>",
-             "<table>" + "".join(f"<tr><th>{esc(str(k))}</th><td>{_status_html(v)}</td></tr>"
+             "<table>" + "".join(f"<tr><th>{esc(str(k))}</th><td>{status_html(v)}</td></tr>"
                                  for k, v in report.summary.items()) + "</table>"]
     if report.messages:
         parts.append("<ul>" + "".join(f"<li>{esc(m)}</li>" for m in report.messages) + "</ul>")
@@ -450,7 +450,7 @@ def write_html(path: Any, report: Any) -> Any:
     if report.tables:
         parts.append("<h2>Tables</h2>")
     for name, table in report.tables.items():
-        parts.append(f"<h3>{esc(name)}</h3>{_table_html(table)}")
+        parts.append(f"<h3>{esc(name)}</h3>{table_html(table)}")
     return write_text(path, page(report.title, "".join(parts)))
 
 
