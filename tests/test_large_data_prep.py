@@ -19,8 +19,8 @@ from omgmagics.dataprep.sources import content_sha256
 from omgmagics.discovery.audit import audit_data
 from omgmagics.discovery.brief import Brief
 from omgmagics.errors import DataError
-from omgmagics.ops.rowsample import RowSample
-from omgmagics.ops.sources import FrameSource, ParquetSource
+from omgmagics.io.rowsample import RowSample
+from omgmagics.io.sources import FrameSource, ParquetSource
 
 SOURCE = {"kind": "file", "location": "/data/big", "sha256": None}
 

@@ -14,9 +14,9 @@ from scipy import stats as ss
 from scipy.spatial.distance import jensenshannon
 
 from omgmagics.errors import ConfigError, DataError, UsageError
+from omgmagics.io.sources import FrameSource, ParquetSource
 from omgmagics.ops import stats
 from omgmagics.ops.drift import detect
-from omgmagics.ops.sources import FrameSource, ParquetSource
 from omgmagics.ops.windows import Window, current_window, parse_duration, rolling_windows, to_ns
 
 
@@ -268,8 +268,8 @@ def test_prediction_log_in_small_batches_equals_whole_day_files(tmp_path):
     project = Project.at(root)
     windows = rolling_windows(dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
                               to_ns(dt.datetime(2026, 1, 7, tzinfo=dt.UTC)), parse_duration("2d"))
+    from omgmagics.io.sources import open_source
     from omgmagics.ops.drift import compare, count_current, profile_reference
-    from omgmagics.ops.sources import open_source
 
     profile = profile_reference(open_source(ref), ["x", "z"], prediction="score")
 

@@ -9,8 +9,8 @@ import re
 import pytest
 
 from omgmagics.errors import ConfigError, DataError, UsageError
+from omgmagics.io.journal import read
 from omgmagics.ops.drift_report import run_drift
-from omgmagics.ops.journal import read
 from omgmagics.ops.monitor import run_monitor
 from omgmagics.ops.predlog import read_log
 from omgmagics.project import Project

@@ -14,8 +14,8 @@ import pytest
 
 from omgmagics.errors import DataError, UsageError
 from omgmagics.gates import check_gate
+from omgmagics.io.journal import read
 from omgmagics.ops.drift_report import run_drift
-from omgmagics.ops.journal import read
 from omgmagics.ops.retrain import answered, check_trigger, history, queue_of
 from omgmagics.ops.retrain_job import decide, lifecycle_train, retrain
 from omgmagics.project import Project

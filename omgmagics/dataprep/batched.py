@@ -1,5 +1,5 @@
 """The data steps on a parquet table read in batches (core layer): the project's raw table opened
-as a :class:`omgmagics.ops.sources.ParquetSource`, and the validation pass over it (violations, the
+as a :class:`omgmagics.io.sources.ParquetSource`, and the validation pass over it (violations, the
 data dictionary's row sample and the content hash in one pass)."""
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ DICTIONARY_SAMPLE = 100_000  # the data dictionary of a table read in batches: a
 def raw_source(project: Any, batch_rows: int = FRAME_ROWS) -> tuple[Any, dict[str, Any]]:
     """As :func:`raw_table`, but a parquet table (collected, or the project's ``data.source`` when
     it is a parquet file or folder and not sampled) is opened to be read in batches
-    (:class:`omgmagics.ops.sources.ParquetSource`) instead of loaded; its ``content_sha256`` is then
+    (:class:`omgmagics.io.sources.ParquetSource`) instead of loaded; its ``content_sha256`` is then
     None until a pass over it computes it."""
-    from ..ops.sources import ParquetSource
+    from ..io.sources import ParquetSource
     from ._util import read_json_or, rel
     from .sources import LINEAGE_FILE, raw_table
 
@@ -66,7 +66,7 @@ def parquet_source(project: Any, data: str,
                    batch_rows: int = FRAME_ROWS) -> tuple[Any, dict[str, Any]] | None:
     """`data` opened to be read in batches when it is a parquet file or folder (:func:`parquet_path`);
     None for anything else (which is loaded whole)."""
-    from ..ops.sources import open_source
+    from ..io.sources import open_source
 
     path = parquet_path(project, data)
     if path is None:
@@ -84,7 +84,7 @@ def validate_source(src: Any, schema: dict[str, Any], source: str, seed: int, pr
 
     import pandas as pd
 
-    from ..ops.rowsample import RowSample
+    from ..io.rowsample import RowSample
     from .schema import validate_table
 
     sample = RowSample(DICTIONARY_SAMPLE, seed)

@@ -203,7 +203,7 @@ def validate_step(project: Any, df: Any, source: str, schema: str | None = None,
                   progress: Any = None) -> Report:
     """Validate `df` against the schema, record the result and regenerate the data dictionary.
 
-    `df` is a DataFrame, or a :class:`omgmagics.ops.sources.Source` (a parquet file or
+    `df` is a DataFrame, or a :class:`omgmagics.io.sources.Source` (a parquet file or
     hive-partitioned folder) read in batches: the same violations, in bounded memory; the data
     dictionary's statistics then come from a seeded sample of ``DICTIONARY_SAMPLE`` rows when
     the table is larger (stated in the dictionary), and a missing ``content_sha256`` in `info` is
@@ -214,7 +214,7 @@ def validate_step(project: Any, df: Any, source: str, schema: str | None = None,
     DataError
         With `strict`, after recording the result, when any rule is broken.
     """
-    from ..ops.sources import Source
+    from ..io.sources import Source
     from .batched import validate_source
     from .schema import load_schema, strict_error, validate_frame
 

@@ -380,7 +380,7 @@ GC_EVERY = 4  # batches between two full garbage collections in validate_table
 def validate_table(table: Any, schema: dict[str, Any], source: str = "data", strict: bool = False,
                    progress: Callable[..., Any] | None = None,
                    each: Iterable[Callable[[Any], None]] = ()) -> Report:
-    """Validate a table read in batches (a :class:`omgmagics.ops.sources.Source`: a parquet file or
+    """Validate a table read in batches (a :class:`omgmagics.io.sources.Source`: a parquet file or
     hive-partitioned folder, a DataFrame) against a checked `schema`: the same report as
     :func:`validate_frame` on the whole table, in memory bounded by the batch size (plus 24 bytes per
     distinct value of each ``unique`` column).

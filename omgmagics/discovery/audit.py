@@ -109,12 +109,12 @@ def load_input(project: Any, ref: str | None = None, table: Callable[..., Any] |
         The notebook namespace, to tell variables from paths.
     batched : bool
         Return a parquet file or folder (named, or the project's unsampled ``data.source``) as an
-        :class:`omgmagics.ops.sources.ParquetSource` to read in batches, not as a DataFrame.
+        :class:`omgmagics.io.sources.ParquetSource` to read in batches, not as a DataFrame.
     """
     declared = project.config.get_path("data.source")
     if batched:
         from ..dataprep.batched import declared_parquet, parquet_path
-        from ..ops.sources import ParquetSource
+        from ..io.sources import ParquetSource
     if ref is None:
         path = declared_parquet(project) if batched else None
         if path is not None:
@@ -244,7 +244,7 @@ def audit_data(df: pd.DataFrame, brief: Brief, *, html_path: str | os.PathLike |
 
     Parameters
     ----------
-    df : pandas.DataFrame or omgmagics.ops.sources.Source
+    df : pandas.DataFrame or omgmagics.io.sources.Source
         A table larger than one batch of a Source (a parquet file or hive-partitioned folder) is
         read in batches (:mod:`.stream`): exact counts in one pass, distribution checks and the
         profile on a seeded sample of `profile_rows` rows.
@@ -278,7 +278,7 @@ def audit_data(df: pd.DataFrame, brief: Brief, *, html_path: str | os.PathLike |
     DataError, ConfigError
         Before anything is written, when the data or the brief cannot be audited.
     """
-    from ..ops.sources import Source
+    from ..io.sources import Source
 
     t0 = time.perf_counter()
     tick = step or (lambda name: None)

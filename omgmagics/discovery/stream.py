@@ -9,7 +9,7 @@ distinct value (8 bytes, 16 with its count for text columns beyond :data:`KEEP_V
 values, whose value list for the mixed-type and personal-data scans is then the first
 :data:`KEEP_VALUES` values seen).
 
-Sampled (a seeded sample of :data:`SAMPLE_ROWS` rows, :class:`omgmagics.ops.rowsample.RowSample`):
+Sampled (a seeded sample of :data:`SAMPLE_ROWS` rows, :class:`omgmagics.io.rowsample.RowSample`):
 outlier fences and shares, single-feature (leakage and proxy) scores, the regression target's
 skewness, the time column's format, the profile. A table of at most that many rows is its own sample,
 so its audit is the in-memory one.
@@ -152,8 +152,8 @@ def _is_text(dtype: Any) -> bool:
 
 def scan(source: Any, brief: Any, *, sample_rows: int = SAMPLE_ROWS, seed: int = 0,
          progress: Callable[..., Any] | None = None) -> Scan:
-    """One pass over `source` (a :class:`omgmagics.ops.sources.Source`)."""
-    from ..ops.rowsample import RowSample
+    """One pass over `source` (a :class:`omgmagics.io.sources.Source`)."""
+    from ..io.rowsample import RowSample
 
     dtypes = {str(c): t for c, t in source.dtypes().items()}
     n_total = int(source.rows)

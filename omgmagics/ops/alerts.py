@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from . import journal
+from ..io import journal
 
 DRIFT_KINDS = ("dataset_drift", "feature_drift", "prediction_drift")
 

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
+from ..io.sources import CATEGORICAL, NAT, NUMERIC, Batch, Source
 from . import stats
-from .sources import CATEGORICAL, NAT, NUMERIC, Batch, Source
 
 DEFAULTS: dict[str, Any] = {
     "bins": 1000, "psi_bins": 10, "sample_size": 200_000, "max_categories": 50,

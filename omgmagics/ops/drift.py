@@ -42,9 +42,9 @@ from typing import Any
 
 import numpy as np
 
+from ..io.sources import NUMERIC
 from . import stats
 from .binning import DEFAULTS, EFFECTS, Binning, Counts, Reference, count_current, profile_reference
-from .sources import NUMERIC
 
 __all__ = ["DEFAULTS", "FeatureDrift", "WindowDrift", "compare", "count_current", "detect",
            "profile_reference"]
@@ -193,7 +193,7 @@ def detect(reference: Any, current: Any, features: list[str] | None = None, *,
 
     Parameters
     ----------
-    reference, current : DataFrame, path or :class:`~omgmagics.ops.sources.Source`
+    reference, current : DataFrame, path or :class:`~omgmagics.io.sources.Source`
         Tables; paths may be parquet files, partitioned parquet folders, csv or json lines.
     features : list of str, optional
         Columns to compare (default: the reference's columns other than `prediction` and
@@ -210,7 +210,7 @@ def detect(reference: Any, current: Any, features: list[str] | None = None, *,
     list of WindowDrift
         One per window (one without windows).
     """
-    from .sources import BATCH_ROWS, open_source
+    from ..io.sources import BATCH_ROWS, open_source
 
     ref_src = open_source(reference, "reference", batch_rows=batch_rows or BATCH_ROWS)
     cur_src = open_source(current, "current", batch_rows=batch_rows or BATCH_ROWS)

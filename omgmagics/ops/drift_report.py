@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError, UsageError
-from . import journal
+from ..io import journal
+from ..io.sources import TIME, open_source
 from .alerts import make_alert, raise_alerts
 from .drift import WindowDrift, compare, count_current, profile_reference
 from .predlog import META, LogSource
 from .settings import monitoring_settings
-from .sources import TIME, open_source
 from .windows import (
     current_window,
     parse_duration,
@@ -199,7 +199,7 @@ def _fmt_ns(ns: int) -> str:
 
 
 def _time_range(source: Any, tcol: str) -> tuple[int, int, int]:
-    from .sources import NAT
+    from ..io.sources import NAT
 
     if isinstance(source, LogSource):
         return to_ns(source.first), to_ns(source.last), 0

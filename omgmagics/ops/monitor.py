@@ -350,10 +350,10 @@ def run_monitor(project: Any, config: str | None = None, *, window: str | None =
     env : str, optional
         Only requests of this environment (default ``monitoring.env``: all).
     """
+    from ..io.journal import now
     from ..results import Report
     from . import plots
     from .html import write_page
-    from .journal import now
     from .predlog import Problems
 
     settings = monitoring_settings(project, config)

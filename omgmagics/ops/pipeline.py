@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from . import journal
+from ..io import journal
 
 ACTIONS = ("status", "run", "history")
 

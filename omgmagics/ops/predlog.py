@@ -369,7 +369,7 @@ __all__ = ["read_log", "iter_log", "iter_records", "iter_json_lines", "read_feed
 
 
 class LogSource:
-    """The prediction log as a drift :class:`~omgmagics.ops.sources.Source` (batches of at most
+    """The prediction log as a drift :class:`~omgmagics.io.sources.Source` (batches of at most
     `batch_rows` records of one day file).
 
     :meth:`scan` reads the log once for its columns, kinds, time range and damaged parts; batches then
@@ -395,7 +395,7 @@ class LogSource:
         return list(self.kinds)
 
     def _scan(self) -> None:
-        from .sources import _pandas_kind
+        from ..io.sources import _pandas_kind
 
         kinds: dict[str, str] = {}
         for df in iter_log(self.project, settings=self.settings, problems=self.problems,
@@ -427,7 +427,7 @@ class LogSource:
 
     def batches(self, columns: list[str], time_column: str | None = None,
                 start_ns: int | None = None, end_ns: int | None = None) -> Iterator[Any]:
-        from .sources import PandasBatch
+        from ..io.sources import PandasBatch
         from .windows import from_ns
 
         cols = list(dict.fromkeys(columns + ([time_column] if time_column else [])))

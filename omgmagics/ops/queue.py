@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError, unknown_choice
-from .journal import file_lock, stamp
+from ..io.journal import file_lock, stamp
 
 PRIORITIES = {"low": 0, "normal": 1, "high": 2}
 TRIGGERS = ("drift", "schedule", "performance", "manual")

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from . import journal
+from ..io import journal
 from .alerts import DRIFT_KINDS, list_alerts
 from .queue import RetrainQueue
 from .settings import retraining_settings

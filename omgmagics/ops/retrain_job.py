@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError, OmgError
-from . import journal
+from ..io import journal
 from .live import latest_labeled_window, scorer_metric
 from .retrain import decline, history_path, queue_of, record, request_retrain
 from .settings import monitoring_settings, retraining_settings

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from . import journal
+from ..io import journal
 
 ITERATIONS = "iterations.jsonl"
 

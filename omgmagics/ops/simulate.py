@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError, UsageError
-from . import journal
+from ..io import journal
 from .predlog import append_records, iso, log_dir
 
 _QUOTED = r'"((?:[^"\\]|\\.)*)"|' + r"'((?:[^'\\]|\\.)*)'|`([^`]*)`"

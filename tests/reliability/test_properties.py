@@ -223,8 +223,8 @@ def test_wasserstein_zero_symmetric_non_negative_and_exact(x, y):
 def test_binning_covers_every_value_and_identical_data_has_no_drift(sample, bins, psi_bins):
     import pyarrow as pa
 
+    from omgmagics.io.sources import ArrowBatch
     from omgmagics.ops.binning import _numeric_binning
-    from omgmagics.ops.sources import ArrowBatch
     from omgmagics.ops.stats import js_distance, psi
 
     arr = np.asarray(sample, dtype=np.float64)

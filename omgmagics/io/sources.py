@@ -437,7 +437,7 @@ def open_source(table: Any, name: str | None = None, base: str | os.PathLike | N
                         "from the working directory, then the project folder).")
     if path.is_dir() or path.suffix.lower() in (".parquet", ".pq"):
         return ParquetSource(path, batch_rows)
-    from ..io import read_table
+    from . import read_table
 
     return FrameSource(read_table(path), str(path), batch_rows)
 

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .errors import DataError
+from ..errors import DataError
 
 READERS = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet",
            ".jsonl": "json", ".ndjson": "json", ".json": "json", ".gz": "csv"}
@@ -89,7 +89,7 @@ def project_output(root: str | os.PathLike, value: str | os.PathLike | None, fla
     """
     if value is None:
         return None
-    from .errors import UsageError
+    from ..errors import UsageError
 
     path = Path(value)
     if path.is_absolute():
