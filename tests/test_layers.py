@@ -1,6 +1,7 @@
-"""The package's import graph has no circle (read with ast, imports inside functions included), so
-every module can be understood, and imported, from the ones below it. tools/codemap.py prints the
-figures this guards (and more)."""
+"""The package's import graph has no circle and no import from a lower floor to a higher one (read with
+ast, imports inside functions included), so every module can be understood, and imported, from the
+ones below it. The floors are ``FLOORS`` of tools/codemap.py (drawn in docs/architecture.md), which
+prints the figures this guards (and more)."""
 
 from __future__ import annotations
 
@@ -33,3 +34,24 @@ def test_the_circle_finder_finds_a_circle():
     edges = [{"src": "a", "dst": "b"}, {"src": "b", "dst": "c"}, {"src": "c", "dst": "a"},
              {"src": "c", "dst": "d"}]
     assert codemap.cycles(["a", "b", "c", "d"], edges) == [["a", "b", "c"]]
+
+
+def test_every_module_has_a_floor_and_imports_only_downward():
+    codemap = _codemap()
+    mods = codemap.modules()
+    assert [m for m in mods if codemap.floor(m) is None] == [], "add the new package to FLOORS"
+    edges = codemap.imports(mods)
+    climbs = sorted(f"{e['src']} (floor {codemap.floor(e['src'])}) -> {e['dst']} (floor "
+                    f"{codemap.floor(e['dst'])}), line {e['line']}" for e in codemap.upward(edges))
+    assert climbs == []
+
+
+def test_the_floor_check_sees_a_climb():
+    codemap = _codemap()
+    assert codemap.floor("omgmagics.ops.drift") == 5 and codemap.floor("omgmagics.errors") == 0
+    assert codemap.floor("omgmagics.datasets.adult_project") == 6
+    assert codemap.floor("omgmagics.datasets") == 0
+    edges = [{"src": "omgmagics.discovery.audit", "dst": "omgmagics.ops.drift", "line": 3},
+             {"src": "omgmagics.ops.drift", "dst": "omgmagics.discovery.audit", "line": 4},
+             {"src": "omgmagics", "dst": "omgmagics.magics", "line": 5}]
+    assert codemap.upward(edges) == edges[:1]

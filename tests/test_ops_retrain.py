@@ -15,9 +15,9 @@ import pytest
 from omgmagics.errors import DataError, UsageError
 from omgmagics.gates import check_gate
 from omgmagics.io.journal import read
+from omgmagics.lifecycle.retrain_job import decide, lifecycle_train, retrain
 from omgmagics.ops.drift_report import run_drift
 from omgmagics.ops.retrain import answered, check_trigger, history, queue_of
-from omgmagics.ops.retrain_job import decide, lifecycle_train, retrain
 from omgmagics.project import Project
 
 try:  # tests/ is a package here; the helpers sit beside this file either way

@@ -184,8 +184,8 @@ def test_columns_that_are_no_input_arrive_with_the_labels_and_reach_the_retrain_
 
     import pandas as pd
 
+    from omgmagics.lifecycle.retrain_job import build_training_data
     from omgmagics.ops.live import labeled
-    from omgmagics.ops.retrain_job import build_training_data
     from omgmagics.ops.settings import monitoring_settings
 
     project = Project.at(small_project(tmp_path))

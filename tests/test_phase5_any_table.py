@@ -15,11 +15,11 @@ import pandas as pd
 import pytest
 
 from omgmagics.gates import check_gate
+from omgmagics.lifecycle.retrain_job import retrain
 from omgmagics.ops.drift_report import run_drift
 from omgmagics.ops.live import metric_value
 from omgmagics.ops.monitor import run_monitor
 from omgmagics.ops.retrain import history
-from omgmagics.ops.retrain_job import retrain
 from omgmagics.ops.simulate import loop_summary, simulate_traffic
 from omgmagics.project import Project
 

@@ -1,5 +1,6 @@
-"""Structural counts of the package, for the redesign (issue 18): import circles, imports inside
-functions, the longest functions, files over 400 lines, string switches on the model family.
+"""Structural counts of the package, for the redesign (issue 18): import circles, imports that climb
+from a lower floor to a higher one (``FLOORS``), imports inside functions, the longest functions, files
+over 400 lines, string switches on the model family.
 
     python tools/codemap.py            # a summary
     python tools/codemap.py --json     # every figure, for a closing note or a diff between commits
@@ -18,6 +19,43 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "omgmagics"
 LONG_FILE = 400
+
+
+# The floors of the package, lowest first (docs/architecture.md draws them): a module imports only its
+# own floor and the ones below. The most specific prefix decides a module's floor.
+FLOORS: dict[str, int] = {
+    # 0: the floor: errors, atomic writes, tables and batch readers (io/), results, HTML, plot style,
+    # config, Project, gate criteria, metrics, column roles, the lock, the bundled demo data
+    **dict.fromkeys(["omgmagics", "errors", "atomic", "io", "results", "html", "plotstyle", "config",
+                     "project", "criteria", "log", "redact", "metrics", "columns", "lock", "templates",
+                     "datasets"], 0),
+    # 1..5: the phases in order, each with its gate
+    "discovery": 1, "dataprep": 2, "features": 2, "modeling": 3, "optim": 4, "deploy": 4, "ops": 5,
+    # 6: the lifecycle: runner, runs and manifests, gate dispatch, review index, the retrain job and
+    # pipeline status, project creation (and the demo's project code it writes), the tracking UIs
+    **dict.fromkeys(["lifecycle", "runner", "runs", "gates", "review", "scaffold", "projectcode",
+                     "datasets.adult_project", "uis"], 6),
+    # 7: the command layer and its two shells
+    **dict.fromkeys(["commands", "magics", "cli", "completion"], 7),
+}
+# IPython finds the extension's hook in the package root, which imports the magics when called.
+HOOK = ("omgmagics", "omgmagics.magics")
+
+
+def floor(module: str) -> int | None:
+    """The floor of `module` (``omgmagics.x.y``): its longest prefix in ``FLOORS``."""
+    parts = module.split(".")[1:]
+    for n in range(len(parts), -1, -1):
+        key = ".".join(parts[:n]) if n else PACKAGE
+        if key in FLOORS:
+            return FLOORS[key]
+    return None
+
+
+def upward(edges: list[dict]) -> list[dict]:
+    """The imports from a lower floor to a higher one (the extension hook aside)."""
+    return [e for e in edges if (e["src"], e["dst"]) != HOOK
+            and (floor(e["dst"]) or 0) > (floor(e["src"]) or 0)]
 
 
 def module_name(path: Path) -> str:
@@ -154,6 +192,8 @@ def measure() -> dict:
         "internal_imports": len(edges),
         "imports_inside_functions": sum(not e["top"] for e in edges),
         "circles": len(circles),
+        "upward_imports": [f"{e['src']} -> {e['dst']} (line {e['line']})" for e in upward(edges)],
+        "unplaced_modules": sorted(m for m in mods if floor(m) is None),
         "largest_circle": circles[0] if circles else [],
         "modules_in_circles": sum(len(c) for c in circles),
         "longest_functions": funcs[:10],
@@ -177,6 +217,7 @@ def main(argv: list[str] | None = None) -> int:
           "functions)")
     print(f"import circles: {m['circles']} ({m['modules_in_circles']} modules); the largest ties "
           f"{len(m['largest_circle'])}: {', '.join(m['largest_circle'])}")
+    print(f"imports from a lower floor to a higher one: {len(m['upward_imports'])}")
     longest = m["longest_functions"][0]
     print(f"functions over 80 lines: {m['functions_over_80_lines']}; longest: "
           f"{longest['module']}.{longest['function']} ({longest['lines']} lines)")

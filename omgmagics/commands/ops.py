@@ -73,14 +73,14 @@ def pipeline(ns: argparse.Namespace, ctx: Context):
         raise UsageError(f"--limit must be at least 1, got {ns.limit}.")
     project = ctx.project()
     if ns.action == "run":
-        from ..ops.retrain_job import run_queue
+        from ..lifecycle.retrain_job import run_queue
 
         return run_queue(project, max_jobs=ns.max_jobs, progress=ctx.progress)
     if ns.action == "history":
-        from ..ops.pipeline import pipeline_history
+        from ..lifecycle.pipeline import pipeline_history
 
         return pipeline_history(project, ns.limit)
-    from ..ops.pipeline import pipeline_status
+    from ..lifecycle.pipeline import pipeline_status
 
     return pipeline_status(project)
 
@@ -162,7 +162,7 @@ def drift(ns: argparse.Namespace, ctx: Context):
     writes=lambda ns: not (ns.queue_only or ns.decline),
 )
 def retrain(ns: argparse.Namespace, ctx: Context):
-    from ..ops.retrain_job import retrain as run
+    from ..lifecycle.retrain_job import retrain as run
     from ..ops.windows import parse_duration
 
     if ns.eval_window is not None:

@@ -178,12 +178,6 @@ def parse_dates(values: Any, fmt: str | None = None) -> Any:
 
 
 # --- command-line paths, shared by the steps and the batched readers -------------------------------
-def resolve(project: Any, path: str | Path | None, default: str) -> Path:
-    """A path given on the command line: absolute as is, relative from the project folder."""
-    p = Path(path if path is not None else default).expanduser()
-    return p if p.is_absolute() else project.root / p
-
-
 def rel(project: Any, path: Path) -> str:
     """`path` relative to the project folder when inside it (for reports and manifests)."""
     try:

@@ -4,7 +4,6 @@ data dictionary's row sample and the content hash in one pass)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from ..results import Report
@@ -18,6 +17,7 @@ def raw_source(project: Any, batch_rows: int = FRAME_ROWS) -> tuple[Any, dict[st
     it is a parquet file or folder and not sampled) is opened to be read in batches
     (:class:`omgmagics.io.sources.ParquetSource`) instead of loaded; its ``content_sha256`` is then
     None until a pass over it computes it."""
+    from ..io import declared_parquet
     from ..io.sources import ParquetSource
     from ._util import read_json_or, rel
     from .sources import LINEAGE_FILE, raw_table
@@ -40,32 +40,11 @@ def raw_source(project: Any, batch_rows: int = FRAME_ROWS) -> tuple[Any, dict[st
     return raw_table(project)
 
 
-def parquet_path(project: Any, data: str | Path) -> Path | None:
-    """`data` (a path, relative to the working folder, else the project) when it is an existing
-    parquet file or folder, which is read in batches; None for anything else (loaded whole)."""
-    path = Path(data)
-    if not path.is_absolute() and not path.exists():
-        path = Path(project.root) / path
-    if path.is_dir() or (path.is_file() and path.suffix.lower() in (".parquet", ".pq")):
-        return path
-    return None
-
-
-def declared_parquet(project: Any) -> Path | None:
-    """The project's ``data.source`` when it is an unsampled parquet file or folder."""
-    declared = project.config.get_path("data.source", "demo")
-    frac = project.config.get_path("data.sample_frac", 1.0)
-    if declared in (None, "demo") or (frac is not None and float(frac) < 1.0):
-        return None
-    from ._util import resolve
-
-    return parquet_path(project, resolve(project, declared, declared))
-
-
 def parquet_source(project: Any, data: str,
                    batch_rows: int = FRAME_ROWS) -> tuple[Any, dict[str, Any]] | None:
     """`data` opened to be read in batches when it is a parquet file or folder (:func:`parquet_path`);
     None for anything else (which is loaded whole)."""
+    from ..io import parquet_path
     from ..io.sources import open_source
 
     path = parquet_path(project, data)

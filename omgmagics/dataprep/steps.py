@@ -22,8 +22,9 @@ from typing import Any
 
 from ..atomic import atomic_path, sha256_file, write_json, write_text
 from ..errors import ConfigError, DataError, UsageError
+from ..io import resolve
 from ..results import Report
-from ._util import now_iso, read_json_or, rel, resolve
+from ._util import now_iso, read_json_or, rel
 from .sources import raw_table
 from .split import SPLITS
 

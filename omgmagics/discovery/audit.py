@@ -113,7 +113,7 @@ def load_input(project: Any, ref: str | None = None, table: Callable[..., Any] |
     """
     declared = project.config.get_path("data.source")
     if batched:
-        from ..dataprep.batched import declared_parquet, parquet_path
+        from ..io import declared_parquet, parquet_path
         from ..io.sources import ParquetSource
     if ref is None:
         path = declared_parquet(project) if batched else None

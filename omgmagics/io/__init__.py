@@ -119,3 +119,30 @@ def inside(root: str | os.PathLike, relative: Any, what: str) -> Path:
         raise DataError(f"{what} in {base} points outside it ({relative!r}); the folder was not "
                         "loaded.")
     return path
+
+
+# ------------------------------------------------------------------------------- path rules
+def resolve(project: Any, path: str | Path | None, default: str) -> Path:
+    """A path given on the command line: absolute as is, relative from the project folder."""
+    p = Path(path if path is not None else default).expanduser()
+    return p if p.is_absolute() else project.root / p
+
+
+def parquet_path(project: Any, data: str | Path) -> Path | None:
+    """`data` (a path, relative to the working folder, else the project) when it is an existing
+    parquet file or folder, which is read in batches; None for anything else (loaded whole)."""
+    path = Path(data)
+    if not path.is_absolute() and not path.exists():
+        path = Path(project.root) / path
+    if path.is_dir() or (path.is_file() and path.suffix.lower() in (".parquet", ".pq")):
+        return path
+    return None
+
+
+def declared_parquet(project: Any) -> Path | None:
+    """The project's ``data.source`` when it is an unsampled parquet file or folder."""
+    declared = project.config.get_path("data.source", "demo")
+    frac = project.config.get_path("data.sample_frac", 1.0)
+    if declared in (None, "demo") or (frac is not None and float(frac) < 1.0):
+        return None
+    return parquet_path(project, resolve(project, declared, declared))

@@ -1,6 +1,6 @@
 """Retrain state (core layer): triggers, requests, decisions not to retrain, the retrain history.
 
-The verb ``omg ops retrain`` (:func:`omgmagics.ops.retrain_job.retrain`) builds on this module:
+The verb ``omg ops retrain`` (:func:`omgmagics.lifecycle.retrain_job.retrain`) builds on this module:
 it requests (or declines) here, then works through the queue with the job runner.
 
 Triggers:
@@ -11,7 +11,7 @@ Triggers:
 - ``manual``: always.
 
 When the trigger holds, a job is queued (:mod:`omgmagics.ops.queue`, folded into a job that already
-covers it) and the queue is worked through (:mod:`omgmagics.ops.retrain_job`). ``decline`` records a
+covers it) and the queue is worked through (:mod:`omgmagics.lifecycle.retrain_job`). ``decline`` records a
 decision not to retrain instead, with its reason. Every request, decision and its reason lands in
 ``monitoring/retrain_history.jsonl``; an alert counts as answered once a retrain that carried it
 finished with a decision, or a decision not to retrain named it.

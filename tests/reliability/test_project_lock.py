@@ -241,10 +241,10 @@ def test_atomic_writes_fsync_the_file_then_its_folder(tmp_path, monkeypatch):
 def test_a_champion_moved_during_a_retrain_is_left_where_the_user_put_it(tmp_path):
     import pandas as pd
 
+    from omgmagics.lifecycle.retrain_job import retrain
     from omgmagics.modeling.tracking import connect
     from omgmagics.ops.registry import Registry
     from omgmagics.ops.retrain import history
-    from omgmagics.ops.retrain_job import retrain
     from omgmagics.project import Project
 
     from ..test_ops_retrain import _model, _register

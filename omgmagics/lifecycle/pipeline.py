@@ -37,7 +37,7 @@ def _aliases(project: Any) -> dict[str, str]:
     if is_embedded(project) and not (Path(project.root) / "mlflow.db").is_file():
         return {}
     try:
-        from .registry import Registry
+        from ..ops.registry import Registry
 
         reg = Registry(project)
         return {a: (f"v{reg.alias(a)}" if reg.alias(a) else "none") for a in ("champion", "challenger")}
@@ -83,8 +83,8 @@ def _deployments(project: Any, limit: int = 10) -> Any:
 
 
 def pipeline_status(project: Any) -> Any:
+    from ..ops.retrain import history, queue_of
     from ..results import Report
-    from .retrain import history, queue_of
 
     q = queue_of(project)
     running = q.running()
@@ -117,8 +117,8 @@ def pipeline_status(project: Any) -> Any:
 def pipeline_history(project: Any, limit: int = 20) -> Any:
     import pandas as pd
 
+    from ..ops.retrain import history, queue_of
     from ..results import Report
-    from .retrain import history, queue_of
 
     q = queue_of(project)
     report = Report(title=f"Pipeline history of {project.name}")

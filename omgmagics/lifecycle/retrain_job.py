@@ -45,10 +45,10 @@ import numpy as np
 
 from ..errors import DataError, OmgError
 from ..io import journal
-from .live import latest_labeled_window, scorer_metric
-from .retrain import decline, history_path, queue_of, record, request_retrain
-from .settings import monitoring_settings, retraining_settings
-from .windows import parse_duration
+from ..ops.live import latest_labeled_window, scorer_metric
+from ..ops.retrain import decline, history_path, queue_of, record, request_retrain
+from ..ops.settings import monitoring_settings, retraining_settings
+from ..ops.windows import parse_duration
 
 
 def decide(metric: str, champion: float | None, challenger: float, margin: float,
@@ -318,7 +318,7 @@ def _new_reference(project: Any, data_path: Path, scorer: Any, version: str) -> 
     data (the old reference rows plus the new labeled traffic), scored by the new champion."""
     import pandas as pd
 
-    from .simulate import refresh_reference
+    from ..ops.simulate import refresh_reference
 
     rows = pd.read_parquet(data_path)
     path = refresh_reference(project, rows, scorer)
@@ -407,7 +407,7 @@ def _run_job(project: Any, queue: Any, job: Any, *, train: Callable[..., dict[st
     base = {"job": job.id, "trigger": job.trigger, "alerts": job.alerts, "request_reason": job.reason}
     try:
         if registry is None:
-            from .registry import Registry
+            from ..ops.registry import Registry
 
             registry = Registry(project)
         # the aliases when the job started: the champion moves only if it still names this version
@@ -417,7 +417,7 @@ def _run_job(project: Any, queue: Any, job: Any, *, train: Callable[..., dict[st
         if len(labeled) < int(rs["eval_min_labels"]):
             return _too_few_labels(project, queue, job, registry, base, labeled, win, notes, rs, times,
                                    t_start)
-        from .live import labeled as all_labeled
+        from ..ops.live import labeled as all_labeled
 
         every, _ = all_labeled(project, ms)
         data_path, data_counts = build_training_data(project, every, win.start, job.id)
