@@ -236,8 +236,8 @@ def cloud_local(project: Any, env: str = "production", strategy: str = "canary",
                 keep_running: bool = False, concurrency: int = 4,
                 max_seconds: float = 240.0) -> Report:
     """Roll out the challenger against the champion with real processes on this machine."""
+    from ..io.journal import append_line
     from .bundle import ServingBundle  # noqa: F401 - imported early: fail before any process starts
-    from .router import append_event
     from .serving import _check_not_running, start_server
     from .settings import canary_settings, resolve_settings
 
@@ -275,7 +275,7 @@ def cloud_local(project: Any, env: str = "production", strategy: str = "canary",
         if strategy == "blue-green":
             smoke = _smoke(project, chal_path, chal.url, bodies, min(len(bodies),
                            policy["window_requests"]), policy["max_latency_p99_ms"], token)
-            append_event(history, {"time": now(), **base, "event": "smoke_test", **smoke})
+            append_line(history, {"time": now(), **base, "event": "smoke_test", **smoke})
         cfg = {**base, "history": str(history), "steps": policy["steps"],
                "window_requests": policy["window_requests"],
                "max_error_rate": policy["max_error_rate"],
@@ -301,13 +301,13 @@ def cloud_local(project: Any, env: str = "production", strategy: str = "canary",
             state = "rolled_back"
             status["reason"] = (f"the rollout did not finish within {budget} requests / "
                                 f"{max_seconds:.0f} s: rolled back to the champion")
-            append_event(history, {"time": now(), **base, "event": "halted",
+            append_line(history, {"time": now(), **base, "event": "halted",
                                    "reason": status["reason"]})
         alias = None
         winner_path, winner_v = (chal_path, chal_v) if state == "promoted" else (champ_path, champ_v)
         if state == "promoted":
             alias = move_alias(project, chal_meta)
-            append_event(history, {"time": now(), **base, "event": "alias", "detail": alias})
+            append_line(history, {"time": now(), **base, "event": "alias", "detail": alias})
         record_production(project, env, winner_path, winner_v, strategy, rollout_id, state)
         if keep_running:
             loser = champ if state == "promoted" else chal
@@ -324,7 +324,7 @@ def cloud_local(project: Any, env: str = "production", strategy: str = "canary",
         if any(p.role == "router" and p not in keep for p in started):
             forget_router(project, env)  # its router is stopped: the token opens nothing any more
         if started:
-            append_event(history, {"time": now(), **base, "event": "stopped" if not keep else
+            append_line(history, {"time": now(), **base, "event": "stopped" if not keep else
                                    "running", "processes": [p.role for p in started
                                                             if p not in keep]})
     from .docs import write_docs

@@ -47,7 +47,6 @@ import math
 import os
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 CANARY, PROMOTED, ROLLED_BACK = "canary", "promoted", "rolled_back"
@@ -56,17 +55,6 @@ FORWARD_HEADERS = ("authorization", "x-request-id")
 ADMIN_ENV = "OMG_ROUTER_ADMIN_TOKEN"  # the environment variable the admin token comes in
 DEFAULT_MAX_BODY_BYTES = 8 * 2**20  # serving.max_body_mb's default
 MAX_CONNECTIONS = 256  # open connections to one backend at a time
-
-
-def append_event(path: str | os.PathLike, event: dict[str, Any]) -> None:
-    """Append one JSON line with a single write (whole lines, several writers)."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    line = (json.dumps(event, default=str, separators=(",", ":")) + "\n").encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, line)
-    finally:
-        os.close(fd)
 
 
 class Rollout:
@@ -281,6 +269,7 @@ def create_app(cfg: dict[str, Any], admin_token: str | None = None, token: str |
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
+    from ..io.journal import append_line
     from . import httpguard
 
     history = cfg["history"]
@@ -291,7 +280,7 @@ def create_app(cfg: dict[str, Any], admin_token: str | None = None, token: str |
     def on_event(event: dict[str, Any]) -> None:
         full = {"time": _dt.datetime.now(_dt.UTC).isoformat(timespec="milliseconds"), **base, **event}
         events.append(full)
-        append_event(history, full)
+        append_line(history, full)
 
     policy = Rollout(cfg["steps"], cfg["window_requests"], cfg["max_error_rate"],
                      cfg["max_latency_p99_ms"], on_event)

@@ -111,16 +111,10 @@ def forget_router(project: Any, env: str) -> None:
 
 
 def read_history(project: Any) -> list[dict[str, Any]]:
-    path = history_path(project)
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            continue
-    return out
+    """Every deployment event (damaged lines skipped)."""
+    from ..io import journal
+
+    return journal.read(history_path(project))
 
 
 def now() -> str:

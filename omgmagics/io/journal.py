@@ -85,3 +85,15 @@ def append(path: str | os.PathLike, records: list[dict[str, Any]]) -> Path:
         new = "".join(json.dumps(jsonable(r), sort_keys=False) + "\n" for r in records)
         write_text(path, old + new)
     return path
+
+
+def append_line(path: str | os.PathLike, record: dict[str, Any]) -> None:
+    """Append one record as one JSON line in a single ``O_APPEND`` write: whole lines from several
+    writers at once, no lock (the router's hot path; :func:`append` rewrites under a lock)."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    line = (json.dumps(record, default=str, separators=(",", ":")) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
