@@ -68,6 +68,15 @@ def default_metric(task: str, n_classes: int = 2) -> str:
     return "roc_auc" if n_classes <= 2 else "f1_macro"
 
 
+def default_secondary(task: str, n_classes: int = 2) -> list[str]:
+    """The secondary metrics the kit proposes beside :func:`default_metric` (none repeats it: a
+    multi-class ``f1`` is the macro average, the primary metric itself)."""
+    if task == "regression":
+        return ["mae", "r2"]
+    return ["accuracy", "f1", "average_precision"] if n_classes <= 2 else ["accuracy",
+                                                                            "balanced_accuracy"]
+
+
 def is_classification(task: str) -> bool:
     return task != "regression"
 

@@ -21,7 +21,7 @@ from typing import Any
 from . import __version__
 from .atomic import atomic_dir
 from .errors import DataError, ProjectError, UsageError, unknown_choice
-from .metrics import default_metric
+from .metrics import default_metric, default_secondary
 from .project import PHASES
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
@@ -105,7 +105,7 @@ def _defaults_yaml(defaults: dict[str, Any]) -> str:
 def render_brief(name: str, *, task: str, target: str, metric: str, threshold: float | None,
                  positive_label: Any, sensitive: list[str], time_column: str | None,
                  source: str, business_problem: str, excluded: dict[str, str] | None = None,
-                 defaults: dict[str, Any] | None = None) -> str:
+                 defaults: dict[str, Any] | None = None, secondary: list[str] | None = None) -> str:
     """The text of ``omg.yaml``, commented so the user can edit the brief."""
     checkpoints = "\n".join(f"    {p}: {{name: {json.dumps(n)}, owner: {json.dumps(o)}}}"
                             for p, (n, o) in CHECKPOINTS.items())
@@ -129,7 +129,7 @@ brief:
     positive_label: {_yaml_value(positive_label)}   # the class scored as positive (classification)
     primary_metric: {metric}         # see omgmagics.metrics.METRICS
     threshold: {_yaml_value(threshold)}           # the phase 3 gate; null: must beat the best baseline
-    secondary_metrics: {json.dumps(["accuracy", "f1", "average_precision"] if task == "classification" else ["mae", "r2"])}
+    secondary_metrics: {json.dumps(secondary or default_secondary(task))}
   constraints:
     latency_p99_ms: 50           # serving, single record
     throughput_rps: 200
@@ -293,7 +293,8 @@ def init_project(name: str, parent: str | Path = ".", template: str | None = Non
         messages.append(f"Excluded from the model inputs: {col!r} ({why}); see data.exclude_columns.")
     messages += [f"Generated: {note}." for note in code.notes]
 
-    text = render_brief(name, task=task, target=target, metric=metric, threshold=threshold,
+    text = render_brief(name, task=task, target=target, metric=metric,
+                        secondary=default_secondary(task, n_classes), threshold=threshold,
                         positive_label=positive, sensitive=sensitive, time_column=time_column,
                         source=source, business_problem=business_problem, excluded=excluded,
                         defaults=code.defaults)

@@ -145,6 +145,9 @@ def test_generated_project_code_from_a_messy_table(tmp_path):
     assert defaults["rows"] == 2200 and defaults["smallest_class_rows"] == 31
     assert cfg.get_path("tuning.n_trials") == defaults["n_trials"]
     assert cfg.get_path("retraining.eval_min_labels") == defaults["eval_min_labels"]
+    # a multi-class f1 is the macro average, the primary metric itself: not proposed again
+    assert cfg.get_path("brief.objective.primary_metric") == "f1_macro"
+    assert cfg.get_path("brief.objective.secondary_metrics") == ["accuracy", "balanced_accuracy"]
     data = _cells(root, "02_data")
     assert 'k_features = "auto"' in data["parameters"] and "unlabeled_share = 0.0" in data["parameters"]
     assert data["omg-generated-labeling"].count("@labeling_function()") >= 2
