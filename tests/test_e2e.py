@@ -161,6 +161,7 @@ def jupyterlab(lifecycle):
         [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
          f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={project.root}",
          "--ServerApp.open_browser=False", "--allow-root", "--LabApp.news_url=",
+         "--LabApp.expose_app_in_browser=True",
          f"--LabApp.user_settings_dir={project.root / '.jupyter-test' / 'lab-settings'}", "--LabApp.check_for_updates_class="
          "jupyterlab.NeverCheckForUpdate"],
         stdout=subprocess.DEVNULL, stderr=open(project.root / "jupyterlab.log", "wb"), env=env)
@@ -184,6 +185,25 @@ def jupyterlab(lifecycle):
             proc.kill()
 
 
+KERNEL_READY = """() => { const app = window.jupyterapp;
+    const w = app && app.shell.currentWidget;
+    const ctx = w && w.sessionContext;
+    const k = ctx && ctx.isReady && ctx.session && ctx.session.kernel;
+    return !!k && k.connectionStatus === 'connected' && k.status === 'idle'; }"""
+
+
+RUN_STARTED = """() => [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]
+    .some(e => /\\[(\\*|\\d+)\\]/.test(e.textContent))"""
+
+
+def _lab_trouble(page, project, what: str) -> str:
+    """What a person would look at when a JupyterLab run stalls: open dialogs, a screenshot, the log."""
+    page.screenshot(path=str(ARTIFACTS / "jupyterlab-timeout.png"), full_page=True)
+    dialogs = page.locator(".jp-Dialog").all_inner_texts()
+    log = (project.root / "jupyterlab.log").read_text(errors="replace")[-1500:]
+    return f"{what}; open dialogs: {dialogs}; screenshot in test-artifacts/; server log tail:\n{log}"
+
+
 @needs_chromium
 def test_phase_notebook_runs_in_real_jupyterlab(jupyterlab):
     from playwright.sync_api import sync_playwright
@@ -196,19 +216,22 @@ def test_phase_notebook_runs_in_real_jupyterlab(jupyterlab):
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.goto(f"{base}/lab/tree/{nb}?token={token}")
         page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
-        page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=60_000)
         n_code = page.locator(".jp-CodeCell").count()
-        started = """() => [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]
-                         .some(e => /\\[(\\*|\\d+)\\]/.test(e.textContent))"""
-        for _attempt in range(3):  # a click that lands while the session is still connecting is lost
-            page.locator(".jp-Notebook .jp-Cell").first.click()
-            page.locator("li.lm-MenuBar-item", has_text="Run").first.click()
-            page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
-            try:
-                page.wait_for_function(started, timeout=30_000)
-                break
-            except Exception:  # noqa: BLE001 - retried, then the wait below reports the failure
-                page.keyboard.press("Escape")
+        # The execution indicator reads "idle" before any kernel exists (its initial state), so a
+        # click on "Run All" could land while the session was still starting its kernel: the run was
+        # lost or a kernel dialog opened. Wait for what "Run All" needs: this notebook's session ready,
+        # with a connected, idle kernel.
+        try:
+            page.wait_for_function(KERNEL_READY, timeout=120_000)
+        except Exception as exc:
+            raise AssertionError(_lab_trouble(page, project, "the notebook's kernel never became ready")) from exc
+        page.locator(".jp-Notebook .jp-Cell").first.click()
+        page.locator("li.lm-MenuBar-item", has_text="Run").first.click()
+        page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+        try:
+            page.wait_for_function(RUN_STARTED, timeout=30_000)
+        except Exception as exc:
+            raise AssertionError(_lab_trouble(page, project, "Run All Cells did not start the run")) from exc
         # Done when every code cell has a number in its prompt and the kernel is idle again.
         try:
             page.wait_for_function(
@@ -217,9 +240,8 @@ def test_phase_notebook_runs_in_real_jupyterlab(jupyterlab):
                           return ps.length > 0 && ps.every(t => !t.includes('*'))
                                  && /\\[\\d+\\]/.test(ps[ps.length - 1]); }""",
                 arg=n_code, timeout=400_000)
-        except Exception:
-            page.screenshot(path=str(ARTIFACTS / "jupyterlab-timeout.png"), full_page=True)
-            raise
+        except Exception as exc:
+            raise AssertionError(_lab_trouble(page, project, "the notebook did not finish")) from exc
         page.wait_for_timeout(500)
         page.screenshot(path=str(ARTIFACTS / "jupyterlab-01_discovery.png"), full_page=True)
         errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
