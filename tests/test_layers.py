@@ -55,3 +55,16 @@ def test_the_floor_check_sees_a_climb():
              {"src": "omgmagics.ops.drift", "dst": "omgmagics.discovery.audit", "line": 4},
              {"src": "omgmagics", "dst": "omgmagics.magics", "line": 5}]
     assert codemap.upward(edges) == edges[:1]
+
+
+def test_no_verb_switches_on_a_model_family_name():
+    """What differs between model families lives in their objects (omgmagics/modeling/families/)."""
+    codemap = _codemap()
+    assert codemap.family_switches(codemap.modules()) == []
+
+
+def test_the_switch_finder_sees_a_switch(tmp_path):
+    codemap = _codemap()
+    planted = tmp_path / "planted.py"
+    planted.write_text('def f(model):\n    return 1 if model.family == "mlp" else 2\n')
+    assert codemap.family_switches({"planted": planted}) == ["planted:2"]

@@ -484,10 +484,11 @@ def _requirements(model: Any) -> list[str]:
     """Pinned requirements: the kit, the feature pipeline's stack, the model's runtime, serving."""
     import importlib.metadata as md
 
-    variant = getattr(model, "variant", None)
-    runtime = {"xgboost": ["xgboost"], "lightgbm": ["lightgbm"], "mlp": ["torch"]}.get(model.family, [])
-    if variant == "onnx":
-        runtime = ["onnxruntime"]
+    from ..modeling.families import FAMILIES
+
+    family = FAMILIES.get(model.family)  # an ONNX variant has no training family: onnxruntime runs it
+    runtime = ["onnxruntime"] if getattr(model, "variant", None) == "onnx" else \
+        list(family.libraries if family else ())
     names = ["omgmagics", "numpy", "pandas", "scikit-learn", "skops", "pyyaml", *runtime, "fastapi",
              "uvicorn", "mlflow"]
     out = []

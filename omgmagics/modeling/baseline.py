@@ -117,7 +117,7 @@ def run_baselines(project: Any, *, features: str | None = None, table: Any = Non
             family = "sklearn"
         else:
             mt = get_model_type(name, task)
-            if mt.family != "sklearn":
+            if not mt.family_impl.baseline:
                 raise UsageError(f"Baseline '{name}' must be a scikit-learn model; train {name} with "
                                  "`omg train train` or tune it with `omg train tune`.")
             cls = mt.estimator_class(task)

@@ -13,16 +13,6 @@ from __future__ import annotations
 from typing import Any
 
 
-def _is_tree(model: Any) -> bool:
-    if model.family in ("xgboost", "lightgbm"):
-        return True
-    est = model.estimator
-    inner = est.steps[-1][1] if hasattr(est, "steps") else est
-    name = type(inner).__name__
-    return hasattr(est, "steps") is False and any(
-        k in name for k in ("Tree", "Forest", "GradientBoosting", "ExtraTrees"))
-
-
 def shap_values(model: Any, data: Any, *, rows: int = 200, background: int = 50,
                 seed: int = 0) -> dict[str, Any]:
     """SHAP values of up to `rows` test rows.
@@ -45,7 +35,7 @@ def shap_values(model: Any, data: Any, *, rows: int = 200, background: int = 50,
     Xs = X[idx]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        if _is_tree(model):
+        if model.family_impl.is_tree(model):
             explainer = shap.TreeExplainer(model.estimator)
             values = explainer.shap_values(Xs)
             name = "TreeExplainer"

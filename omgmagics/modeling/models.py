@@ -6,15 +6,15 @@ and any scikit-learn estimator class name (``ExtraTreesClassifier``). Hyper-para
 against the estimator's own parameter list before anything is trained or logged.
 
 A trained model is an :class:`OmgModel`, saved as a folder (the bundle) holding ``omg_model.json``
-(type, task, feature names, classes, parameters, metrics) and the model in a safe format: xgboost UBJ,
-LightGBM text, skops for scikit-learn (loaded with only scikit-learn/numpy/scipy types trusted), a
-torch state dict for the MLP. Never a raw pickle.
+(type, task, feature names, classes, parameters, metrics) and the model in its family's safe format:
+xgboost UBJ, LightGBM text, skops for scikit-learn (an exact allow-list of types), a torch state dict
+for the MLP. Never a raw pickle. What differs between families (fitting, early stopping, the file,
+prediction) lives in :mod:`omgmagics.modeling.families`; nothing here switches on a family's name.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import functools
 import json
 import os
 import tempfile
@@ -23,13 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..atomic import write_bytes
 from ..errors import ConfigError, DataError, did_you_mean, unknown_choice
+from .families import RESERVED, Family, get_family, not_loaded
 
 META_FILE = "omg_model.json"
 FORMAT_VERSION = 1
-# Set by the kit itself; a user may not pass them as hyper-parameters.
-RESERVED = {"callbacks", "random_state", "seed", "early_stopping_rounds"}
 SMALL_DATA_CELLS = 2_000_000  # training cells under which boosted trees run single-threaded
 
 
@@ -41,8 +39,9 @@ class ModelType:
     ----------
     name : str
         What users type (``--model NAME``, ``model:`` in an experiment file).
-    family : {"xgboost", "lightgbm", "sklearn", "mlp"}
-        Decides how it is fitted, early-stopped, pruned and saved.
+    family : str
+        A registered :class:`~omgmagics.modeling.families.Family` name ("xgboost", "lightgbm",
+        "sklearn", "mlp"): it decides how the model is fitted, early-stopped, saved and optimized.
     classes : dict
         Task to ``module.Class`` path (``{"classification": "sklearn.ensemble.RandomForestClassifier"}``).
     defaults : dict
@@ -70,14 +69,13 @@ class ModelType:
                               f"is not installed ({exc}). Install it: pip install 'omgmagics[ml]'.") \
                 from None
 
+    @property
+    def family_impl(self) -> Family:
+        return get_family(self.family)
+
     def valid_params(self, task: str) -> list[str]:
         """Every hyper-parameter name this model accepts."""
-        if self.family == "mlp":
-            from .mlp import DEFAULTS
-
-            return sorted(DEFAULTS)
-        names = set(self.estimator_class(task)().get_params())
-        return sorted(names - RESERVED)
+        return self.family_impl.valid_params(self, task)
 
     def check_params(self, params: dict[str, Any], task: str, where: str = "") -> None:
         """Raise :class:`ConfigError` for an unknown hyper-parameter, listing the valid ones."""
@@ -90,10 +88,7 @@ class ModelType:
                 reserved = f" '{key}' is set by the kit." if key in RESERVED else ""
                 raise ConfigError(f"{where}unknown hyper-parameter '{key}' for model '{self.name}'."
                                   f"{reserved}{did_you_mean(key, valid)} Valid: {', '.join(valid)}.")
-        if self.family == "mlp":
-            from .mlp import check_params
-
-            check_params(params)
+        self.family_impl.check_params(params)
 
 
 MODEL_TYPES: dict[str, ModelType] = {}
@@ -211,6 +206,10 @@ class OmgModel:
     def n_classes(self) -> int:
         return len(self.classes) if self.classes else 0
 
+    @property
+    def family_impl(self) -> Family:
+        return get_family(self.family)
+
     def matrix(self, X: Any) -> Any:
         """`X` as a float array in training column order (DataFrame columns are matched by name)."""
         import numpy as np
@@ -232,19 +231,7 @@ class OmgModel:
 
     def predict_scores(self, X: Any) -> Any:
         """P(positive class) (binary), an (n, k) probability matrix (multi-class) or values."""
-        import numpy as np
-
-        arr = self.matrix(X)
-        est = self.estimator
-        if self.family == "mlp":
-            return est.predict_scores(arr)
-        if self.family == "lightgbm":
-            out = np.asarray(est.predict(arr), dtype=np.float64)
-            return out
-        if self.task == "regression":
-            return np.asarray(est.predict(arr), dtype=np.float64)
-        proba = np.asarray(est.predict_proba(arr), dtype=np.float64)
-        return proba[:, 1] if proba.shape[1] == 2 else proba
+        return self.family_impl.predict_scores(self, self.matrix(X))
 
     def predict_proba(self, X: Any) -> Any:
         import numpy as np
@@ -278,16 +265,15 @@ class OmgModel:
         from ..results import jsonable
 
         path = Path(path)
+        family = self.family_impl
         with atomic_dir(path, overwrite=True) as tmp:
-            file = _save_estimator(self, tmp)
+            file = family.save(self, tmp)
             meta = {**self.meta, "format": "omg-model", "format_version": FORMAT_VERSION,
                     "family": self.family, "model_type": self.model_type, "file": file,
                     "task": self.task, "feature_names": self.feature_names, "classes": self.classes,
                     "positive_label": self.positive_label, "params": self.params,
-                    "libraries": _versions(self.family)}
+                    "libraries": family.versions(), **family.model_meta(self)}
             meta.setdefault("created", _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
-            if self.family == "mlp":
-                meta["architecture"] = self.estimator.architecture
             write_json(tmp / META_FILE, jsonable(meta))
         return path
 
@@ -313,7 +299,7 @@ class OmgModel:
         except DataError:
             raise
         except Exception as exc:  # noqa: BLE001 - a damaged or foreign file: refused, not a traceback
-            raise DataError(_not_loaded(file, meta.get("family"), exc)) from None
+            raise DataError(not_loaded(file, meta.get("family"), exc)) from None
         model = cls(meta["family"], meta["model_type"], estimator, task=meta["task"],
                     feature_names=meta["feature_names"], classes=meta.get("classes"),
                     positive_label=meta.get("positive_label"), params=meta.get("params"), meta=meta)
@@ -323,106 +309,15 @@ class OmgModel:
     def size_bytes(self) -> int:
         """Size of the saved model file (written to a temporary folder)."""
         with tempfile.TemporaryDirectory() as tmp:
-            file = _save_estimator(self, Path(tmp))
+            file = self.family_impl.save(self, Path(tmp))
             return (Path(tmp) / file).stat().st_size
 
 
-def _versions(family: str) -> dict[str, str]:
-    return dict(_library_versions(family))
-
-
-@functools.cache
-def _library_versions(family: str) -> dict[str, str]:
-    # Looked up once per process: importlib.metadata scans the installed distributions each time.
-    import importlib.metadata as md
-
-    names = {"xgboost": ["xgboost"], "lightgbm": ["lightgbm"], "sklearn": ["scikit-learn", "skops"],
-             "mlp": ["torch"]}[family]
-    out = {}
-    for name in ["numpy", *names]:
-        try:
-            out[name] = md.version(name)
-        except md.PackageNotFoundError:
-            pass
-    return out
-
-
-def _save_estimator(model: OmgModel, folder: Path) -> str:
-    est = model.estimator
-    if model.family == "xgboost":
-        est.set_params(callbacks=None)
-        est.save_model(folder / "model.ubj")
-        return "model.ubj"
-    if model.family == "lightgbm":
-        est.save_model(str(folder / "model.txt"))
-        return "model.txt"
-    if model.family == "mlp":
-        est.save(folder / "model.pt")
-        return "model.pt"
-    import skops.io as sio
-
-    data = sio.dumps(est)
-    outside = sorted(set(sio.get_untrusted_types(data=data)) - SKLEARN_TRUSTED_TYPES)
-    if outside:
-        raise DataError(f"The {type(est).__name__} model holds types the kit does not load back: "
-                        f"{', '.join(outside)}. Use one of the kit's model types.")
-    write_bytes(folder / "model.skops", data)
-    return "model.skops"
-
-
-# The types a kit-made scikit-learn model needs beyond skops' own default-trusted set (scikit-learn
-# estimators, numpy arrays and dtypes), measured over every sklearn model type of MODEL_TYPES for
-# each task. An exact list, never a prefix: `builtins.eval` starts with `builtins.` too.
-SKLEARN_TRUSTED_TYPES = frozenset({
-    "sklearn.tree._tree.Tree",
-    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
-    "sklearn.neighbors._kd_tree.KDTree", "sklearn.neighbors._ball_tree.BallTree",
-    *(f"sklearn.metrics._dist_metrics.{d}Distance64"
-      for d in ("Euclidean", "Manhattan", "Chebyshev", "Minkowski")),
-})
-
-
-def _not_loaded(file: Path, kind: Any, exc: BaseException) -> str:
-    """The message for a model file its safe-format loader refuses (pickled code, damage)."""
-    detail = (str(exc).strip().splitlines() or [""])[0][:200]
-    return (f"Model file {file} is not a valid {kind} model file, so it was not loaded "
-            f"({type(exc).__name__}: {detail}). The kit loads only safe formats (no pickled code); "
-            "re-save or re-train the model.")
-
-
 def _load_estimator(meta: dict[str, Any], file: Path) -> Any:
-    family, task = meta["family"], meta["task"]
+    family = get_family(meta.get("family"))  # an unknown family is refused before any file is read
     if not file.is_file():
         raise DataError(f"Model file {file} is missing from its bundle. Re-save or re-train the model.")
-    if family == "xgboost":
-        import xgboost as xgb
-
-        est = xgb.XGBRegressor() if task == "regression" else xgb.XGBClassifier()
-        est.load_model(file)
-        return est
-    if family == "lightgbm":
-        import lightgbm as lgb
-
-        return lgb.Booster(model_file=str(file))
-    if family == "mlp":
-        from .mlp import MLPModel
-
-        return MLPModel.load(file, meta["architecture"], meta.get("params") or {})
-    import skops.io as sio
-
-    try:
-        untrusted = sio.get_untrusted_types(file=file)
-    except Exception as exc:  # noqa: BLE001 - a damaged or foreign file
-        raise DataError(_not_loaded(file, "skops", exc)) from None
-    unsafe = sorted(set(untrusted) - SKLEARN_TRUSTED_TYPES)
-    if unsafe:
-        raise DataError(f"{file} holds types outside the kit's scikit-learn allow-list, so it was not "
-                        f"loaded: {', '.join(unsafe)}. Inspect it with "
-                        "skops.io.get_untrusted_types and load it yourself if you trust it.")
-    try:
-        return sio.load(file, trusted=list(untrusted))
-    except Exception as exc:  # noqa: BLE001 - skops raises many kinds on a crafted file
-        raise DataError(_not_loaded(file, "skops", exc)) from None
+    return family.load(meta, file)
 
 
 def load_model(project: Any, ref: str | os.PathLike) -> OmgModel:
@@ -481,33 +376,6 @@ class FitResult:
     fit_time_s: float
 
 
-def eval_metric(family: str, metric: str, task: str, n_classes: int) -> tuple[str, bool]:
-    """The library's validation metric used for early stopping and pruning, and whether it rises.
-
-    Where the library has the brief's metric it is used; otherwise the log loss (or RMSE) stands in.
-    """
-    multi = task != "regression" and n_classes > 2
-    if family == "xgboost":
-        table = {"roc_auc": ("auc", True), "average_precision": ("aucpr", True),
-                 "rmse": ("rmse", False), "r2": ("rmse", False), "mae": ("mae", False),
-                 "mape": ("mape", False)}
-        if multi and metric == "average_precision":
-            return "mlogloss", False
-        default = ("rmse", False) if task == "regression" else (("mlogloss" if multi else "logloss"),
-                                                                 False)
-        return table.get(metric, default)
-    if family == "lightgbm":
-        table = {"roc_auc": ("auc", True), "average_precision": ("average_precision", True),
-                 "rmse": ("rmse", False), "r2": ("rmse", False), "mae": ("l1", False),
-                 "mape": ("mape", False)}
-        if multi and metric in ("roc_auc", "average_precision"):
-            return "multi_logloss", False
-        default = ("rmse", False) if task == "regression" else (("multi_logloss" if multi else
-                                                                  "binary_logloss"), False)
-        return table.get(metric, default)
-    return metric, True
-
-
 def fit_model(mt: ModelType, params: dict[str, Any], data: Any, *, metric: str, seed: int,
               early_stopping_rounds: int | None = None,
               on_step: Callable[[int, float], None] | None = None, report_every: int = 10,
@@ -517,109 +385,27 @@ def fit_model(mt: ModelType, params: dict[str, Any], data: Any, *, metric: str, 
     Parameters
     ----------
     on_step : callable, optional
-        ``on_step(step, value)`` gets the validation metric every `report_every` boosting rounds (or
-        every MLP epoch) as ``(value, greater_is_better)`` context; it may raise to stop (pruning).
+        ``on_step(step, value)`` gets the family's step metric on the validation split (see
+        :meth:`Family.eval_metric <omgmagics.modeling.families.Family.eval_metric>`) every
+        `report_every` boosting rounds or epochs; it may raise to stop (pruning).
     """
     import time
 
-    from ..metrics import get_metric
-    from ..metrics import score as compute
-
-    task = data.task
-    has_val = data.has("val")
     full = {**mt.defaults, **params}
     t0 = time.perf_counter()
-    history: list[float] = []
-    best_iter = None
-    hist_metric = None
-    Xtr, ytr = data.X["train"], data.y["train"]
-    if n_jobs is None and Xtr.size < SMALL_DATA_CELLS:
+    if n_jobs is None and data.X["train"].size < SMALL_DATA_CELLS:
         n_jobs = 1  # on small data, OpenMP thread start-up and contention cost more than they save
-    Xva, yva = (data.X["val"], data.y["val"]) if has_val else (None, None)
-    if mt.family == "xgboost":
-        import xgboost as xgb
-
-        name, _higher = eval_metric("xgboost", metric, task, data.n_classes)
-        hist_metric = name
-        full.setdefault("eval_metric", name)
-        hist_metric = full["eval_metric"] if isinstance(full["eval_metric"], str) else name
-
-        class _Report(xgb.callback.TrainingCallback):
-            def after_iteration(self, model, epoch, evals_log):  # noqa: ANN001
-                values = next(iter(evals_log.values()), {}).get(hist_metric) if evals_log else None
-                if values:
-                    history.append(float(values[-1]))
-                    if on_step is not None and (epoch + 1) % report_every == 0:
-                        on_step(epoch + 1, float(values[-1]))
-                return False
-
-        est = mt.estimator_class(task)(**full, random_state=seed, callbacks=[_Report()],
-                                       early_stopping_rounds=early_stopping_rounds if has_val else None,
-                                       **({"n_jobs": n_jobs} if n_jobs and "n_jobs" not in full else {}))
-        est.fit(Xtr, ytr, eval_set=[(Xva, yva)] if has_val else None, verbose=False)
-        est.set_params(callbacks=None)
-        best_iter = getattr(est, "best_iteration", None) if has_val and early_stopping_rounds else None
-    elif mt.family == "lightgbm":
-        import lightgbm as lgb
-
-        name, _higher = eval_metric("lightgbm", metric, task, data.n_classes)
-        hist_metric = name
-
-        def _report(env) -> None:  # noqa: ANN001
-            for _data, m, value, _hib in env.evaluation_result_list:
-                if m == name:
-                    history.append(float(value))
-                    if on_step is not None and (env.iteration + 1) % report_every == 0:
-                        on_step(env.iteration + 1, float(value))
-
-        callbacks = [_report]
-        if has_val and early_stopping_rounds:
-            callbacks.append(lgb.early_stopping(early_stopping_rounds, first_metric_only=True,
-                                                verbose=False))
-        est = mt.estimator_class(task)(**full, random_state=seed, metric=name,
-                                       **({"n_jobs": n_jobs} if n_jobs and "n_jobs" not in full else {}))
-        est.fit(Xtr, ytr, eval_X=(Xva,) if has_val else None, eval_y=(yva,) if has_val else None,
-                callbacks=callbacks)
-        best_iter = int(est.best_iteration_) if has_val and early_stopping_rounds and \
-            est.best_iteration_ else None
-        est = lgb.Booster(model_str=est.booster_.model_to_string(num_iteration=best_iter or None))
-    elif mt.family == "mlp":
-        from .mlp import MLPModel
-
-        m = get_metric(metric)
-        hist_metric = metric
-
-        def _on_epoch(epoch: int, value: float) -> bool:
-            if on_step is not None:
-                on_step(epoch + 1, value)
-            return False
-
-        est = MLPModel(task, max(data.n_classes, 2), **full)
-        est.fit(Xtr, ytr, Xva, yva, seed=seed,
-                patience=early_stopping_rounds if has_val else None, on_epoch=_on_epoch,
-                val_score=lambda y, s: compute(metric, y, s, task), greater_is_better=m.greater_is_better)
-        history = list(est.history)
-        best_iter = est.best_epoch + 1 if est.best_epoch is not None else None
-    else:
-        cls = mt.estimator_class(task)
-        kwargs = dict(full)
-        if "random_state" in cls().get_params():
-            kwargs["random_state"] = seed
-        est = cls(**kwargs)
-        try:
-            est.fit(Xtr, ytr)
-        except (ValueError, TypeError) as exc:
-            raise ConfigError(f"Model '{mt.name}' could not be fitted with {params}: "
-                              f"{str(exc).splitlines()[0]}") from None
-        if task != "regression" and not hasattr(est, "predict_proba"):
-            raise ConfigError(f"Model '{mt.name}' has no predict_proba; the kit needs class "
-                              "probabilities. Choose another estimator or set probability=True.")
+    fitted = mt.family_impl.fit(mt, full, data, metric=metric, seed=seed,
+                                early_stopping_rounds=early_stopping_rounds, on_step=on_step,
+                                report_every=report_every, n_jobs=n_jobs)
     fit_time = time.perf_counter() - t0
-    model = OmgModel(mt.family, mt.name, est, task=task, feature_names=data.feature_names,
-                     classes=data.classes, positive_label=data.positive_label, params=full,
+    model = OmgModel(mt.family, mt.name, fitted.estimator, task=data.task,
+                     feature_names=data.feature_names, classes=data.classes,
+                     positive_label=data.positive_label, params=full,
                      meta={"feature_set": data.ref, "target": data.target,
-                           "id_column": data.id_column, "best_iteration": best_iter})
-    return FitResult(model, best_iter, history, hist_metric, fit_time)
+                           "id_column": data.id_column, "best_iteration": fitted.best_iteration})
+    return FitResult(model, fitted.best_iteration, list(fitted.history), fitted.history_metric,
+                     fit_time)
 
 
 def latency_ms(model: OmgModel, X: Any, repeats: int = 20,

@@ -142,19 +142,9 @@ def predictions_frame(model: Any, data: Any, split: str = "test", scores: Any = 
 
 
 def importance(model: Any) -> tuple[list[str], list[float]] | None:
-    """Built-in feature importances (gain for boosted trees, |coef| for linear models)."""
-    import numpy as np
-
-    est = model.estimator
-    if model.family == "lightgbm":
-        return model.feature_names, list(map(float, est.feature_importance("gain")))
-    inner = est.steps[-1][1] if hasattr(est, "steps") else est
-    if hasattr(inner, "feature_importances_"):
-        return model.feature_names, list(map(float, inner.feature_importances_))
-    if hasattr(inner, "coef_"):
-        coef = np.abs(np.atleast_2d(inner.coef_)).mean(axis=0)
-        return model.feature_names, list(map(float, coef))
-    return None
+    """Built-in feature importances (gain for boosted trees, |coef| for linear models), by feature."""
+    values = model.family_impl.importance(model)
+    return None if values is None else (model.feature_names, values)
 
 
 def record_model(tracking: Any, project: Any, data: Any, fit: Any, *, name: str, kind: str,
@@ -194,7 +184,7 @@ def record_model(tracking: Any, project: Any, data: Any, fit: Any, *, name: str,
     if fit.history:
         figures["learning_curve"] = lambda: plots.learning_curve(
             fit.history, fit.history_metric or "", fit.best_iteration,
-            "epoch" if model.family == "mlp" else "boosting round")
+            model.family_impl.step)
     imp = importance(model)
     if imp is not None:
         figures["feature_importance"] = lambda: plots.barh(

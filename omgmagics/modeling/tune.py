@@ -111,10 +111,10 @@ def make_objective(mt: Any, space: dict[str, Any], data: Any, *, metric: str, se
     import optuna
 
     from ..metrics import get_metric, score
-    from .models import eval_metric, fit_model
+    from .models import fit_model
 
     higher = get_metric(metric).greater_is_better
-    _, step_higher = eval_metric(mt.family, metric, data.task, data.n_classes)
+    _, step_higher = mt.family_impl.eval_metric(metric, data.task, data.n_classes)
     flip = step_higher != higher
 
     def objective(trial: Any) -> float:
@@ -129,7 +129,8 @@ def make_objective(mt: Any, space: dict[str, Any], data: Any, *, metric: str, se
 
         fit = fit_model(mt, params, data, metric=metric, seed=seed,
                         early_stopping_rounds=early_stopping_rounds, on_step=on_step,
-                        report_every=1 if mt.family == "mlp" else REPORT_EVERY, n_jobs=model_threads)
+                        report_every=mt.family_impl.report_every or REPORT_EVERY,
+                        n_jobs=model_threads)
         if fit.best_iteration is not None:
             trial.set_user_attr("best_iteration", int(fit.best_iteration))
         return score(metric, data.y["val"], fit.model.predict_scores(data.X["val"]), data.task)
@@ -157,12 +158,8 @@ def _worker(root: str, model: str, study_name: str, storage: str, trials: int,
                               storage=make_storage(storage, heartbeat_seconds(project)),
                               sampler=optuna.samplers.TPESampler(seed=seed), pruner=_pruner(pruner))
     objective = make_objective(mt, space, data, metric=project.primary_metric, seed=project.seed,
-                               early_stopping_rounds=_early_stop(mt), model_threads=model_threads)
+                               early_stopping_rounds=mt.family_impl.tune_patience, model_threads=model_threads)
     _optimize(study, objective, trials, timeout, 1, None)
-
-
-def _early_stop(mt: Any) -> int | None:
-    return 10 if mt.family == "mlp" else (50 if mt.family in ("xgboost", "lightgbm") else None)
 
 
 def _finished(study: Any) -> int:
@@ -364,7 +361,7 @@ def _optimize_study(run: _Tuning, existing: Any, timeout: float | None, n_jobs: 
             for key, value in run.attrs.items():
                 study.set_user_attr(key, value)
             objective = make_objective(mt, run.space, run.data, metric=run.primary, seed=seed,
-                                       early_stopping_rounds=_early_stop(mt), model_threads=threads)
+                                       early_stopping_rounds=mt.family_impl.tune_patience, model_threads=threads)
             if workers > 1 and before < run.trials:
                 ctx = mp.get_context("spawn")
                 for i in range(1, workers):
@@ -454,7 +451,7 @@ def _record_best(run: _Tuning, name: str | None, register: bool) -> Any:
     best = study.best_trial
     params = decode_params(run.space, best.params)
     fit = fit_model(mt, params, data, metric=primary, seed=run.project.seed,
-                    early_stopping_rounds=_early_stop(mt), n_jobs=None)
+                    early_stopping_rounds=mt.family_impl.tune_patience, n_jobs=None)
     messages: list[str] = []
     if run.crashed:
         messages.append(f"{', '.join(run.crashed)} ended with an error; the other workers finished "

@@ -32,7 +32,6 @@ OPTIMIZED_FORMAT = "omg-optimized-model"
 FORMAT_VERSION = 1
 TORCH_VARIANTS = {"int8": "torch-int8", "fp16": "torch-fp16", "bf16": "torch-bf16"}
 ALIASES = ("champion", "challenger")
-TREE_FAMILIES = ("xgboost", "lightgbm", "sklearn")
 
 
 @contextlib.contextmanager
@@ -348,7 +347,7 @@ def _registry_info(project: Any, ref: str, run_id: str | None) -> dict[str, Any]
 
 def describe(model: Any) -> dict[str, Any]:
     """Kind, family and variant of a loaded model, for reports."""
-    variant = getattr(model, "variant", "fp32" if model.family == "mlp" else "native")
+    variant = getattr(model, "variant", None) or model.family_impl.variant
     return {"model": model.model_type, "family": model.family, "variant": variant,
             "task": model.task, "features": len(model.feature_names)}
 

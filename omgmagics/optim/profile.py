@@ -11,37 +11,11 @@ from .models import describe, load_any_model, resolve_ref
 
 def parameter_count(model: Any) -> int | None:
     """Learned parameters: MLP weights and biases, tree nodes, linear coefficients."""
-    import numpy as np
+    from ..modeling.families import get_family
 
     if getattr(model, "variant", None) == "onnx":
         return (model.meta.get("optimization") or {}).get("base_parameters")
-    family = model.family
-    est = getattr(model, "estimator", None)
-    if family == "mlp":
-        net = est.network if est is not None else model.runtime
-        total = 0
-        for key, value in net.state_dict().items():
-            if key.endswith(("weight", "bias")) and hasattr(value, "numel"):
-                total += int(value.numel())
-            elif key.endswith("_packed_params._packed_params"):  # a dynamically quantized Linear
-                total += sum(int(t.numel()) for t in value if hasattr(t, "numel"))
-        return total
-    if family == "xgboost":
-        return int(sum(len(tree.strip().splitlines()) for tree in est.get_booster().get_dump()))
-    if family == "lightgbm":
-        trees = est.dump_model().get("tree_info", [])
-        return int(sum(2 * t.get("num_leaves", 1) - 1 for t in trees))
-    inner = est.steps[-1][1] if hasattr(est, "steps") else est
-    if hasattr(inner, "estimators_"):
-        flat = np.ravel(np.asarray(inner.estimators_, dtype=object))
-        nodes = [getattr(getattr(e, "tree_", None), "node_count", None) for e in flat]
-        if all(n is not None for n in nodes):
-            return int(sum(nodes))
-    if hasattr(inner, "tree_"):
-        return int(inner.tree_.node_count)
-    if hasattr(inner, "coef_"):
-        return int(np.size(inner.coef_) + np.size(getattr(inner, "intercept_", 0)))
-    return None
+    return get_family(model.family).parameter_count(model)
 
 
 def profile_model(project: Any, model_ref: str | None = None, batch_sizes: str = "1,1024",

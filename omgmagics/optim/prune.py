@@ -125,7 +125,7 @@ def prune_model(project: Any, model_ref: str | None = None, sparsity: float = 0.
         raise UsageError(f"--max-drop must be >= 0, got {max_drop}.")
     ref = resolve_ref(project, model_ref)
     model = load_any_model(project, ref)
-    if isinstance(model, OptimizedModel) or model.family != "mlp":
+    if isinstance(model, OptimizedModel) or not model.family_impl.prunable:
         kind = getattr(model, "variant", None) or model.family
         raise UsageError(f"Pruning applies to the torch MLP's Linear layers; {ref} is a {kind} model "
                          f"({model.model_type}). For tree ensembles, fewer or shallower trees "

@@ -19,7 +19,6 @@ from ..results import Report
 from . import measure
 from .models import (
     TORCH_VARIANTS,
-    TREE_FAMILIES,
     OptimizedModel,
     build_torch_variant,
     describe,
@@ -70,28 +69,8 @@ def _torch_variant(model: Any, precision: str) -> OptimizedModel:
 
 def _onnx_payload(model: Any) -> bytes:
     """The model exported to ONNX (float32 input ``input``)."""
-    n = len(model.feature_names)
-    est = model.estimator
     try:
-        if model.family == "xgboost":
-            from onnxmltools.convert import convert_xgboost
-            from onnxmltools.convert.common.data_types import FloatTensorType
-
-            onx = convert_xgboost(est, initial_types=[("input", FloatTensorType([None, n]))],
-                                  target_opset=ONNX_OPSET)
-        elif model.family == "lightgbm":
-            from onnxmltools.convert import convert_lightgbm
-            from onnxmltools.convert.common.data_types import FloatTensorType
-
-            onx = convert_lightgbm(est, initial_types=[("input", FloatTensorType([None, n]))],
-                                   target_opset=ONNX_OPSET, zipmap=False)
-        else:
-            from skl2onnx import convert_sklearn
-            from skl2onnx.common.data_types import FloatTensorType
-
-            options = {id(est): {"zipmap": False}} if model.task != "regression" else None
-            onx = convert_sklearn(est, initial_types=[("input", FloatTensorType([None, n]))],
-                                  target_opset=ONNX_OPSET, options=options)
+        onx = model.family_impl.to_onnx(model, ONNX_OPSET)
     except ImportError as exc:
         raise UsageError(f"ONNX export needs onnx, onnxruntime, onnxmltools and skl2onnx ({exc}). "
                          "Install them: pip install 'omgmagics[optim]'.") from None
@@ -122,17 +101,17 @@ def route(model: Any, precision: str, export: str) -> str:
     if isinstance(model, OptimizedModel):
         raise UsageError(f"{model.source} is already optimized ({model.variant}). Quantize the "
                          "original model (e.g. --model champion).")
-    if model.family == "mlp":
+    family = model.family_impl
+    if family.quantize_with == "torch":
         if export == "onnx":
-            raise UsageError("ONNX export is for tree and scikit-learn models; the torch MLP is "
+            raise UsageError(f"ONNX export is for tree and scikit-learn models; the {family.kind} is "
                              "quantized with torch: use --export torch (or auto).")
         return "torch"
-    if model.family in TREE_FAMILIES:
+    if family.quantize_with == "onnx":
         if export == "torch":
-            kind = "tree ensemble" if model.family != "sklearn" else "scikit-learn model"
             raise UsageError(
-                f"{model.model_type} is a {kind}: torch dynamic quantization applies only to the "
-                "MLP's Linear layers, and tree thresholds are already float32 comparisons. What "
+                f"{model.model_type} is a {family.kind}: torch dynamic quantization applies only to "
+                "the MLP's Linear layers, and tree thresholds are already float32 comparisons. What "
                 "applies instead is an ONNX export run by onnxruntime: use --export onnx (or auto).")
         return "onnx"
     raise UsageError(f"Cannot quantize a {model.family} model ({model.model_type}).")
