@@ -94,7 +94,8 @@ def run() -> dict:
     from _phase4_project import build, fit
 
     from omgmagics.deploy import loadgen, process
-    from omgmagics.deploy.bundle import ServingBundle, package_model
+    from omgmagics.deploy.bundle import ServingBundle
+    from omgmagics.deploy.packaging import package_model
     from omgmagics.deploy.rollout import start_router
     from omgmagics.deploy.serving import start_server
     from omgmagics.deploy.settings import resolve_settings

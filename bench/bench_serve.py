@@ -69,7 +69,8 @@ def run() -> dict:
     import pandas as pd
     from _phase4_project import build, fit
 
-    from omgmagics.deploy.bundle import ServingBundle, package_model
+    from omgmagics.deploy.bundle import ServingBundle
+    from omgmagics.deploy.packaging import package_model
     from omgmagics.deploy.process import SERVER_ENV, stop_process
     from omgmagics.deploy.serving import start_server
     from omgmagics.deploy.settings import resolve_settings

@@ -15,7 +15,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from omgmagics.deploy.bundle import ServingBundle, package_model, verify_bundle
+from omgmagics.deploy.bundle import ServingBundle
+from omgmagics.deploy.integrity import verify_bundle
+from omgmagics.deploy.packaging import package_model
 from omgmagics.deploy.signature import InvalidRequest, RequestValidator
 from omgmagics.errors import ConfigError, DataError, UsageError
 from tests.test_deploy_support import (
@@ -271,7 +273,7 @@ def test_kserve_and_k8s_manifests(proj):
 
 def test_production_pins_the_digest_it_rolled_out(proj, tmp_path):
     """H2: a bundle edited and re-signed after its rollout verified, and production served it."""
-    from omgmagics.deploy.bundle import verify_bundle, write_manifest
+    from omgmagics.deploy.integrity import verify_bundle, write_manifest
     from omgmagics.deploy.serving import default_bundle
     from omgmagics.deploy.settings import resolve_settings
     from omgmagics.deploy.state import deployments_dir, production_bundle, record_production
@@ -415,7 +417,7 @@ def test_nested_pipeline_with_a_custom_function_compiles_exactly(proj, val, monk
 def test_signed_bundles_refuse_an_edit_made_without_the_key(proj, tmp_path, monkeypatch):
     """With $OMG_BUNDLE_KEY set, packaging signs the manifest; a bundle edited and re-manifested by
     someone without the key, or with its signature removed, is refused before any of it runs."""
-    from omgmagics.deploy.bundle import SIGNATURE_FILE, require_verified, write_manifest
+    from omgmagics.deploy.integrity import SIGNATURE_FILE, require_verified, write_manifest
 
     project, bundle = proj
     monkeypatch.setenv("OMG_BUNDLE_KEY", "k" * 32)

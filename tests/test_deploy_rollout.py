@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from omgmagics.deploy import process
-from omgmagics.deploy.bundle import package_model
+from omgmagics.deploy.packaging import package_model
 from omgmagics.deploy.rollout import cloud_local
 from omgmagics.deploy.state import admin_token, current_production, read_history, router_state_path
 from omgmagics.modeling.tracking import connect

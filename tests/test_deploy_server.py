@@ -147,7 +147,7 @@ def test_health_ready_version_metrics_and_log(server, records, proj):
     assert httpx.get(url + "/health").json() == {"status": "ok"}
     assert httpx.get(url + "/ready").json()["status"] == "ready"
     version = httpx.get(url + "/version").json()
-    from omgmagics.deploy.bundle import verify_bundle
+    from omgmagics.deploy.integrity import verify_bundle
 
     assert version["model_version"] == "p4-model/1" and version["env"] == "qa"
     assert version["digest"] == verify_bundle(bundle)["digest"]

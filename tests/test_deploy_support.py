@@ -127,7 +127,7 @@ def copy_project(src: Path, parent: Path, name: str = "p4copy") -> Path:
 def onnx_bundle_project(tmp_path_factory: pytest.TempPathFactory, name: str) -> tuple[Any, Path]:
     """A copy of the session's project with its champion exported to ONNX and packaged as a bundle:
     (project, bundle folder)."""
-    from omgmagics.deploy.bundle import package_model
+    from omgmagics.deploy.packaging import package_model
     from omgmagics.optim.quantize import quantize_model
     from omgmagics.project import Project
 

@@ -115,7 +115,7 @@ def regression(tmp_path_factory):
 
 def _phase4_models(project) -> dict:
     """The notebook's first steps: quantize (ONNX) the champion, package it and the export."""
-    from omgmagics.deploy.bundle import package_model
+    from omgmagics.deploy.packaging import package_model
     from omgmagics.optim.quantize import quantize_model
 
     q = quantize_model(project, "champion", export="auto", max_drop=0.01,
@@ -266,7 +266,7 @@ def test_regression_response_is_the_number_and_agrees_with_pyfunc(regression, re
 
 
 def test_non_finite_predictions_are_null_in_the_response_and_the_log(regression, reg4, tmp_path):
-    from omgmagics.deploy.bundle import package_model
+    from omgmagics.deploy.packaging import package_model
     from omgmagics.deploy.predlog import read_log
     from omgmagics.deploy.process import stop_process
     from omgmagics.deploy.serving import prediction_log_dir

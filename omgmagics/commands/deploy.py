@@ -30,7 +30,7 @@ from ._registry import Context, arg, command
 def package(ns: argparse.Namespace, ctx: Context):
     if ns.verify:
         return _verify(ns.verify, ctx)
-    from ..deploy.bundle import package_model
+    from ..deploy.packaging import package_model
 
     return package_model(ctx.project(), ns.model, ns.handler, ns.name, ns.version, ns.features)
 
@@ -40,7 +40,7 @@ def _verify(path: str, ctx: Context):
 
     import pandas as pd
 
-    from ..deploy.bundle import verify_bundle
+    from ..deploy.integrity import verify_bundle
     from ..errors import DataError
     from ..results import Report
 

@@ -13,7 +13,7 @@ from typing import Any
 
 def staging_criteria(project: Any) -> list[Any]:
     from ..criteria import Criterion
-    from .bundle import verify_bundle
+    from .integrity import verify_bundle
     from .staging import read_result, result_path
 
     result = read_result(project)

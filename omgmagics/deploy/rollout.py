@@ -94,7 +94,8 @@ def pick_bundles(project: Any, env: str, champion: str | None, challenger: str |
     UsageError
         When there is no champion to compare with, or both are the same bundle.
     """
-    from .bundle import list_bundles, require_verified, resolve_bundle
+    from .bundle import list_bundles, resolve_bundle
+    from .integrity import require_verified
 
     chal = resolve_bundle(project, challenger)
     if champion:
@@ -444,8 +445,9 @@ def cloud_manifests(project: Any, env: str, strategy: str, target: str,
     """``--target kserve|k8s``: write the cluster manifests for the challenger bundle (and the docs)."""
     import pandas as pd
 
-    from .bundle import require_verified, resolve_bundle
+    from .bundle import resolve_bundle
     from .docs import write_docs
+    from .integrity import require_verified
     from .manifests import write_manifests
     from .settings import canary_settings, kubernetes_settings, resolve_settings
 

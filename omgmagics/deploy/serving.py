@@ -99,7 +99,7 @@ def serve(project: Any, env: str = "staging", config: str | None = None, *, host
     DataError
         No bundle, or a bundle that fails verification.
     """
-    from .bundle import require_verified
+    from .integrity import require_verified
     from .staging import validate_staging
 
     settings = resolve_settings(project, env, config, host=host, port=port, bundle=bundle)

@@ -23,12 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError
-from .bundle import class_names
+from .bundle import SKEW_TOLERANCE, class_names
 from .signature import check_rows
 
 RESULT_FILE = "staging_validation.json"
 SCORE_TOLERANCE = 1e-9
-SKEW_TOLERANCE = 1e-6
 MIN_P99_SAMPLES = 100  # below, a 99th percentile is just the slowest request
 
 

@@ -44,7 +44,7 @@ def production_bundle(project: Any, env: str = "production") -> Path | None:
     DataError
         When the bundle's files differ from what was rolled out (edited, re-packaged, replaced).
     """
-    from .bundle import verify_bundle
+    from .integrity import verify_bundle
 
     current = current_production(project, env)
     if not current or not Path(current.get("bundle", "")).is_dir():
@@ -126,7 +126,7 @@ def record_production(project: Any, env: str, bundle: Path, version: str, strate
                       rollout_id: str, outcome: str) -> None:
     """Record `bundle` (and the digest it verified with) as what `env` now serves."""
     from ..atomic import write_json
-    from .bundle import require_verified
+    from .integrity import require_verified
 
     write_json(deployments_dir(project) / f"{env}.json",
                {"env": env, "bundle": str(bundle), "digest": require_verified(bundle)["digest"],

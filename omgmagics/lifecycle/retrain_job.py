@@ -214,7 +214,7 @@ def _rollout(project: Any, registry: Any, mode: str, version: str, reason: str) 
         return {"status": "promoted", "detail": f"champion alias moved to v{version}",
                 "promoted": journal.stamp()}
     try:
-        from ..deploy.bundle import package_model
+        from ..deploy.packaging import package_model
         from ..deploy.rollout import cloud_local
     except ImportError:
         return {"status": "pending",

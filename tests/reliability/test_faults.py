@@ -59,7 +59,9 @@ def p4(tmp_path, tmp_path_factory):
 
 
 def test_package_killed_mid_write_leaves_the_previous_bundle_intact(p4, run_cli):
-    from omgmagics.deploy.bundle import ServingBundle, list_bundles, package_model, verify_bundle
+    from omgmagics.deploy.bundle import ServingBundle, list_bundles
+    from omgmagics.deploy.integrity import verify_bundle
+    from omgmagics.deploy.packaging import package_model
 
     project, refs = p4
     model = rel(refs, project.root, "xgb")
@@ -200,7 +202,8 @@ def test_a_dying_kernel_is_reported_with_the_saved_notebook(tiny, run_cli):
 
 def test_server_killed_under_load_comes_back_with_an_intact_log(p4):
     from omgmagics.deploy import loadgen, process
-    from omgmagics.deploy.bundle import ServingBundle, package_model
+    from omgmagics.deploy.bundle import ServingBundle
+    from omgmagics.deploy.packaging import package_model
     from omgmagics.deploy.serving import prediction_log_dir, serve, stop
     from omgmagics.deploy.staging import split_valid
 

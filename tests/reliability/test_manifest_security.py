@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from omgmagics.deploy.bundle import package_model
+from omgmagics.deploy.packaging import package_model
 from omgmagics.project import Project
 from tests.test_deploy_support import copy_project, rel, shared
 
@@ -250,7 +250,7 @@ def test_the_container_command_serves_with_the_token_and_writes_only_to_its_volu
 
     import httpx
 
-    from omgmagics.deploy.bundle import verify_bundle
+    from omgmagics.deploy.integrity import verify_bundle
     from tests.test_deploy_support import kill_tree
 
     files = _generate(root, "k8s")

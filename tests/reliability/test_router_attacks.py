@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from omgmagics.deploy.bundle import package_model
+from omgmagics.deploy.packaging import package_model
 from omgmagics.deploy.process import ServerError
 from omgmagics.deploy.rollout import start_router
 from omgmagics.deploy.serving import start_server

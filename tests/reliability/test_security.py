@@ -21,7 +21,9 @@ import httpx
 import pandas as pd
 import pytest
 
-from omgmagics.deploy.bundle import ServingBundle, package_model, verify_bundle, write_manifest
+from omgmagics.deploy.bundle import ServingBundle
+from omgmagics.deploy.integrity import verify_bundle, write_manifest
+from omgmagics.deploy.packaging import package_model
 from omgmagics.errors import ConfigError, DataError
 from omgmagics.project import Project
 from tests.test_deploy_support import children, copy_project, kill_tree, rel, shared, stop_all
