@@ -68,6 +68,12 @@ class Project:
         """A path inside the project; created parents are the caller's job."""
         return self.root.joinpath(*parts)
 
+    def resolve(self, path: str | os.PathLike) -> Path:
+        """The one rule for a path named in omg.yaml or on the command line: absolute (or ``~``) as
+        given, else relative to the project folder (not the working folder)."""
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else self.root / p
+
     @property
     def name(self) -> str:
         return str(self.config.get_path("project.name", self.root.name))
@@ -107,6 +113,12 @@ class Project:
     @property
     def monitoring_dir(self) -> Path:
         return self.path("monitoring")
+
+    @property
+    def predictions_dir(self) -> Path:
+        """Where servers log predictions and phase 5 reads them (``monitoring.predictions``)."""
+        return self.resolve(self.config.get_path("monitoring.predictions") or
+                            "monitoring/predictions")
 
     def notebook(self, phase: int) -> Path:
         """The phase notebook of this project, ``notebooks/0N_x/0N_x.ipynb``."""

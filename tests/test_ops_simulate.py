@@ -213,3 +213,17 @@ def test_columns_that_are_no_input_arrive_with_the_labels_and_reach_the_retrain_
     assert counts["new labeled rows"] == (rows_["time"] < cut).sum() == 200  # before the window only
     assert new["sex"].notna().all() and new["income"].notna().all()
     assert "columns the new rows lack (left missing)" not in counts
+
+
+def test_simulated_traffic_lands_where_the_project_logs_predictions(tmp_path):
+    """`monitoring.predictions` moves the prediction log: the simulator writes there (it wrote to the
+    default folder, so the monitor of such a project saw no traffic), servers log there, phase 5
+    reads there."""
+    root = small_project(tmp_path, "monitoring: {predictions: logs/served}\n")
+    project = Project.at(root)
+    assert project.predictions_dir == root / "logs" / "served"
+    simulate_traffic(project, frame(600, 21), days=3, per_day=100, reference=frame(900, 22),
+                     scorer=_scorer())
+    assert sorted(p.name for p in (root / "logs" / "served").iterdir())[:1] == ["2026-01-01.jsonl"]
+    assert not (project.monitoring_dir / "predictions").exists()
+    assert int(run_monitor(project).value["requests"].sum()) == 300

@@ -269,7 +269,6 @@ def test_non_finite_predictions_are_null_in_the_response_and_the_log(regression,
     from omgmagics.deploy.packaging import package_model
     from omgmagics.deploy.predlog import read_log
     from omgmagics.deploy.process import stop_process
-    from omgmagics.deploy.serving import prediction_log_dir
 
     handler = tmp_path / "nan_handler.py"
     handler.write_text(NAN_HANDLER)
@@ -284,7 +283,7 @@ def test_non_finite_predictions_are_null_in_the_response_and_the_log(regression,
     assert one.status_code == 200
     body = _strict_json(one.text)
     assert body["prediction"] is None and body["score"] is None
-    logged = [r for r in read_log(prediction_log_dir(regression)) if r["request_id"] == "nan-1"]
+    logged = [r for r in read_log(regression.predictions_dir) if r["request_id"] == "nan-1"]
     assert logged and logged[0]["prediction"] is None and logged[0]["score"] is None
 
 

@@ -74,7 +74,8 @@ def baseline(ns: argparse.Namespace, ctx: Context):
     writes=lambda ns: not ns.init,
 )
 def train(ns: argparse.Namespace, ctx: Context):
-    from ..modeling.train import resolve_path, train_model, write_experiment_template
+    from ..io import input_path
+    from ..modeling.train import train_model, write_experiment_template
     from ..results import Report
 
     project = ctx.project()
@@ -87,7 +88,7 @@ def train(ns: argparse.Namespace, ctx: Context):
     if ns.no_register:
         overrides["register"] = False
     config = ns.config
-    if ns.model and ns.config == "experiment.yaml" and not resolve_path(ns.config, project).is_file():
+    if ns.model and ns.config == "experiment.yaml" and not input_path(ns.config, project.root).is_file():
         config = None  # --model alone trains that model with its defaults
     return train_model(project, config, overrides=overrides)
 

@@ -14,7 +14,6 @@ def _fmt(v: Any) -> str:
 
 def _context(project: Any) -> dict[str, Any]:
     from .bundle import list_bundles
-    from .serving import prediction_log_dir
     from .settings import canary_settings, kubernetes_settings, resolve_settings
     from .staging import read_result
     from .state import current_production, read_history
@@ -25,7 +24,7 @@ def _context(project: Any) -> dict[str, Any]:
     return {"envs": envs, "canary": canary_settings(project), "k8s": kubernetes_settings(project),
             "bundles": list_bundles(project), "production": current_production(project),
             "staging": read_result(project), "last": rollouts[-1] if rollouts else None,
-            "log_dir": prediction_log_dir(project), "monitoring": project.config.get("monitoring")
+            "log_dir": project.predictions_dir, "monitoring": project.config.get("monitoring")
             or {}}
 
 

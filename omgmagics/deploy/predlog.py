@@ -31,10 +31,6 @@ from pathlib import Path
 from typing import Any
 
 
-def log_dir(project_root: str | os.PathLike) -> Path:
-    return Path(project_root) / "monitoring" / "predictions"
-
-
 class PredictionLog:
     """Bounded, batched, append-only JSON-lines writer (thread-safe).
 

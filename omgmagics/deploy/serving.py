@@ -19,16 +19,8 @@ from . import process
 from .settings import ServeSettings, resolve_settings
 
 
-def prediction_log_dir(project: Any) -> Path:
-    """``monitoring.predictions`` of omg.yaml (the folder phase 5 reads), default
-    ``monitoring/predictions``."""
-    rel = project.config.get_path("monitoring.predictions") if project is not None else None
-    path = Path(rel or "monitoring/predictions")
-    return path if path.is_absolute() else Path(project.root) / path
-
-
 def server_config(project: Any, settings: ServeSettings, env: str | None = None) -> dict[str, Any]:
-    return {"env": env or settings.env, "log_folder": str(prediction_log_dir(project)),
+    return {"env": env or settings.env, "log_folder": str(project.predictions_dir),
             "log": settings.log, "max_batch": settings.max_batch,
             "max_body_bytes": settings.max_body_bytes, "auth_token_env": settings.auth_token_env}
 

@@ -25,6 +25,7 @@ import pandas as pd
 
 from ..atomic import sha256_file, write_json, write_text
 from ..errors import DataError, UsageError
+from ..io import input_path
 from ..results import Report, jsonable
 from . import checklist, checks
 from .brief import Brief
@@ -129,9 +130,7 @@ def load_input(project: Any, ref: str | None = None, table: Callable[..., Any] |
     df = table(ref, project.root) if table is not None else None
     if namespace is not None and ref.isidentifier() and ref in namespace:
         return df, source_info(declared, project.root, ref=ref), f"notebook DataFrame '{ref}'"
-    path = Path(ref)
-    if not path.is_absolute() and not path.exists():
-        path = Path(project.root) / path
+    path = input_path(ref, project.root)
     if df is None:
         from ..io import read_table
 

@@ -122,18 +122,25 @@ def inside(root: str | os.PathLike, relative: Any, what: str) -> Path:
 
 
 # ------------------------------------------------------------------------------- path rules
+def input_path(path: str | os.PathLike, base: str | os.PathLike | None) -> Path:
+    """The rule for a file the user hands in (``--data``, ``--config``, a table): as given when it
+    exists (absolute, or relative to the working folder, where a shell completed it), else relative
+    to `base`, the project folder. Paths in omg.yaml and outputs use :meth:`Project.resolve`."""
+    p = Path(path).expanduser()
+    if p.is_absolute() or p.exists() or base is None:
+        return p
+    return Path(base) / p
+
+
 def resolve(project: Any, path: str | Path | None, default: str) -> Path:
     """A path given on the command line: absolute as is, relative from the project folder."""
-    p = Path(path if path is not None else default).expanduser()
-    return p if p.is_absolute() else project.root / p
+    return project.resolve(path if path is not None else default)
 
 
 def parquet_path(project: Any, data: str | Path) -> Path | None:
     """`data` (a path, relative to the working folder, else the project) when it is an existing
     parquet file or folder, which is read in batches; None for anything else (loaded whole)."""
-    path = Path(data)
-    if not path.is_absolute() and not path.exists():
-        path = Path(project.root) / path
+    path = input_path(data, project.root)
     if path.is_dir() or (path.is_file() and path.suffix.lower() in (".parquet", ".pq")):
         return path
     return None

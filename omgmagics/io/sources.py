@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError
+from . import input_path
 
 BATCH_ROWS = 1 << 18
 NUMERIC, CATEGORICAL, TIME, OTHER = "numeric", "categorical", "time", "other"
@@ -429,9 +430,7 @@ def open_source(table: Any, name: str | None = None, base: str | os.PathLike | N
         if table.empty:
             raise DataError(f"The table {name or 'DataFrame'} is empty. Pass data with rows.")
         return FrameSource(table, name or "DataFrame", batch_rows)
-    path = Path(table)
-    if not path.is_absolute() and not path.exists() and base is not None:
-        path = Path(base) / path
+    path = input_path(table, base)
     if not path.exists():
         raise DataError(f"Data {table} does not exist. Check the path (relative paths are resolved "
                         "from the working directory, then the project folder).")

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, DataError
+from ..io import input_path
 
 EXPERIMENT_SPEC: dict[str, Any] = {
     "model": str, "params": (dict, type(None)), "features": (str, type(None)),
@@ -46,14 +47,6 @@ seed: 42
 name: v1                        # run name in MLflow (compare --experiments baseline,v1,...)
 register: true                  # register the model with the alias `challenger`
 """
-
-
-def resolve_path(path: str | os.PathLike, project: Any) -> Path:
-    """`path` as given if it exists, else relative to the project folder."""
-    p = Path(path)
-    if p.is_absolute() or p.exists():
-        return p
-    return Path(project.root) / p
 
 
 def read_experiment(path: Path | None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -245,7 +238,7 @@ def train_model(project: Any, config: str | os.PathLike | None = "experiment.yam
 
     path = None
     if config is not None:
-        path = resolve_path(config, project)
+        path = input_path(config, project.root)
         if not path.is_file():
             raise ConfigError(f"Experiment file {config} not found (looked in the working folder and "
                               f"{project.root}). Write one (`omg train train --init` writes a "

@@ -41,17 +41,17 @@ BATCH_RECORDS = 50_000  # log records parsed into one DataFrame at a time by the
 
 
 def log_dir(project: Any, settings: dict[str, Any] | None = None) -> Path:
-    rel = (settings or {}).get("predictions") or "monitoring/predictions"
-    path = Path(rel)
-    return path if path.is_absolute() else Path(project.root) / path
+    """The prediction-log folder: `settings` ``predictions`` when given, else the project's
+    (``monitoring.predictions`` of omg.yaml)."""
+    rel = (settings or {}).get("predictions")
+    return project.resolve(rel) if rel else project.predictions_dir
 
 
 def feedback_path(project: Any, settings: dict[str, Any] | None = None) -> Path | None:
     """The configured feedback file, else the first of feedback.jsonl / .parquet / .csv that exists."""
     rel = (settings or {}).get("feedback")
     if rel:
-        path = Path(rel)
-        return path if path.is_absolute() else Path(project.root) / path
+        return project.resolve(rel)
     for name in ("feedback.jsonl", "feedback.parquet", "feedback.csv"):
         path = Path(project.monitoring_dir) / name
         if path.is_file():

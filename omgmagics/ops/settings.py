@@ -40,6 +40,7 @@ from typing import Any
 
 from ..config import MONITORING_SPEC, deep_merge, read_yaml, validate
 from ..errors import ConfigError, unknown_choice
+from ..io import input_path
 from .drift import DEFAULTS as DRIFT_DEFAULTS
 
 ALERT_ON = ("dataset", "prediction", "feature")
@@ -109,9 +110,7 @@ def _read_config(project: Any, config: str | Path | None) -> dict[str, Any]:
         if not default.is_file():
             return {}
         config = default
-    path = Path(config)
-    if not path.is_absolute() and not path.exists():
-        path = Path(project.root) / path
+    path = input_path(config, project.root)
     data = read_yaml(path, "monitoring config")
     if data is None:
         return {}

@@ -94,8 +94,7 @@ def parse_shift(text: str | None) -> list[tuple[str, str, Any]]:
 def schema_bounds(project: Any) -> dict[str, dict[str, Any]]:
     """Per column the ``min`` / ``max`` / ``allowed`` of the project's schema (``data.schema``,
     default ``schema.yaml``), or {} when there is none or it cannot be read."""
-    path = Path(project.config.get_path("data.schema", "schema.yaml") or "schema.yaml")
-    path = path if path.is_absolute() else Path(project.root) / path
+    path = project.resolve(project.config.get_path("data.schema", "schema.yaml") or "schema.yaml")
     if not path.is_file():
         return {}
     try:

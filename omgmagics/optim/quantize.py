@@ -223,8 +223,7 @@ def default_output(project: Any, label: str, variant: str) -> Path:
 def resolve_output(project: Any, output: str | None, label: str, variant: str) -> Path:
     if not output:
         return default_output(project, label, variant)
-    path = Path(output)
-    return path if path.is_absolute() else Path(project.root) / path
+    return project.resolve(output)
 
 
 def quantize_model(project: Any, model_ref: str | None = None, precision: str = "int8",

@@ -204,7 +204,7 @@ def test_server_killed_under_load_comes_back_with_an_intact_log(p4):
     from omgmagics.deploy import loadgen, process
     from omgmagics.deploy.bundle import ServingBundle
     from omgmagics.deploy.packaging import package_model
-    from omgmagics.deploy.serving import prediction_log_dir, serve, stop
+    from omgmagics.deploy.serving import serve, stop
     from omgmagics.deploy.staging import split_valid
 
     project, refs = p4
@@ -225,7 +225,7 @@ def test_server_killed_under_load_comes_back_with_an_intact_log(p4):
     thread = threading.Thread(target=load)
     thread.start()
     try:
-        log_dir = prediction_log_dir(project)
+        log_dir = project.predictions_dir
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not any(
                 p.stat().st_size > 20_000 for p in log_dir.glob("*.jsonl")):
