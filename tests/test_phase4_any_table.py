@@ -54,8 +54,8 @@ def build(parent: Path, table: str, target: str, task: str, metric: str,
     from omgmagics.features.store import write_feature_set
     from omgmagics.modeling.data import load_model_data
     from omgmagics.modeling.models import fit_model, get_model_type
+    from omgmagics.modeling.record import record_model
     from omgmagics.modeling.tracking import connect
-    from omgmagics.modeling.train import record_model
     from omgmagics.project import Project
 
     root = parent / table

@@ -95,8 +95,8 @@ def run_baselines(project: Any, *, features: str | None = None, table: Any = Non
     from ..results import Report
     from .data import load_model_data
     from .models import MODEL_TYPES, FitResult, OmgModel, get_model_type
+    from .record import metric_names, record_model
     from .tracking import connect
-    from .train import metric_names, record_model
 
     if cv < 2:
         raise UsageError(f"--cv must be at least 2 folds, got {cv}.")

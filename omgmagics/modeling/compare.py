@@ -47,9 +47,9 @@ def compare_runs(project: Any, experiments: list[str] | None = None, *, alpha: f
     from ..metrics import better, get_metric, score
     from ..results import Report, jsonable
     from .evaluate import scores_from_predictions
+    from .record import metric_names
     from .stats import significance
     from .tracking import connect
-    from .train import metric_names
 
     if not 0 < alpha < 1:
         raise UsageError(f"--alpha must be between 0 and 1, got {alpha}.")

@@ -55,7 +55,7 @@ def resolve_model(project: Any, tracking: Any, ref: str | None) -> tuple[Any, st
 
 
 def scores_from_predictions(df: Any, task: str) -> Any:
-    """Model scores from a logged predictions table (see ``train.predictions_frame``)."""
+    """Model scores from a logged predictions table (see ``record.predictions_frame``)."""
 
     if task == "regression":
         return df["y_pred"].to_numpy(dtype=float)
@@ -193,7 +193,7 @@ def _prepare(project: Any, tracking: Any, model_ref: str | None, features: str |
     import numpy as np
 
     from .data import load_model_data
-    from .train import metric_names
+    from .record import metric_names
 
     model, run_id, label = resolve_model(project, tracking, model_ref)
     data = load_model_data(project, features or model.meta.get("feature_set"))

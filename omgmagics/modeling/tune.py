@@ -250,8 +250,8 @@ def tune_model(project: Any, model: str = "xgboost", *, trials: int | None = Non
     from ..metrics import get_metric
     from .data import load_model_data
     from .models import get_model_type
+    from .record import metric_names
     from .tracking import connect
-    from .train import metric_names
 
     trials = trials if trials is not None else int(project.config.get_path("tuning.n_trials", 50))
     timeout = timeout if timeout is not None else project.config.get_path("tuning.timeout_s")
@@ -438,7 +438,7 @@ def _record_best(run: _Tuning, name: str | None, register: bool) -> Any:
     from ..results import Report
     from . import plots
     from .models import fit_model
-    from .train import record_model
+    from .record import record_model
 
     study, mt, data, primary = run.study, run.mt, run.data, run.primary
     done = study.get_trials(deepcopy=False)
