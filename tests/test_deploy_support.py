@@ -81,7 +81,7 @@ def train_models(root: Path) -> dict[str, Any]:
     from omgmagics.modeling.data import load_model_data
     from omgmagics.modeling.models import fit_model, get_model_type
     from omgmagics.modeling.tracking import connect
-    from omgmagics.modeling.train import record_model
+    from omgmagics.modeling.record import record_model
     from omgmagics.project import Project
 
     project = Project.at(root)
