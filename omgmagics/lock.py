@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import clock
 from .errors import BusyError, ConfigError
 
 LOCK_DIR = ".omg"
@@ -107,7 +108,7 @@ def busy_message(root: str | os.PathLike, info: dict[str, Any] | None) -> str:
     since = str(info.get("started", "?"))
     try:
         started = dt.datetime.fromisoformat(since).astimezone()
-        since = started.strftime("%H:%M:%S" if started.date() == dt.date.today() else "%Y-%m-%d %H:%M:%S")
+        since = started.strftime("%H:%M:%S" if started.date() == clock.today() else "%Y-%m-%d %H:%M:%S")
     except (TypeError, ValueError):
         pass
     host = info.get("host")
@@ -186,7 +187,7 @@ def _acquire(root: Path, verb: str, wait: float) -> _Held:
                 time.sleep(min(POLL, left))
         token = uuid.uuid4().hex
         record = {"id": token, "pid": os.getpid(), "verb": verb,
-                  "started": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+                  "started": clock.stamp(),
                   "host": socket.gethostname()}
         data = (json.dumps(record) + "\n").encode()
         os.ftruncate(fd, 0)  # the same inode stays locked: written in place, never replaced

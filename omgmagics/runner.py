@@ -10,7 +10,6 @@ phase without redoing finished ones.
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import subprocess
 import time
@@ -18,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from . import clock
 from .atomic import sha256_file, write_json, write_text
 from .criteria import GATE_NAMES
 from .errors import GateFailedError, OmgError, PhaseFailedError, ProjectError, UsageError
@@ -30,10 +30,6 @@ from .runs import list_runs, new_run_id
 log = get_logger(__name__)
 ARTIFACT_DIRS = ["reports", "docs", "decisions", "data", "features", "models", "monitoring", "projectlib"]
 RESUME_HINT = "resume with `omg ml run --resume` (or `%omgml run --resume`)"
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def _git_commit(root: Path) -> str | None:
@@ -194,11 +190,11 @@ def run_lifecycle(project: Project, phases: list[int] | None = None, resume: boo
         run_id = manifest["run_id"]
         phases = [int(p) for p in manifest["phases_requested"]]
         params = {**manifest.get("parameters", {}), **params}
-        manifest["resumed"] = manifest.get("resumed", []) + [_now()]
+        manifest["resumed"] = manifest.get("resumed", []) + [clock.stamp()]
     else:
         phases = phases or [1, 2, 3, 4, 5]
         run_id = new_run_id()
-        manifest = {"run_id": run_id, "kind": kind, "project": project.name, "started": _now(),
+        manifest = {"run_id": run_id, "kind": kind, "project": project.name, "started": clock.stamp(),
                     "finished": None,
                     "status": "running", "phases_requested": phases, "parameters": params,
                     "git_commit": _git_commit(project.root), "phases": {}, "approvals": []}
@@ -262,7 +258,7 @@ def run_lifecycle(project: Project, phases: list[int] | None = None, resume: boo
         manifest["phases"][str(p)]["status"] == "passed" for p in phases) else (
         "gate-failed" if done else manifest["status"])
     manifest["failed_phase"] = None
-    manifest["finished"] = _now()
+    manifest["finished"] = clock.stamp()
     write_json(run_dir / "manifest.json", manifest)
     if manifest.get("kind") != "retrain":
         _write_index(project)
@@ -287,7 +283,7 @@ def _run_phase(pm: Any, project: Project, run_dir: Path, phase: int, params: dic
     nb_params = {"project_dir": str(project.root)} if "project_dir" in declared else {}
     nb_params.update({k: v for k, v in params.items() if k in declared})
     state: dict[str, Any] = {"phase": phase, "name": PHASE_TITLES[phase], "status": "running",
-                             "started": _now(), "parameters": nb_params,
+                             "started": clock.stamp(), "parameters": nb_params,
                              "notebook": str(out.relative_to(project.root))}
     t0 = time.time()
     log.info("phase %s: executing %s", phase, src)
@@ -302,7 +298,7 @@ def _run_phase(pm: Any, project: Project, run_dir: Path, phase: int, params: dic
             error = None
         except Exception as exc:  # noqa: BLE001 - papermill/nbclient raise many kinds; all reported
             error = exc
-    state["ended"] = _now()
+    state["ended"] = clock.stamp()
     state["duration_s"] = round(time.time() - t0, 2)
     report = reports_dir / f"phase{phase}_{folder.split('_', 1)[1]}.html"
     if out.exists():
@@ -390,7 +386,7 @@ def approve_gate(project: Project, phase: int, by: str, note: str = "",
     checkpoints = project.config.get_path("brief.checkpoints", {}) or {}
     checkpoint = checkpoints.get(phase) or checkpoints.get(str(phase)) or {}
     entry = {"phase": phase, "checkpoint": checkpoint.get("name", GATE_NAMES[phase]),
-             "owner": checkpoint.get("owner"), "by": by, "note": note, "time": _now(),
+             "owner": checkpoint.get("owner"), "by": by, "note": note, "time": clock.stamp(),
              "run_id": manifest["run_id"], "gate": state.get("gate_summary", "")}
     manifest.setdefault("approvals", []).append(entry)
     write_json(project.runs_dir / manifest["run_id"] / "manifest.json", manifest)

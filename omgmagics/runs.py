@@ -6,12 +6,11 @@ retrain job read them through here, so none of them needs the runner.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
-import secrets
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import clock
 from .errors import ProjectError
 from .log import get_logger
 
@@ -22,7 +21,7 @@ log = get_logger(__name__)
 
 
 def new_run_id() -> str:
-    return dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+    return clock.new_id()
 
 
 def load_manifest(run_dir: Path) -> dict[str, Any]:

@@ -11,14 +11,13 @@ come from :mod:`omgmagics.datasets.adult_project`).
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import re
 import shutil
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import __version__, clock
 from .atomic import atomic_dir
 from .errors import DataError, ProjectError, UsageError, unknown_choice
 from .metrics import default_metric, default_secondary
@@ -112,7 +111,7 @@ def render_brief(name: str, *, task: str, target: str, metric: str, threshold: f
     defaults = defaults or {}
     n_trials = defaults.get("n_trials", 50)
     eval_min_labels = defaults.get("eval_min_labels", 50)
-    created = dt.date.today().isoformat()
+    created = clock.today().isoformat()
     return f"""# omg project brief and settings. Edit freely; unknown keys are rejected.
 project:
   name: {json.dumps(name)}

@@ -68,3 +68,33 @@ def test_the_switch_finder_sees_a_switch(tmp_path):
     planted = tmp_path / "planted.py"
     planted.write_text('def f(model):\n    return 1 if model.family == "mlp" else 2\n')
     assert codemap.family_switches({"planted": planted}) == ["planted:2"]
+
+
+def test_only_the_clock_reads_the_time_of_day():
+    """Time stamps and ids have one rule (omgmagics/clock.py): UTC, ISO 8601, sortable ids."""
+    import ast
+
+    codemap = _codemap()
+    hits = []
+    for name, path in codemap.modules().items():
+        if name == "omgmagics.clock":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and node.attr in ("now", "utcnow", "today") and \
+                    isinstance(node.value, ast.Attribute) and node.value.attr in ("datetime", "date"):
+                hits.append(f"{name}:{node.lineno}")
+    assert hits == []
+
+
+def test_stamps_and_ids_follow_the_one_rule():
+    import re
+
+    from omgmagics import clock
+
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+00:00", clock.stamp())
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00", clock.stamp(ms=True))
+    assert re.fullmatch(r"\d{8}-\d{6}", clock.file_stamp())
+    ids = [clock.new_id("alert") for _ in range(200)]
+    assert all(re.fullmatch(r"alert-\d{8}-\d{6}-[0-9a-f]{4}", i) for i in ids)
+    assert len(set(ids)) > 190  # random within a second; sortable by time across seconds
+    assert re.fullmatch(r"\d{8}-\d{6}-[0-9a-f]{4}", clock.new_id())

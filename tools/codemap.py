@@ -25,10 +25,11 @@ LONG_FILE = 400
 # own floor and the ones below. The most specific prefix decides a module's floor.
 FLOORS: dict[str, int] = {
     # 0: the floor: errors, atomic writes, tables and batch readers (io/), results, HTML, plot style,
-    # config, Project, gate criteria, metrics, column roles, the lock, the bundled demo data
+    # config, Project, gate criteria, metrics, column roles, the lock, time stamps and ids,
+    # the bundled demo data
     **dict.fromkeys(["omgmagics", "errors", "atomic", "io", "results", "html", "plotstyle", "config",
-                     "project", "criteria", "log", "redact", "metrics", "columns", "lock", "templates",
-                     "datasets"], 0),
+                     "project", "criteria", "log", "redact", "metrics", "columns", "lock", "clock",
+                     "templates", "datasets"], 0),
     # 1..5: the phases in order, each with its gate
     "discovery": 1, "dataprep": 2, "features": 2, "modeling": 3, "optim": 4, "deploy": 4, "ops": 5,
     # 6: the lifecycle: runner, runs and manifests, gate dispatch, review index, the retrain job and

@@ -16,13 +16,6 @@ def read_json_or(path: str | Path, default: Any) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def now_iso() -> str:
-    """The current UTC time, to the second, ISO 8601."""
-    import datetime as dt
-
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-
-
 def examples(values: Any, n: int = 5) -> list[Any]:
     """Up to `n` distinct example values, as plain Python values (for reports and JSON)."""
     from ..results import jsonable

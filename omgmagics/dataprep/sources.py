@@ -11,17 +11,17 @@ file is never replaced - collecting the same content again is a no-op, different
 
 from __future__ import annotations
 
-import datetime as _dt
 import hashlib
 import re
 from pathlib import Path
 from typing import Any
 
+from .. import clock
 from ..atomic import atomic_path, sha256_file, write_json
 from ..config import read_yaml, validate
 from ..errors import ConfigError, DataError, UsageError, unknown_choice
 from ..results import Report
-from ._util import now_iso, read_json_or, rel
+from ._util import read_json_or, rel
 
 KINDS = ("csv", "parquet", "jsonl", "sqlite", "duckdb", "demo")
 SQL_KINDS = ("sqlite", "duckdb")
@@ -237,10 +237,10 @@ def collect(specs: list[dict[str, Any]], output: str | Path, sample_frac: float 
                 raise DataError(
                     f"{target} already exists with different content, and raw data is never "
                     f"overwritten. Give source '{spec['name']}' a new name (e.g. "
-                    f"{spec['name']}_{_dt.date.today():%Y%m%d}) or move the old file away deliberately.")
+                    f"{spec['name']}_{clock.today():%Y%m%d}) or move the old file away deliberately.")
             status = "unchanged"
         loaded.append((spec, df, target, digest, status))
-    now = now_iso()
+    now = clock.stamp()
     rows = []
     for spec, df, target, digest, status in loaded:
         if status == "written":

@@ -20,11 +20,12 @@ import re
 from pathlib import Path
 from typing import Any
 
+from .. import clock
 from ..atomic import atomic_path, sha256_file, write_json, write_text
 from ..errors import ConfigError, DataError, UsageError
 from ..io import resolve
 from ..results import Report
-from ._util import now_iso, read_json_or, rel
+from ._util import read_json_or, rel
 from .sources import raw_table
 from .split import SPLITS
 
@@ -160,7 +161,7 @@ def write_dictionary(project: Any, df: Any, schema: dict[str, Any], source: str)
     audit = project.reports_dir / "data_audit.html"
     text = data_dictionary(df, schema, title=f"Data dictionary: {project.name}", source=source,
                            roles=_roles(project), audit=rel(project, audit) if audit.is_file() else None,
-                           generated=now_iso()[:10])
+                           generated=clock.stamp()[:10])
     return write_text(project.docs_dir / "data_dictionary.md", text)
 
 
@@ -243,7 +244,7 @@ def validate_step(project: Any, df: Any, source: str, schema: str | None = None,
         rows, frame = len(df), df
     record = {"status": report.summary["status"], "strict": strict, "schema": rel(project, path),
               "schema_sha256": sha256_file(path), "data": info,
-              "rows": rows, "violations": report.data["violations"], "validated_at": now_iso()}
+              "rows": rows, "violations": report.data["violations"], "validated_at": clock.stamp()}
     record_path = write_json(project.reports_dir / VALIDATION, record)
     dictionary = write_dictionary(project, frame, checked, described)
     report.artifacts.update({"validation record": str(record_path),
@@ -311,7 +312,7 @@ def label_step(project: Any, df: Any, info: dict[str, Any], functions: str | Non
     if report.summary.get("status") == "skipped":
         meta = {"status": "skipped", "reason": report.summary["reason"], "input": info,
                 "functions": functions, "strategy": strategy, "hide_share": hide_share,
-                "summary": report.summary, "labeled_at": now_iso()}
+                "summary": report.summary, "labeled_at": clock.stamp()}
         meta_path = write_json(project.processed_dir / LABELED_META, meta)
         path.unlink(missing_ok=True)  # the record says skipped: an older labelled table is stale
         report.artifacts["labelling record"] = str(meta_path)
@@ -319,7 +320,7 @@ def label_step(project: Any, df: Any, info: dict[str, Any], functions: str | Non
     sha = _write_parquet(report.value, path)
     meta = {"status": "labeled", "input": info, "functions": functions, "strategy": strategy,
             "hide_share": hide_share, "summary": report.summary, "rows": len(report.value),
-            "sha256": sha, "labeled_at": now_iso()}
+            "sha256": sha, "labeled_at": clock.stamp()}
     meta_path = write_json(project.processed_dir / LABELED_META, meta)
     report.artifacts.update({"labelled table": str(path), "labelling record": str(meta_path)})
     return report
@@ -387,7 +388,7 @@ def split_step(project: Any, df: Any, info: dict[str, Any], fractions: tuple[flo
                 "unlabeled_excluded": facts.get("unlabeled_excluded", 0),
                 "weak_excluded": facts.get("weak_excluded", 0), "notes": facts["notes"],
                 "leakage": report.data["leakage"], "balance": report.data["balance"],
-                "created": now_iso()}
+                "created": clock.stamp()}
     manifest_path = write_json(project.processed_dir / SPLIT_MANIFEST, manifest)
     report.artifacts.update({name: str(project.processed_dir / f["file"]) for name, f in files.items()})
     report.artifacts["split manifest"] = str(manifest_path)
@@ -434,7 +435,7 @@ def augment_step(project: Any, split: str = "train", strategy: str = "smote",
     path = project.processed_dir / AUGMENTED
     if report.summary.get("status") == "skipped":
         meta = {"status": "skipped", "reason": report.summary["reason"], "strategy": strategy,
-                "train_sha256": manifest["splits"]["train"]["sha256"], "augmented_at": now_iso()}
+                "train_sha256": manifest["splits"]["train"]["sha256"], "augmented_at": clock.stamp()}
         meta_path = write_json(project.processed_dir / AUGMENT_META, meta)
         path.unlink(missing_ok=True)
         report.artifacts["augmentation record"] = str(meta_path)
@@ -446,7 +447,7 @@ def augment_step(project: Any, split: str = "train", strategy: str = "smote",
             "rows_before": len(train), "rows_after": len(report.value), "sha256": sha,
             "synthetic_row_ids_from": manifest["max_row_id"] + 1,
             "class_counts": report.tables["class counts"].to_dict(orient="records"),
-            "augmented_at": now_iso()}
+            "augmented_at": clock.stamp()}
     meta_path = write_json(project.processed_dir / AUGMENT_META, meta)
     report.artifacts.update({"augmented training split": str(path), "augmentation record": str(meta_path)})
     report.messages.append("`omg feature extract` fits on the augmented training split while it is "

@@ -9,7 +9,6 @@ a failure leaves nothing. The layout is described in :mod:`omgmagics.deploy.bund
 
 from __future__ import annotations
 
-import datetime as _dt
 import re
 import shutil
 import sys
@@ -18,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import clock
 from ..errors import DataError, UsageError
 from ..results import Report
 from .bundle import (
@@ -252,7 +252,7 @@ def _metadata(pkg: _Package, tmp: Path, program: dict | None) -> dict[str, Any]:
     model, fs, info, registry = pkg.model, pkg.fs, pkg.info, pkg.registry
     return {
         "format": BUNDLE_FORMAT, "format_version": FORMAT_VERSION, "name": pkg.name,
-        "version": pkg.version, "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "version": pkg.version, "created": clock.stamp(),
         "model": {"type": info["model"], **{k: v for k, v in info.items() if k != "model"},
                   "path": f"{DATA_DIR}/model", "source": pkg.ref,
                   "classes": model.classes, "positive_label": model.positive_label,

@@ -30,6 +30,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from .. import clock
+
 
 class PredictionLog:
     """Bounded, batched, append-only JSON-lines writer (thread-safe).
@@ -72,7 +74,7 @@ class PredictionLog:
         """Queue one record (never blocks on disk). `probabilities` (a multi-class model's
         class -> probability) is written only when given."""
         rec = {"request_id": request_id,
-               "time": (when or _dt.datetime.now(_dt.UTC)).isoformat(timespec="milliseconds"),
+               "time": clock.stamp(when, ms=True),
                "env": self.env, "model_version": self.model_version,
                "latency_ms": round(float(latency_ms), 3), "status": status, "inputs": inputs,
                "prediction": prediction, "score": score, "error": error}

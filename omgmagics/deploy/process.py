@@ -9,7 +9,6 @@ each pid still runs one of the kit's servers) and removes it.
 
 from __future__ import annotations
 
-import datetime as _dt
 import errno
 import json
 import os
@@ -24,6 +23,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .. import clock
 from ..errors import OmgError, UsageError
 
 MODULES = ("omgmagics.deploy.server", "omgmagics.deploy.router")
@@ -48,8 +48,7 @@ class ServerProcess:
     port: int
     log: str
     bundle: str | None = None
-    started: str = field(default_factory=lambda: _dt.datetime.now(_dt.UTC)
-                         .isoformat(timespec="seconds"))
+    started: str = field(default_factory=clock.stamp)
     proc: Any = field(default=None, repr=False, compare=False)
 
     @property

@@ -21,15 +21,14 @@ its command line) and kept in ``.omg/rollouts/ENV.json``, mode 0600 (:func:`admi
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import math
 import secrets
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
+from .. import clock
 from ..errors import DataError, UsageError
 from ..results import Report
 from . import process
@@ -262,7 +261,7 @@ def cloud_local(project: Any, env: str = "production", strategy: str = "canary",
     if budget < 1:
         raise UsageError(f"--requests must be positive, got {budget}.")
     history = history_path(project)
-    rollout_id = _dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:4]
+    rollout_id = clock.new_id()
     base = {"env": env, "strategy": strategy, "rollout_id": rollout_id, "champion": champ_v,
             "challenger": chal_v}
     started: list[process.ServerProcess] = []

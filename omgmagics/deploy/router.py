@@ -40,7 +40,6 @@ in the environment (see :mod:`omgmagics.deploy.rollout`).
 # No `from __future__ import annotations`: FastAPI reads the endpoints' annotations (Request)
 # from the enclosing function's scope at definition time.
 import argparse
-import datetime as _dt
 import errno
 import json
 import math
@@ -48,6 +47,8 @@ import os
 import sys
 import time
 from typing import Any
+
+from .. import clock
 
 CANARY, PROMOTED, ROLLED_BACK = "canary", "promoted", "rolled_back"
 # The body is JSON (checked); the client below sends its own Content-Type.
@@ -278,7 +279,7 @@ def create_app(cfg: dict[str, Any], admin_token: str | None = None, token: str |
     events: list[dict[str, Any]] = []
 
     def on_event(event: dict[str, Any]) -> None:
-        full = {"time": _dt.datetime.now(_dt.UTC).isoformat(timespec="milliseconds"), **base, **event}
+        full = {"time": clock.stamp(ms=True), **base, **event}
         events.append(full)
         append_line(history, full)
 

@@ -17,11 +17,11 @@ The result is written to ``reports/staging_validation.json``, which the gate re-
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 from pathlib import Path
 from typing import Any
 
+from .. import clock
 from ..errors import DataError
 from .bundle import SKEW_TOLERANCE, class_names
 from .signature import check_rows
@@ -186,7 +186,7 @@ def validate_staging(project: Any, bundle_path: Path, url: str, settings: Any,
             why.split(" has ")[0].split(" must ")[0], 0) + 1
     result = {
         "passed": all(c["status"] == "pass" for c in criteria),
-        "time": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "time": clock.stamp(),
         "env": settings.env, "url": url, "bundle": str(bundle_path), "digest": bundle.digest,
         "model_version": bundle.version, "criteria": criteria,
         "replay": {"rows": len(records), "valid": len(valid), "ok": as_expected,

@@ -9,12 +9,12 @@ rollout router's state file. Serving, the rollout, the runbook and operations re
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import os
 from pathlib import Path
 from typing import Any
 
+from .. import clock
 from ..errors import DataError, UsageError
 
 
@@ -119,7 +119,7 @@ def read_history(project: Any) -> list[dict[str, Any]]:
 
 def now() -> str:
     """The time stamp of deployment records: UTC, ISO 8601, milliseconds."""
-    return _dt.datetime.now(_dt.UTC).isoformat(timespec="milliseconds")
+    return clock.stamp(ms=True)
 
 
 def record_production(project: Any, env: str, bundle: Path, version: str, strategy: str,

@@ -10,7 +10,6 @@ atomically, so bad input leaves no partial report.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import html
 import io
 import json
@@ -23,6 +22,7 @@ from typing import Any
 
 import pandas as pd
 
+from .. import clock
 from ..atomic import sha256_file, write_json, write_text
 from ..errors import DataError, UsageError
 from ..io import input_path
@@ -330,7 +330,7 @@ def audit_data(df: pd.DataFrame, brief: Brief, *, html_path: str | os.PathLike |
                    "note": note, "seconds": round(time.perf_counter() - t1, 2)}
     doc = {
         "kind": "omg.data_audit", "version": 1,
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "created": clock.stamp(),
         "project": brief.name,
         "data": {"rows": n_rows, "columns": df.shape[1], "features": len(result["details"]["features"]),
                  "memory_mb": round(float(df.memory_usage(deep=False).sum()) / 2**20

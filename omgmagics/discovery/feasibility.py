@@ -7,7 +7,6 @@ their formulas; risks derived from the data (:mod:`.risks`); a recommendation.
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 import os
 import pickle
@@ -18,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .. import clock
 from ..atomic import write_json
 from ..errors import DataError, UsageError
 from ..results import Report, jsonable
@@ -301,7 +301,7 @@ def assess_feasibility(df: pd.DataFrame, brief: Brief, *, json_path: str | os.Pa
         "Do not proceed to Phase 2 yet: " + "; ".join(b.split(". ")[0] for b in blockers))
     doc = {
         "kind": "omg.feasibility", "version": 1,
-        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "project": brief.name,
+        "created": clock.stamp(), "project": brief.name,
         "objective": {"task": brief.task, "target": brief.target, "primary_metric": m.name,
                       "greater_is_better": m.greater_is_better, "threshold": brief.threshold,
                       "positive_label": facts.get("positive"), "scorer": facts["scorer"]},

@@ -13,8 +13,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from .. import clock
 from ..atomic import atomic_dir, sha256_file, write_json, write_text
-from ..dataprep._util import now_iso, read_json_or
+from ..dataprep._util import read_json_or
 from ..dataprep.steps import (
     AUGMENT_META,
     LABELED_META,
@@ -135,7 +136,7 @@ def extract_step(project: Any, config: str | None = None, use_augmented: bool = 
             "train": train_info, "split_manifest_sha256": sha256_file(project.processed_dir /
                                                                       SPLIT_MANIFEST),
             "splits": files, "pipeline": "pipeline.skops", "trusted_types": trusted,
-            "seed": project.seed, "created": now_iso()})
+            "seed": project.seed, "created": clock.stamp()})
     report.value = value["splits"]["train"]
     report.artifacts.update({"pipeline": str(stage / "pipeline.skops"),
                              "staged features": str(stage)})
@@ -168,7 +169,7 @@ def select_step(project: Any, method: str = "mutual_info", k: int | str | None =
     report = select_features(X, train[target], method=method, k=k, objective=project.objective_type,
                              seed=project.seed, threshold=threshold, max_rows=max_rows)
     selection = {**report.data, "extract_run_id": meta["run_id"], "threshold": threshold,
-                 "selected_at": now_iso()}
+                 "selected_at": clock.stamp()}
     path = write_json(stage / "selection.json", selection)
     report.artifacts["selection"] = str(path)
     report.messages.append("`omg feature store` keeps these features and appends the selection to the "

@@ -13,13 +13,13 @@ version (and ``NAME_latest``) over the parquet files, for exploration.
 
 from __future__ import annotations
 
-import datetime as _dt
 import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import clock
 from ..atomic import atomic_dir, sha256_file, write_json
 from ..errors import DataError, UsageError, unknown_choice
 
@@ -181,7 +181,7 @@ def write_feature_set(root: Path, name: str, version: str, splits: dict[str, Any
             raise UsageError(f"Extra file name '{fname}' must be a plain file name (not manifest.json).")
     manifest: dict[str, Any] = {
         "name": name, "version": version, "target": target,
-        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "created": clock.stamp(),
         "splits": {},
     }
     with atomic_dir(dest) as tmp:

@@ -9,10 +9,8 @@ A damaged line is skipped on read, never fatal.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import json
 import os
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,18 +21,6 @@ from ..results import jsonable
 DRIFT_HISTORY = "drift_history.jsonl"
 ALERTS = "alerts.jsonl"
 RETRAIN_HISTORY = "retrain_history.jsonl"
-
-
-def now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-def stamp(t: dt.datetime | None = None) -> str:
-    return (t or now()).astimezone(dt.UTC).isoformat(timespec="seconds")
-
-
-def new_id(prefix: str) -> str:
-    return f"{prefix}-{now().strftime('%Y%m%d%H%M%S')}-{secrets.token_hex(3)}"
 
 
 @contextlib.contextmanager

@@ -43,8 +43,8 @@ from typing import Any
 
 import numpy as np
 
+from .. import clock
 from ..errors import DataError, OmgError
-from ..io import journal
 from ..ops.live import latest_labeled_window, scorer_metric
 from ..ops.retrain import decline, history_path, queue_of, record, request_retrain
 from ..ops.settings import monitoring_settings, retraining_settings
@@ -110,7 +110,7 @@ def build_training_data(project: Any, labeled: Any, before: dt.datetime | None, 
             rows[c] = pd.to_numeric(rows[c], errors="coerce")
     combined = pd.concat([ref, rows[ref.columns]], ignore_index=True)
     # the job number and the time: raw data is never overwritten, and a reset queue counts from 1 again
-    path = Path(project.root) / "data" / "retrain" / f"job-{job_id}-{dt.datetime.now():%Y%m%d-%H%M%S}.parquet"
+    path = Path(project.root) / "data" / "retrain" / f"job-{job_id}-{clock.file_stamp()}.parquet"
     with atomic_path(path, ".parquet") as tmp:
         combined.to_parquet(tmp, index=False)
     counts: dict[str, Any] = {"reference rows": len(ref), "new labeled rows": len(rows),
@@ -212,7 +212,7 @@ def _rollout(project: Any, registry: Any, mode: str, version: str, reason: str) 
         registry.set_alias("champion", version)
         registry.delete_alias("challenger")
         return {"status": "promoted", "detail": f"champion alias moved to v{version}",
-                "promoted": journal.stamp()}
+                "promoted": clock.stamp()}
     try:
         from ..deploy.packaging import package_model
         from ..deploy.rollout import cloud_local
@@ -221,7 +221,7 @@ def _rollout(project: Any, registry: Any, mode: str, version: str, reason: str) 
                 "detail": "phase 4's canary rollout is not available in this installation; the model "
                           f"stays registered as challenger v{version}; start the canary with "
                           "`omg deploy cloud --env production --strategy canary`"}
-    started = journal.stamp()
+    started = clock.stamp()
     try:
         bundle = package_model(project, model_ref=f"models:/{registry.name}/{version}").value
         # port 0: the router takes a free port (the production port may be serving right now)
@@ -233,7 +233,7 @@ def _rollout(project: Any, registry: Any, mode: str, version: str, reason: str) 
     result = {"status": {"promoted": "promoted", "rolled_back": "rolled back"}.get(state, state),
               "started": started, "bundle": str(bundle), "detail": out.title}
     if state == "promoted":
-        result["promoted"] = journal.stamp()
+        result["promoted"] = clock.stamp()
         if registry.alias("champion") == str(version):
             registry.delete_alias("challenger")
     return result
@@ -345,7 +345,7 @@ def _too_few_labels(project: Any, queue: Any, job: Any, registry: Any, base: dic
               f"fewer than retraining.eval_min_labels ({need}): a challenger could not be compared "
               "with the champion, so no retrain was run and the champion stays. Collect more labels "
               "(or lower retraining.eval_min_labels) and retrain then")
-    times["decided"] = journal.stamp()
+    times["decided"] = clock.stamp()
     champion = registry.alias("champion")
     result = {**base, "decision": "keep", "reason": reason, "metric": metric, "trained": False,
               "champion": {"version": champion, "value": None},
@@ -388,7 +388,7 @@ def run_job(project: Any, queue: Any, job: Any, *, train: Callable[..., dict[str
         result = {"job": job.id, "trigger": job.trigger, "alerts": job.alerts,
                   "request_reason": job.reason, "decision": "failed", "reason": exc.message,
                   "times": {"triggered": job.triggered, "queued": job.created,
-                            "failed": journal.stamp()}}
+                            "failed": clock.stamp()}}
         record(project, "decision", **result)
         queue.finish(job.id, result=result, error=exc.message)
         result["comparison"] = None
@@ -401,7 +401,7 @@ def _run_job(project: Any, queue: Any, job: Any, *, train: Callable[..., dict[st
 
     rs = {**retraining_settings(project), **{k: v for k, v in (overrides or {}).items() if v is not None}}
     ms = monitoring_settings(project)
-    times = {"triggered": job.triggered, "queued": job.created, "started": journal.stamp()}
+    times = {"triggered": job.triggered, "queued": job.created, "started": clock.stamp()}
     t_start = time.time()
     docs_before: dict[Any, Any] | None = None
     base = {"job": job.id, "trigger": job.trigger, "alerts": job.alerts, "request_reason": job.reason}
@@ -421,14 +421,14 @@ def _run_job(project: Any, queue: Any, job: Any, *, train: Callable[..., dict[st
 
         every, _ = all_labeled(project, ms)
         data_path, data_counts = build_training_data(project, every, win.start, job.id)
-        times["data ready"] = journal.stamp()
+        times["data ready"] = clock.stamp()
         t0_ms = int(time.time() * 1000) - 1
         docs_before = _snapshot(project)
         t_train = time.time()
         outcome = (train or lifecycle_train)(project, data_path, dict(rs["params"] or {}),
                                              list(rs["phases"]), progress)
         train_s = time.time() - t_train
-        times["trained"] = journal.stamp()
+        times["trained"] = clock.stamp()
         candidate, more = _resolve_challenger(registry, before, t0_ms)
         notes += more
         metric = project.primary_metric
@@ -448,7 +448,7 @@ def _run_job(project: Any, queue: Any, job: Any, *, train: Callable[..., dict[st
             decision, reason = decide(metric, values["champion"], values["challenger"],
                                       float(rs["min_improvement"]), outcome.get("gates_ok", True),
                                       outcome.get("gate_note", ""))
-        times["decided"] = journal.stamp()
+        times["decided"] = clock.stamp()
         moved = champion_moved(registry, before["champion"], candidate)
         if moved is not None:
             notes.append(moved[0].upper() + moved[1:] + ".")
@@ -491,7 +491,7 @@ def _run_job(project: Any, queue: Any, job: Any, *, train: Callable[..., dict[st
         return result
     except Exception as exc:  # noqa: BLE001 - any failure ends the job as failed, with its message
         msg = exc.message if isinstance(exc, OmgError) else f"{type(exc).__name__}: {exc}"
-        times["failed"] = journal.stamp()
+        times["failed"] = clock.stamp()
         if docs_before is not None:  # a run that failed half-way: the champion's documents return
             _settle_model_docs(project, docs_before, None, promoted=False)
         result = {**base, "decision": "failed", "reason": msg, "times": times,

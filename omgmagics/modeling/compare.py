@@ -10,11 +10,11 @@ The winner gets the registry alias ``champion`` and the decision is written to
 
 from __future__ import annotations
 
-import datetime as _dt
 import os
 from pathlib import Path
 from typing import Any
 
+from .. import clock
 from ..errors import DataError, UsageError
 
 ADR_FILE = "adr-001-model-choice.md"
@@ -125,7 +125,7 @@ def compare_runs(project: Any, experiments: list[str] | None = None, *, alpha: f
     if not_sig:
         messages.append(f"{best.info.run_name} is not significantly better (alpha {alpha}) than: "
                         f"{', '.join(not_sig)}.")
-    result = {"created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+    result = {"created": clock.stamp(),
               "feature_set": sets.pop(), "primary_metric": primary, "alpha": alpha,
               "test_rows": int(len(y)), "best": {"run": best.info.run_name, "run_id": best_id,
                                                  "model": best.data.tags.get("omg.model_type"),

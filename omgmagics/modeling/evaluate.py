@@ -13,11 +13,11 @@ and to ``reports/evaluation.json``, which the model card and the phase 3 gate re
 
 from __future__ import annotations
 
-import datetime as _dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import clock
 from ..errors import DataError
 
 EVALUATION_FILE = "evaluation.json"
@@ -363,7 +363,7 @@ def _record(ev: _Evaluation, tracking: Any) -> Any:
     from .fairness import THRESHOLD_KEYS
 
     project = ev.project
-    ev.out["created"] = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+    ev.out["created"] = clock.stamp()
     ev.out["messages"] = ev.messages
     out = jsonable(ev.out)
     flat = {f"test_{r['metric']}": r["value"] for r in ev.rows}

@@ -14,7 +14,6 @@ prediction) lives in :mod:`omgmagics.modeling.families`; nothing here switches o
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import os
 import tempfile
@@ -23,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import clock
 from ..errors import ConfigError, DataError, did_you_mean, unknown_choice
 from .families import RESERVED, Family, get_family, not_loaded
 
@@ -273,7 +273,7 @@ class OmgModel:
                     "task": self.task, "feature_names": self.feature_names, "classes": self.classes,
                     "positive_label": self.positive_label, "params": self.params,
                     "libraries": family.versions(), **family.model_meta(self)}
-            meta.setdefault("created", _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
+            meta.setdefault("created", clock.stamp())
             write_json(tmp / META_FILE, jsonable(meta))
         return path
 

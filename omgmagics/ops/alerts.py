@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .. import clock
 from ..io import journal
 
 DRIFT_KINDS = ("dataset_drift", "feature_drift", "prediction_drift")
@@ -24,7 +25,7 @@ def make_alert(kind: str, severity: str, window: Any, metric: str, value: Any, t
                message: str, source: str, scope: str = "") -> dict[str, Any]:
     win = window.to_dict() if hasattr(window, "to_dict") else window
     key = "|".join([kind, metric, scope, (win or {}).get("start", ""), (win or {}).get("end", "")])
-    return {"id": journal.new_id("alert"), "time": journal.stamp(), "kind": kind, "severity": severity,
+    return {"id": clock.new_id("alert"), "time": clock.stamp(), "kind": kind, "severity": severity,
             "window": win, "metric": metric, "value": value, "threshold": threshold,
             "message": message, "source": source, "key": key}
 

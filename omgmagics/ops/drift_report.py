@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .. import clock
 from ..errors import DataError, UsageError
 from ..io import journal
 from ..io.sources import TIME, open_source
@@ -284,14 +285,14 @@ def _report(project: Any, ref: Any, ref_src: Any, cur_src: Any, results: list[Wi
         f"dataset drift from {ds['drift_share']:.0%} of the features.")
     if not write:
         return report
-    stamp = journal.now().strftime("%Y%m%d-%H%M%S")
+    stamp = clock.file_stamp()
     page = Path(project.reports_dir) / f"drift_{stamp}.html"
     write_page(page, report)
     report.artifacts["report"] = str(page)
     records, alerts = [], []
     for r in results:
         records.append({
-            "id": journal.new_id("drift"), "time": journal.stamp(), "reference": ref_src.name,
+            "id": clock.new_id("drift"), "time": clock.stamp(), "reference": ref_src.name,
             "current": cur_src.name, "window": r.window.to_dict() if r.window else None, "rows": r.rows,
             "features": r.judged, "drifted": r.drifted, "share": r.share,
             "dataset_drift": r.dataset_drift,

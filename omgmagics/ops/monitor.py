@@ -350,7 +350,7 @@ def run_monitor(project: Any, config: str | None = None, *, window: str | None =
     env : str, optional
         Only requests of this environment (default ``monitoring.env``: all).
     """
-    from ..io.journal import now
+    from ..clock import now
     from ..results import Report
     from . import plots
     from .html import write_page

@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..clock import stamp
 from ..errors import UsageError, unknown_choice
-from ..io.journal import file_lock, stamp
+from ..io.journal import file_lock
 
 PRIORITIES = {"low": 0, "normal": 1, "high": 2}
 TRIGGERS = ("drift", "schedule", "performance", "manual")

@@ -23,6 +23,7 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
+from .. import clock
 from ..errors import UsageError
 from ..io import journal
 from .alerts import DRIFT_KINDS, list_alerts
@@ -41,7 +42,7 @@ def history(project: Any) -> list[dict[str, Any]]:
 
 
 def record(project: Any, event: str, **fields: Any) -> dict[str, Any]:
-    rec = {"time": journal.stamp(), "event": event, **fields}
+    rec = {"time": clock.stamp(), "event": event, **fields}
     journal.append(history_path(project), [rec])
     return rec
 
@@ -92,7 +93,7 @@ def check_trigger(project: Any, trigger: str) -> tuple[bool, str, list[str], str
         if not decisions:
             return True, "no retrain has finished yet", [], None
         last = dt.datetime.fromisoformat(decisions[-1]["time"])
-        elapsed = journal.now() - last
+        elapsed = clock.now() - last
         if elapsed >= every.timedelta:
             return True, f"the last retrain finished {elapsed.days} day(s) ago (schedule {every})", [], None
         return False, f"the last retrain finished {elapsed} ago, within the schedule ({every})", [], None

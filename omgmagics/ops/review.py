@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import clock
 from ..io import journal
 
 ITERATIONS = "iterations.jsonl"
@@ -157,7 +158,7 @@ def write_review(project: Any, min_rows: int = 30, record_iteration: bool = True
     tips = opportunities(slices, alerts, drift, decisions, metric)
     loop = loop_summary(project)
     status = answered(project)
-    now = journal.stamp()
+    now = clock.stamp()
     sims = _read_simulations(project)
     lines = [f"# Iteration review: {project.name}", "",
              f"Written {now} by `omg ops review` (phase 5). Covers "

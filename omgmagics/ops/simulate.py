@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import clock
 from ..errors import DataError, UsageError
 from ..io import journal
 from .predlog import append_records, iso, log_dir
@@ -350,7 +351,7 @@ def simulate_traffic(project: Any, rows: Any = None, *, days: int = 14, per_day:
         ref_rows, ref_source = _default_rows(project, ("train",))
     ref_path = _write_reference(project, ref_rows, inputs, scorer)
     shift_start = t0 + dt.timedelta(days=shift_from - 1) if steps else None
-    info = {"simulated": True, "written": journal.stamp(), "start": iso(t0), "end": iso(end), "days": days,
+    info = {"simulated": True, "written": clock.stamp(), "start": iso(t0), "end": iso(end), "days": days,
             "requests per day": per_day, "rows": source, "distinct rows": len(rows),
             "sampled with replacement": replace,
             "model version": scorer.version, "served by": served_by, "shift": shift or None, "shift from day": shift_from,

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from .. import clock
 from ..errors import DataError, UsageError
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -71,7 +72,7 @@ def to_utc(value: Any, what: str = "time") -> dt.datetime:
     import pandas as pd
 
     if isinstance(value, str) and value.strip().lower() == "now":
-        return dt.datetime.now(dt.UTC)
+        return clock.now()
     try:
         ts = pd.Timestamp(value)
     except (ValueError, TypeError):

@@ -16,7 +16,6 @@ either kind, by path, ``models:/NAME@alias``, a bare alias (``champion``) or an 
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
 import json
 import os
 import tempfile
@@ -25,6 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .. import clock
 from ..errors import DataError
 
 META_FILE = "omg_model.json"
@@ -143,7 +143,7 @@ class OptimizedModel:
             file = self._write_model(tmp)
             meta = {**self.meta, "format": OPTIMIZED_FORMAT, "format_version": FORMAT_VERSION,
                     "variant": self.variant, "file": file, "libraries": _libraries(self.variant)}
-            meta.setdefault("created", _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"))
+            meta.setdefault("created", clock.stamp())
             write_json(tmp / META_FILE, jsonable(meta))
         return path
 
