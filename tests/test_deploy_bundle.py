@@ -20,7 +20,7 @@ from omgmagics.deploy.integrity import verify_bundle
 from omgmagics.deploy.packaging import package_model
 from omgmagics.deploy.signature import InvalidRequest, RequestValidator
 from omgmagics.errors import ConfigError, DataError, UsageError
-from tests.test_deploy_support import (
+from tests.helpers.deploy import (
     BROKEN_HANDLER,
     FAILING_HANDLER,
     onnx_bundle_project,

@@ -16,7 +16,7 @@ from omgmagics.deploy.rollout import cloud_local
 from omgmagics.deploy.state import admin_token, current_production, read_history, router_state_path
 from omgmagics.modeling.tracking import connect
 from omgmagics.project import Project
-from tests.test_deploy_support import BROKEN_HANDLER, children, copy_project, shared, stop_all
+from tests.helpers.deploy import BROKEN_HANDLER, children, copy_project, shared, stop_all
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import pytest
 from omgmagics.deploy import process
 from omgmagics.deploy.serving import serve, stop
 from omgmagics.errors import ConfigError, DataError, UsageError
-from tests.test_deploy_support import (
+from tests.helpers.deploy import (
     children,
     kill_tree,
     onnx_bundle_project,

@@ -401,7 +401,7 @@ def test_the_phase1_verdict_states_a_failed_audit_item_once(tmp_path):
 
     from omgmagics.discovery.gate import phase1_criteria
     from omgmagics.project import Project
-    from tests.test_modeling_helpers import make_project
+    from tests.helpers.modeling import make_project
 
     project = Project.at(make_project(tmp_path / "p", store=False))
     evidence = "rarest class 'sp_G': 8 rows = 1.6 per feature"

@@ -19,7 +19,7 @@ from fairlearn.metrics import demographic_parity_difference
 
 from omgmagics.modeling.fairness import MIN_CLASS_ROWS, fairness_report
 from omgmagics.project import Project
-from tests.test_modeling_helpers import make_project
+from tests.helpers.modeling import make_project
 
 LIMITS = {"demographic_parity_difference": 0.3, "equalized_odds_difference": 0.2,
           "metric_difference": None}

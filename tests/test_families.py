@@ -13,7 +13,7 @@ from omgmagics.errors import DataError
 from omgmagics.modeling.families import FAMILIES, get_family, register_family
 from omgmagics.modeling.families.sklearn import SklearnFamily
 from omgmagics.project import Project
-from tests.test_modeling_helpers import make_project
+from tests.helpers.modeling import make_project
 
 
 @pytest.fixture(scope="module")

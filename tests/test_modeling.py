@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from omgmagics.project import Project
-from tests.test_modeling_helpers import make_project, write_experiment
+from tests.helpers.modeling import make_project, write_experiment
 
 EXPERIMENT = """\
 model: xgboost

@@ -9,7 +9,7 @@ import pytest
 
 from omgmagics.errors import ConfigError, DataError, UsageError
 from omgmagics.project import Project
-from tests.test_modeling_helpers import make_project, write_experiment
+from tests.helpers.modeling import make_project, write_experiment
 
 
 @pytest.fixture

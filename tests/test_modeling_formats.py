@@ -13,7 +13,7 @@ from sklearn.preprocessing import StandardScaler
 
 from omgmagics.errors import DataError
 from omgmagics.project import Project
-from tests.test_modeling_helpers import make_project
+from tests.helpers.modeling import make_project
 
 
 @pytest.fixture(scope="module")

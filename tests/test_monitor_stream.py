@@ -26,11 +26,7 @@ from omgmagics.ops.monitor import (
 from omgmagics.ops.predlog import META, feedback_path, read_feedback, read_log
 from omgmagics.ops.windows import floor_ns, from_ns, parse_duration, to_utc
 from omgmagics.project import Project
-
-try:  # tests/ is a package here; the helpers sit beside this file either way
-    from .test_ops_support import small_project
-except ImportError:
-    from test_ops_support import small_project
+from tests.helpers.ops import small_project
 
 START = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
 SCORE_TOL = 5e-5 * (1 + 1e-9) + 1e-12  # half a score bin

@@ -6,11 +6,7 @@ import pandas as pd
 import pytest
 
 from omgmagics.errors import DataError
-
-try:  # tests/ is a package here; the helpers sit beside this file either way
-    from .test_ops_support import frame, small_project, write_log, write_reference
-except ImportError:
-    from test_ops_support import frame, small_project, write_log, write_reference
+from tests.helpers.ops import frame, small_project, write_log, write_reference
 
 
 @pytest.fixture

@@ -256,11 +256,7 @@ def test_prediction_log_in_small_batches_equals_whole_day_files(tmp_path):
     """The log as current data: batches of a few records give what whole day files give."""
     from omgmagics.ops.predlog import LogSource
     from omgmagics.project import Project
-
-    try:
-        from .test_ops_support import small_project, write_log, write_reference
-    except ImportError:  # pragma: no cover
-        from test_ops_support import small_project, write_log, write_reference
+    from tests.helpers.ops import small_project, write_log, write_reference
 
     root = small_project(tmp_path)
     ref = write_reference(root)

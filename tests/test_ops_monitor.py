@@ -14,11 +14,7 @@ from omgmagics.ops.drift_report import run_drift
 from omgmagics.ops.monitor import run_monitor
 from omgmagics.ops.predlog import read_log
 from omgmagics.project import Project
-
-try:  # tests/ is a package here; the helpers sit beside this file either way
-    from .test_ops_support import small_project, write_log, write_reference
-except ImportError:
-    from test_ops_support import small_project, write_log, write_reference
+from tests.helpers.ops import small_project, write_log, write_reference
 
 
 @pytest.fixture

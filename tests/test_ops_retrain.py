@@ -19,11 +19,7 @@ from omgmagics.lifecycle.retrain_job import decide, lifecycle_train, retrain
 from omgmagics.ops.drift_report import run_drift
 from omgmagics.ops.retrain import answered, check_trigger, history, queue_of
 from omgmagics.project import Project
-
-try:  # tests/ is a package here; the helpers sit beside this file either way
-    from .test_ops_support import small_project, write_log, write_reference
-except ImportError:
-    from test_ops_support import small_project, write_log, write_reference
+from tests.helpers.ops import small_project, write_log, write_reference
 
 
 # --- the decision rule ------------------------------------------------------------------------------

@@ -16,11 +16,7 @@ from omgmagics.ops.predlog import read_log
 from omgmagics.ops.scoring import Scorer
 from omgmagics.ops.simulate import loop_summary, parse_shift, simulate_traffic
 from omgmagics.project import Project
-
-try:  # tests/ is a package here; the helpers sit beside this file either way
-    from .test_ops_support import frame, small_project
-except ImportError:
-    from test_ops_support import frame, small_project
+from tests.helpers.ops import frame, small_project
 
 
 def _scorer():

@@ -14,7 +14,7 @@ from omgmagics.optim.profile import profile_model
 from omgmagics.optim.prune import prune_model
 from omgmagics.optim.quantize import quantize_model
 from omgmagics.project import Project
-from tests.test_deploy_support import shared
+from tests.helpers.deploy import shared
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.test_deploy_support import stop_all
+from tests.helpers.deploy import stop_all
 
 MATRIX = Path(__file__).parent / "data" / "matrix"
 OMG_YAML = """\

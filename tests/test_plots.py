@@ -15,7 +15,7 @@ import pytest
 
 from omgmagics import plotstyle
 from omgmagics.project import Project
-from tests.test_modeling_helpers import make_project, write_experiment
+from tests.helpers.modeling import make_project, write_experiment
 
 PNG = b"\x89PNG"
 
@@ -373,7 +373,7 @@ def test_monitoring_and_drift_figures(tmp_path):
     from omgmagics.ops import plots
     from omgmagics.ops.drift_report import run_drift
     from omgmagics.ops.monitor import run_monitor
-    from tests.test_ops_support import small_project, write_log, write_reference
+    from tests.helpers.ops import small_project, write_log, write_reference
 
     project = Project.at(small_project(tmp_path))
     write_reference(project.root)

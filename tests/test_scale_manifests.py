@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from omgmagics.project import Project
-from tests.test_modeling_helpers import make_project
+from tests.helpers.modeling import make_project
 
 PORT = 8080
 LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.test_modeling_helpers import make_project
+from tests.helpers.modeling import make_project
 
 EXPERIMENT = """\
 model: xgboost

@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 from omgmagics.errors import ConfigError
-from tests.test_modeling_helpers import make_project
+from tests.helpers.modeling import make_project
 
 TUNING = """\
 tuning:

@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 
 from omgmagics.project import PHASES, Project
-from tests.test_deploy_support import copy_project, kill_tree, rel, shared, stop_all
+from tests.helpers.deploy import copy_project, kill_tree, rel, shared, stop_all
 
 OMG = [sys.executable, "-m", "omgmagics.cli"]
 

@@ -25,7 +25,7 @@ from schemathesis.specs.openapi.checks import (
 
 from omgmagics.deploy import process
 from omgmagics.deploy.serving import serve
-from tests.test_deploy_support import kill_tree, onnx_bundle_project, stop_all
+from tests.helpers.deploy import kill_tree, onnx_bundle_project, stop_all
 
 EXAMPLES = 50  # per operation and generation mode
 

@@ -11,7 +11,7 @@ A container listens on 0.0.0.0, which other pods and machines reach, so:
   (the prediction log, TMPDIR, HOME) are ``emptyDir`` volumes;
 - the Dockerfile creates a non-root user, gives it only the log folder and ends with ``USER``.
 
-The project is a copy of the phase 4 session project (tests/test_deploy_support.py) with two real
+The project is a copy of the phase 4 session project (tests/helpers/deploy.py) with two real
 packaged bundles; the token is configured the documented way, in ``omg.local.yaml``. The structure
 of the rest of the manifests is covered by tests/test_scale_manifests.py.
 """
@@ -29,7 +29,7 @@ import yaml
 
 from omgmagics.deploy.packaging import package_model
 from omgmagics.project import Project
-from tests.test_deploy_support import copy_project, rel, shared
+from tests.helpers.deploy import copy_project, rel, shared
 
 TOKEN_ENV = "OMG_MANIFEST_TOKEN"
 TOKEN_VALUE = "planted-manifest-token-7f3a9c1e"  # exported while generating, searched for
@@ -251,7 +251,7 @@ def test_the_container_command_serves_with_the_token_and_writes_only_to_its_volu
     import httpx
 
     from omgmagics.deploy.integrity import verify_bundle
-    from tests.test_deploy_support import kill_tree
+    from tests.helpers.deploy import kill_tree
 
     files = _generate(root, "k8s")
     ((pod, _),) = _pods(files)

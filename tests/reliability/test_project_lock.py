@@ -20,12 +20,7 @@ import pytest
 
 from omgmagics.errors import BusyError
 from omgmagics.lock import LOCK_ENV, WAIT_ENV, holder, lock_path, project_lock
-
-try:  # tests/ is a package here; the helpers sit beside it either way
-    from ..test_ops_support import small_project, write_log, write_reference
-except ImportError:  # pragma: no cover
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from test_ops_support import small_project, write_log, write_reference
+from tests.helpers.ops import small_project, write_log, write_reference
 
 OMG = str(Path(sys.executable).with_name("omg"))
 REPO = Path(__file__).resolve().parents[2]

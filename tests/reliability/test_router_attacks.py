@@ -31,7 +31,7 @@ from omgmagics.deploy.serving import start_server
 from omgmagics.deploy.settings import resolve_settings
 from omgmagics.deploy.state import admin_token, forget_router, router_state_path
 from omgmagics.project import Project
-from tests.test_deploy_support import children, copy_project, kill_tree, shared, stop_all
+from tests.helpers.deploy import children, copy_project, kill_tree, shared, stop_all
 
 ENV = "production"
 LIMIT = 8 * 2**20  # serving.max_body_mb's default, in bytes

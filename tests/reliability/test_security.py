@@ -26,7 +26,7 @@ from omgmagics.deploy.integrity import verify_bundle, write_manifest
 from omgmagics.deploy.packaging import package_model
 from omgmagics.errors import ConfigError, DataError
 from omgmagics.project import Project
-from tests.test_deploy_support import children, copy_project, kill_tree, rel, shared, stop_all
+from tests.helpers.deploy import children, copy_project, kill_tree, rel, shared, stop_all
 
 OMG = Path(__file__).resolve().parents[2] / "omgmagics"
 

@@ -80,8 +80,8 @@ def train_models(root: Path) -> dict[str, Any]:
     """xgboost v1 (alias champion) and v2 in the registry, an MLP folder; returns their refs."""
     from omgmagics.modeling.data import load_model_data
     from omgmagics.modeling.models import fit_model, get_model_type
-    from omgmagics.modeling.tracking import connect
     from omgmagics.modeling.record import record_model
+    from omgmagics.modeling.tracking import connect
     from omgmagics.project import Project
 
     project = Project.at(root)

@@ -1,0 +1,1 @@
+"""Builders and support shared by the test modules (not collected: no test lives here)."""
