@@ -108,7 +108,35 @@ def augment_frame(train: Any, target: str, strategy: str = "smote", k_neighbors:
     DataError
         For a missing target, or a `k_neighbors` larger than a class to oversample allows.
     """
-    import numpy as np
+    y, before, skipped = _check_target(train, target, strategy, ratio, objective, balanced)
+    if skipped is not None:
+        return skipped
+    notes: list[str] = []
+    per_class = None
+    if strategy == "smote":
+        plan = _smote_plan(before, ratio, k_neighbors, notes)
+        if isinstance(plan, Report):
+            return plan
+        k_neighbors, per_class = plan
+    features = [c for c in train.columns if c != target and c not in BOOKKEEPING]
+    if not features:
+        raise DataError("The training split has no feature columns to resample.")
+    if strategy == "smote":
+        done = _smote(train, target, y, features, per_class or "auto", k_neighbors, seed, next_id,
+                      notes, before)
+        if isinstance(done, Report):
+            return done
+        out, sampler = done
+    else:
+        out, sampler = _resample_rows(train, y, strategy, ratio if ratio is not None else "auto",
+                                      seed, next_id)
+    return _augment_report(train, out, target, features, before, strategy, sampler, k_neighbors,
+                           notes)
+
+
+def _check_target(train: Any, target: str, strategy: str, ratio: float | None,
+                  objective: str | None, balanced: float) -> tuple[Any, Any, Report | None]:
+    """The target's values and class counts, or the report of an augmentation with nothing to do."""
     import pandas as pd
 
     if strategy not in STRATEGIES:
@@ -120,63 +148,76 @@ def augment_frame(train: Any, target: str, strategy: str = "smote", k_neighbors:
         raise DataError(f"{int(y.isna().sum())} training rows have no '{target}'. Label or drop them first.")
     if objective == "regression" or (objective is None and pd.api.types.is_float_dtype(y)
                                      and y.nunique() > 20):
-        return skipped_report(strategy, f"'{target}' is a regression target ({y.nunique()} distinct "
-                              "values); augmentation rebalances classes of a classification target")
+        return y, None, skipped_report(
+            strategy, f"'{target}' is a regression target ({y.nunique()} distinct values); "
+            "augmentation rebalances classes of a classification target")
     before = y.value_counts()
     if len(before) < 2:
-        return skipped_report(strategy, f"the training split has a single class "
-                              f"({show(before.index[0])}): nothing to rebalance", _counts_table(before))
+        return y, before, skipped_report(strategy, f"the training split has a single class "
+                                         f"({show(before.index[0])}): nothing to rebalance",
+                                         _counts_table(before))
     if ratio is not None and (len(before) != 2 or not 0 < ratio <= 1):
         raise UsageError("--ratio applies to two classes and must be in (0, 1], e.g. 0.5.")
     share = float(before.min() / before.max())
     wanted = ratio if ratio is not None else balanced
     if share >= wanted:
-        return skipped_report(strategy, f"the classes are balanced already (smallest/largest "
-                              f"{share:.2f}, at least {wanted:g}): nothing needs doing",
-                              _counts_table(before))
-    sampling: Any = ratio if ratio is not None else "auto"
-    notes: list[str] = []
-    if strategy == "smote":
-        if k_neighbors is not None and k_neighbors < 1:
-            raise UsageError(f"--k-neighbors must be at least 1, got {k_neighbors}.")
-        goal = (before.max() * ratio) if ratio is not None else before.max()
-        grow = before[before < goal]
-        single = grow[grow < 2]
-        grow = grow[grow >= 2]
-        if single.any():
-            notes.append("Left as is (SMOTE needs at least 2 rows of a class to interpolate): "
-                         + ", ".join(f"class {show(c)} with {int(n)} row" for c, n in single.items())
-                         + ".")
-        if not len(grow):
-            return skipped_report(strategy, "every class to oversample has a single row in the "
-                                  "training split: SMOTE cannot interpolate (try --strategy "
-                                  "random_over)", _counts_table(before))
-        smallest = int(grow.min())
-        if k_neighbors is None:
-            k_neighbors = min(DEFAULT_K, smallest - 1)
-            if k_neighbors < DEFAULT_K:
-                notes.append(f"k_neighbors {k_neighbors} (the smallest class to oversample, "
-                             f"{show(grow.idxmin())}, has {smallest} rows).")
-        small = grow[grow <= k_neighbors]
-        if len(small):
-            cls, n = small.index[0], int(small.iloc[0])
-            raise DataError(f"Class {show(cls)} has {n} row(s) in the training split, but SMOTE needs "
-                            f"more than --k-neighbors ({k_neighbors}) rows of every class it "
-                            f"oversamples. Lower --k-neighbors to {n - 1}, or leave it out (derived "
-                            "from the smallest class), or use --strategy random_over.")
-        if len(single) or ratio is not None:
-            sampling = {c: max(int(round(goal)), int(before[c])) for c in grow.index}
-    features = [c for c in train.columns if c != target and c not in BOOKKEEPING]
-    if not features:
-        raise DataError("The training split has no feature columns to resample.")
+        return y, before, skipped_report(
+            strategy, f"the classes are balanced already (smallest/largest {share:.2f}, at least "
+            f"{wanted:g}): nothing needs doing", _counts_table(before))
+    return y, before, None
+
+
+def _smote_plan(before: Any, ratio: float | None, k_neighbors: int | None,
+                notes: list[str]) -> tuple[int, Any] | Report:
+    """SMOTE's neighbours and per-class targets (None: imblearn's "auto"), or a skipped report."""
+    if k_neighbors is not None and k_neighbors < 1:
+        raise UsageError(f"--k-neighbors must be at least 1, got {k_neighbors}.")
+    goal = (before.max() * ratio) if ratio is not None else before.max()
+    grow = before[before < goal]
+    single = grow[grow < 2]
+    grow = grow[grow >= 2]
+    if single.any():
+        notes.append("Left as is (SMOTE needs at least 2 rows of a class to interpolate): "
+                     + ", ".join(f"class {show(c)} with {int(n)} row" for c, n in single.items())
+                     + ".")
+    if not len(grow):
+        return skipped_report("smote", "every class to oversample has a single row in the "
+                              "training split: SMOTE cannot interpolate (try --strategy "
+                              "random_over)", _counts_table(before))
+    smallest = int(grow.min())
+    if k_neighbors is None:
+        k_neighbors = min(DEFAULT_K, smallest - 1)
+        if k_neighbors < DEFAULT_K:
+            notes.append(f"k_neighbors {k_neighbors} (the smallest class to oversample, "
+                         f"{show(grow.idxmin())}, has {smallest} rows).")
+    small = grow[grow <= k_neighbors]
+    if len(small):
+        cls, n = small.index[0], int(small.iloc[0])
+        raise DataError(f"Class {show(cls)} has {n} row(s) in the training split, but SMOTE needs "
+                        f"more than --k-neighbors ({k_neighbors}) rows of every class it "
+                        f"oversamples. Lower --k-neighbors to {n - 1}, or leave it out (derived "
+                        "from the smallest class), or use --strategy random_over.")
+    sampling = None
+    if len(single) or ratio is not None:
+        sampling = {c: max(int(round(goal)), int(before[c])) for c in grow.index}
+    return k_neighbors, sampling
+
+
+def _smote(train: Any, target: str, y: Any, features: list[str], sampling: Any, k_neighbors: int,
+           seed: int, next_id: int | None, notes: list[str], before: Any) -> tuple[Any, Any] | Report:
+    """Synthetic rows interpolated by SMOTE / SMOTEN / SMOTENC, appended to `train`."""
+    import numpy as np
+    import pandas as pd
+    from imblearn.over_sampling import SMOTE, SMOTEN, SMOTENC
+
     numeric, categorical, dates = _kinds(train, features)
     # text with many distinct values (ids, free text, dates as text) cannot be interpolated and would
     # swamp the neighbour search: synthetic rows copy it from a seeded row of their class
-    carried = [c for c in categorical if train[c].nunique() > MAX_LEVELS] if strategy == "smote" else []
+    carried = [c for c in categorical if train[c].nunique() > MAX_LEVELS]
     categorical = [c for c in categorical if c not in carried]
     features = [c for c in features if c not in carried]
-    if strategy == "smote" and not features:
-        return skipped_report(strategy, "no column SMOTE can interpolate (every feature is text "
+    if not features:
+        return skipped_report("smote", "no column SMOTE can interpolate (every feature is text "
                               f"with more than {MAX_LEVELS} distinct values); try --strategy "
                               "random_over", _counts_table(before))
     X = train[features].copy()
@@ -192,53 +233,64 @@ def augment_frame(train: Any, target: str, strategy: str = "smote", k_neighbors:
     for c, (mu, sd) in scale.items():
         X[c] = (X[c].astype(float) - mu) / sd
     n = len(train)
-    if strategy == "smote":
-        from imblearn.over_sampling import SMOTE, SMOTEN, SMOTENC
-
-        if not categorical:
-            sampler = SMOTE(sampling_strategy=sampling, k_neighbors=k_neighbors, random_state=seed)
-        elif not numeric and not dates:
-            sampler = SMOTEN(sampling_strategy=sampling, k_neighbors=k_neighbors, random_state=seed)
-        else:
-            sampler = SMOTENC(categorical_features=[X.columns.get_loc(c) for c in categorical],
-                              sampling_strategy=sampling, k_neighbors=k_neighbors, random_state=seed)
-        X_res, y_res = sampler.fit_resample(X, y)
-        new = pd.DataFrame(X_res).iloc[n:].reset_index(drop=True)
-        new.columns = features
-        new[target] = np.asarray(y_res)[n:]
-        for c, (mu, sd) in scale.items():
-            new[c] = new[c].astype(float) * sd + mu
-        for c in categorical:
-            new[c] = new[c].where(new[c] != MISSING, None)
-            if pd.api.types.is_bool_dtype(train[c]):
-                new[c] = new[c].map({"True": True, "False": False})
-        for c in numeric:
-            if pd.api.types.is_integer_dtype(train[c]):
-                new[c] = np.round(new[c].astype(float)).astype(train[c].dtype)
-        for c in dates:
-            new[c] = pd.to_datetime(np.round(new[c]).astype("int64"))
-        if carried:
-            rng = np.random.default_rng(seed)
-            donors = [rng.choice(np.flatnonzero(y.to_numpy() == cls)) for cls in new[target]]
-            for c in carried:
-                new[c] = train[c].to_numpy()[donors] if donors else []
-            notes.append("Copied from a seeded training row of the same class, not interpolated: "
-                         + ", ".join(f"'{c}'" for c in carried) + f" (text with more than "
-                         f"{MAX_LEVELS} distinct values).")
-        out = _append(train, new, next_id)
+    if not categorical:
+        sampler = SMOTE(sampling_strategy=sampling, k_neighbors=k_neighbors, random_state=seed)
+    elif not numeric and not dates:
+        sampler = SMOTEN(sampling_strategy=sampling, k_neighbors=k_neighbors, random_state=seed)
     else:
-        from imblearn.over_sampling import RandomOverSampler
-        from imblearn.under_sampling import RandomUnderSampler
+        sampler = SMOTENC(categorical_features=[X.columns.get_loc(c) for c in categorical],
+                          sampling_strategy=sampling, k_neighbors=k_neighbors, random_state=seed)
+    X_res, y_res = sampler.fit_resample(X, y)
+    new = pd.DataFrame(X_res).iloc[n:].reset_index(drop=True)
+    new.columns = features
+    new[target] = np.asarray(y_res)[n:]
+    for c, (mu, sd) in scale.items():
+        new[c] = new[c].astype(float) * sd + mu
+    for c in categorical:
+        new[c] = new[c].where(new[c] != MISSING, None)
+        if pd.api.types.is_bool_dtype(train[c]):
+            new[c] = new[c].map({"True": True, "False": False})
+    for c in numeric:
+        if pd.api.types.is_integer_dtype(train[c]):
+            new[c] = np.round(new[c].astype(float)).astype(train[c].dtype)
+    for c in dates:
+        new[c] = pd.to_datetime(np.round(new[c]).astype("int64"))
+    if carried:
+        rng = np.random.default_rng(seed)
+        donors = [rng.choice(np.flatnonzero(y.to_numpy() == cls)) for cls in new[target]]
+        for c in carried:
+            new[c] = train[c].to_numpy()[donors] if donors else []
+        notes.append("Copied from a seeded training row of the same class, not interpolated: "
+                     + ", ".join(f"'{c}'" for c in carried) + f" (text with more than "
+                     f"{MAX_LEVELS} distinct values).")
+    return _append(train, new, next_id), sampler
 
-        cls = RandomOverSampler if strategy == "random_over" else RandomUnderSampler
-        sampler = cls(sampling_strategy=sampling, random_state=seed)
-        sampler.fit_resample(np.zeros((n, 1)), y)
-        idx = np.asarray(sampler.sample_indices_)
-        if strategy == "random_under":
-            out = train.iloc[np.sort(idx)].reset_index(drop=True)
-        else:
-            copies = train.iloc[idx[n:]].drop(columns=[c for c in BOOKKEEPING if c in train.columns])
-            out = _append(train, copies.reset_index(drop=True), next_id)
+
+def _resample_rows(train: Any, y: Any, strategy: str, sampling: Any, seed: int,
+                   next_id: int | None) -> tuple[Any, Any]:
+    """Rows copied (random_over) or dropped (random_under) by imbalanced-learn."""
+    import numpy as np
+    from imblearn.over_sampling import RandomOverSampler
+    from imblearn.under_sampling import RandomUnderSampler
+
+    n = len(train)
+    cls = RandomOverSampler if strategy == "random_over" else RandomUnderSampler
+    sampler = cls(sampling_strategy=sampling, random_state=seed)
+    sampler.fit_resample(np.zeros((n, 1)), y)
+    idx = np.asarray(sampler.sample_indices_)
+    if strategy == "random_under":
+        return train.iloc[np.sort(idx)].reset_index(drop=True), sampler
+    copies = train.iloc[idx[n:]].drop(columns=[c for c in BOOKKEEPING if c in train.columns])
+    return _append(train, copies.reset_index(drop=True), next_id), sampler
+
+
+def _augment_report(train: Any, out: Any, target: str, features: list[str], before: Any,
+                    strategy: str, sampler: Any, k_neighbors: int | None,
+                    notes: list[str]) -> Report:
+    import pandas as pd
+
+    numeric = _kinds(train, features)[0]
+    n = len(train)
     after = out[target].value_counts()
     counts = pd.DataFrame({"class": [str(c) for c in before.index], "before": before.to_numpy(),
                            "after": [int(after.get(c, 0)) for c in before.index]})
