@@ -260,89 +260,85 @@ class Upstream:
         self.idle = []
 
 
-def create_app(cfg: dict[str, Any], admin_token: str | None = None, token: str | None = None) -> Any:
-    """The router application for the backends and policy in `cfg`.
+class _Router:
+    """The routes of one rollout: its policy, its two upstream pools, its tokens and its history."""
 
-    `admin_token` guards ``/router/status`` and ``/router/rollback`` (None: they always answer
-    401); `token` is the ``serving.auth_token_env`` bearer token that ``/predict`` and ``/metrics``
-    need (None: no auth, as the backends)."""
+    def __init__(self, cfg: dict[str, Any], admin_token: str | None, token: str | None):
+        from . import httpguard
 
-    from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse, PlainTextResponse, Response
+        self.cfg, self.admin_token, self.token = cfg, admin_token, token
+        self.base = {"env": cfg["env"], "strategy": cfg["strategy"],
+                     "rollout_id": cfg["rollout_id"], "champion": cfg["champion"]["version"],
+                     "challenger": cfg["challenger"]["version"]}
+        self.events: list[dict[str, Any]] = []
+        self.policy = Rollout(cfg["steps"], cfg["window_requests"], cfg["max_error_rate"],
+                              cfg["max_latency_p99_ms"], self.on_event)
+        self.timeout = float(cfg.get("timeout_s", 10.0))
+        self.max_body = int(cfg.get("max_body_bytes") or DEFAULT_MAX_BODY_BYTES)
+        self.upstream = {role: Upstream(cfg[role]["url"], self.timeout, max_connections=int(
+            cfg.get("max_connections") or MAX_CONNECTIONS)) for role in ("champion", "challenger")}
+        self.hosts = httpguard.allowed_hosts(str(cfg.get("host") or "127.0.0.1"),
+                                             cfg.get("allowed_hosts") or [])
+        self.token_file = cfg.get("admin_token_file") or ".omg/rollouts/ENV.json"
 
-    from ..io.journal import append_line
-    from . import httpguard
+    def on_event(self, event: dict[str, Any]) -> None:
+        from ..io.journal import append_line
 
-    history = cfg["history"]
-    base = {"env": cfg["env"], "strategy": cfg["strategy"], "rollout_id": cfg["rollout_id"],
-            "champion": cfg["champion"]["version"], "challenger": cfg["challenger"]["version"]}
-    events: list[dict[str, Any]] = []
+        full = {"time": clock.stamp(ms=True), **self.base, **event}
+        self.events.append(full)
+        append_line(self.cfg["history"], full)
 
-    def on_event(event: dict[str, Any]) -> None:
-        full = {"time": clock.stamp(ms=True), **base, **event}
-        events.append(full)
-        append_line(history, full)
-
-    policy = Rollout(cfg["steps"], cfg["window_requests"], cfg["max_error_rate"],
-                     cfg["max_latency_p99_ms"], on_event)
-    timeout = float(cfg.get("timeout_s", 10.0))
-    max_body = int(cfg.get("max_body_bytes") or DEFAULT_MAX_BODY_BYTES)
-    upstream = {role: Upstream(cfg[role]["url"], timeout,
-                               max_connections=int(cfg.get("max_connections") or MAX_CONNECTIONS))
-                for role in ("champion", "challenger")}
-    hosts = httpguard.allowed_hosts(str(cfg.get("host") or "127.0.0.1"),
-                                    cfg.get("allowed_hosts") or [])
-    token_file = cfg.get("admin_token_file") or ".omg/rollouts/ENV.json"
-
-    from contextlib import asynccontextmanager
-
-    @asynccontextmanager
-    async def lifespan(app: Any):  # noqa: ANN202
-        on_event({"event": "start", "share": policy.share, "previous_share": 0.0,
-                  "window": policy.window_stats()})
-        yield
-        for up in upstream.values():
-            up.close()
-
-    app = FastAPI(title="omg router", docs_url=None, redoc_url=None, openapi_url=None,
-                  lifespan=lifespan)
-
-    def refused(request: Request, body: bool = False) -> Response | None:
+    # --- the checks of every route ----------------------------------------------------------------
+    def refused(self, request: Any, body: bool = False) -> Any:
         """The drive-by checks of every route (Host, Origin; Content-Type for a body)."""
-        why = httpguard.refusal(request.headers, hosts, body=body)
-        if why is None:
-            return None
-        return JSONResponse({"detail": why[1]}, status_code=why[0])
+        from fastapi.responses import JSONResponse
 
-    def unauthorized(request: Request) -> Response | None:
-        denied = httpguard.bearer_refusal(request.headers, token or None)
+        from . import httpguard
+
+        why = httpguard.refusal(request.headers, self.hosts, body=body)
+        return None if why is None else JSONResponse({"detail": why[1]}, status_code=why[0])
+
+    def unauthorized(self, request: Any) -> Any:
+        from fastapi.responses import JSONResponse
+
+        from . import httpguard
+
+        denied = httpguard.bearer_refusal(request.headers, self.token or None)
         if denied is None:
             return None
         return JSONResponse({"detail": denied[1]}, status_code=denied[0],
                             headers=httpguard.BEARER_HEADERS)
 
-    def not_admin(request: Request) -> Response | None:
+    def not_admin(self, request: Any) -> Any:
+        from fastapi.responses import JSONResponse
+
+        from . import httpguard
+
         detail = ("missing or wrong admin token: /router/status and /router/rollback need "
                   "Authorization: Bearer <admin token>, the 'admin_token' of this rollout's state "
-                  f"file {token_file}")
+                  f"file {self.token_file}")
         # without an admin token the admin routes are closed to everyone
-        if admin_token and httpguard.bearer_refusal(request.headers, admin_token) is None:
+        if self.admin_token and httpguard.bearer_refusal(request.headers, self.admin_token) is None:
             return None
         return JSONResponse({"detail": detail}, status_code=401, headers=httpguard.BEARER_HEADERS)
 
-    async def forward(target: str, body: bytes, headers: dict[str, str]) -> tuple[Any, str]:
+    # --- forwarding -------------------------------------------------------------------------------
+    async def forward(self, target: str, body: bytes, headers: dict[str, str]) -> tuple[Any, str]:
         """(the answer, "") or (None, why there is none, as the end of a sentence)."""
         try:
-            return await upstream[target].request("POST", "/predict", body, headers), ""
+            return await self.upstream[target].request("POST", "/predict", body, headers), ""
         except Busy as exc:
             return None, f"the router had no connection to the {target}: {exc}"
         except TimeoutError:  # it may still answer (and log) it
-            return None, (f"the {target} did not answer within {timeout:g} s (it may still "
+            return None, (f"the {target} did not answer within {self.timeout:g} s (it may still "
                           "serve the request)")
         except OSError as exc:  # refused, reset, no route to the host
             return None, f"the {target} is unreachable ({exc})"
 
-    def passthrough(resp: Any, served_by: str, retried: bool) -> Response:
+    @staticmethod
+    def passthrough(resp: Any, served_by: str, retried: bool) -> Any:
+        from fastapi.responses import Response
+
         status, hdrs, content = resp
         headers = {k: v for k, v in hdrs.items()
                    if k in ("content-type", "x-request-id", "x-model-version")}
@@ -351,108 +347,148 @@ def create_app(cfg: dict[str, Any], admin_token: str | None = None, token: str |
             headers["x-retried"] = "challenger"
         return Response(content, status_code=status, headers=headers)
 
-    def too_large(detail: str, rid: str) -> Response:
-        return JSONResponse({"detail": detail}, status_code=413, headers={"x-request-id": rid})
+    async def predict(self, request: Any) -> Any:
+        from fastapi.responses import JSONResponse
 
-    async def predict(request: Request) -> Response:
-        denied = refused(request, body=True) or unauthorized(request)
+        from . import httpguard
+
+        denied = self.refused(request, body=True) or self.unauthorized(request)
         if denied is not None:
             return denied
         rid = httpguard.request_id(request.headers)
-        body, why = await httpguard.read_body(request, max_body)
+        body, why = await httpguard.read_body(request, self.max_body)
         if body is None:
-            return too_large(why, rid)
+            return JSONResponse({"detail": why}, status_code=413, headers={"x-request-id": rid})
         headers = {k: v for k, v in request.headers.items() if k.lower() in FORWARD_HEADERS}
         headers["x-request-id"] = rid
-        target = policy.pick()
+        policy = self.policy
         retried, first = False, None
-        if target == "challenger":
+        if policy.pick() == "challenger":
             t0 = time.perf_counter()
-            first, _ = await forward("challenger", body, headers)
+            first, _ = await self.forward("challenger", body, headers)
             ms = (time.perf_counter() - t0) * 1000
             error = first is None or first[0] >= 500
             policy.totals["challenger"] += 1
             policy.totals["challenger_errors"] += int(error)
             policy.record(ms, error)
             if not error:
-                return passthrough(first, "challenger", False)
+                return self.passthrough(first, "challenger", False)
             retried = True
             policy.totals["retried"] += 1
-        resp, why = await forward("champion", body, headers)
+        resp, why = await self.forward("champion", body, headers)
         policy.totals["champion"] += 1
         if resp is not None:
-            return passthrough(resp, "champion", retried)
+            return self.passthrough(resp, "champion", retried)
         if first is not None:  # the challenger answered (a 5xx): that answer, not none
-            return passthrough(first, "challenger", False)
+            return self.passthrough(first, "challenger", False)
         policy.totals["failed"] += 1
         return JSONResponse({"detail": f"no backend answered: {why}; retry in a moment"},
                             status_code=503, headers={"x-request-id": rid, "Retry-After": "1"})
 
-    @app.get("/health")
-    async def health(request: Request) -> Response:
-        return refused(request) or JSONResponse({"status": "ok"})
+    # --- the other routes -------------------------------------------------------------------------
+    async def health(self, request: Any) -> Any:
+        from fastapi.responses import JSONResponse
 
-    @app.get("/ready")
-    async def ready(request: Request) -> Response:
-        denied = refused(request)
+        return self.refused(request) or JSONResponse({"status": "ok"})
+
+    async def ready(self, request: Any) -> Any:
+        from fastapi.responses import JSONResponse
+
+        denied = self.refused(request)
         if denied is not None:
             return denied
         try:
-            ok = (await upstream["champion"].request("GET", "/ready"))[0] == 200
+            ok = (await self.upstream["champion"].request("GET", "/ready"))[0] == 200
         except OSError:
             ok = False
         return JSONResponse({"status": "ready" if ok else "champion not ready"},
                             status_code=200 if ok else 503)
 
-    @app.get("/router/status")
-    async def status(request: Request) -> Response:
-        denied = refused(request) or not_admin(request)
+    async def status(self, request: Any) -> Any:
+        from fastapi.responses import JSONResponse
+
+        denied = self.refused(request) or self.not_admin(request)
         if denied is not None:
             return denied
-        return JSONResponse({**policy.status(), "champion": cfg["champion"],
-                             "challenger": cfg["challenger"], "events": events})
+        return JSONResponse({**self.policy.status(), "champion": self.cfg["champion"],
+                             "challenger": self.cfg["challenger"], "events": self.events})
 
-    @app.post("/router/rollback")
-    async def rollback(request: Request) -> Response:
-        denied = refused(request) or not_admin(request)
+    async def rollback(self, request: Any) -> Any:
+        from fastapi.responses import JSONResponse
+
+        denied = self.refused(request) or self.not_admin(request)
         if denied is not None:
             return denied
-        policy.rollback("manual rollback (POST /router/rollback)")
-        return JSONResponse(policy.status())
+        self.policy.rollback("manual rollback (POST /router/rollback)")
+        return JSONResponse(self.policy.status())
 
-    @app.get("/metrics")
-    async def metrics(request: Request) -> Response:
-        denied = refused(request) or unauthorized(request)
+    async def metrics(self, request: Any) -> Any:
+        from fastapi.responses import PlainTextResponse
+
+        denied = self.refused(request) or self.unauthorized(request)
         if denied is not None:
             return denied
-        t = policy.totals
-        lines = ["# HELP omg_router_requests_total Requests forwarded, by backend.",
-                 "# TYPE omg_router_requests_total counter"]
-        lines += [f'omg_router_requests_total{{backend="{b}"}} {t[b]}'
-                  for b in ("champion", "challenger")]
-        lines += ["# HELP omg_router_challenger_errors_total Challenger errors (5xx, no answer).",
-                  "# TYPE omg_router_challenger_errors_total counter",
-                  f"omg_router_challenger_errors_total {t['challenger_errors']}",
-                  "# HELP omg_router_retries_total Challenger failures retried on the champion.",
-                  "# TYPE omg_router_retries_total counter", f"omg_router_retries_total {t['retried']}",
-                  "# HELP omg_router_unanswered_total Requests no backend answered (503).",
-                  "# TYPE omg_router_unanswered_total counter",
-                  f"omg_router_unanswered_total {t['failed']}",
-                  "# HELP omg_router_challenger_share Current challenger share (percent).",
-                  "# TYPE omg_router_challenger_share gauge",
-                  f"omg_router_challenger_share {policy.share}",
-                  "# HELP omg_router_state 1 for the current rollout state.",
-                  "# TYPE omg_router_state gauge"]
-        lines += [f'omg_router_state{{state="{s}"}} {int(policy.state == s)}'
-                  for s in (CANARY, PROMOTED, ROLLED_BACK)]
-        return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4")
+        return PlainTextResponse(metrics_text(self.policy), media_type="text/plain; version=0.0.4")
 
-    # The hot path is a plain Starlette route: FastAPI's dependency solving would add about 0.1 ms
-    # per request and this endpoint reads the raw body itself.
+
+def metrics_text(policy: Rollout) -> str:
+    """The router's Prometheus metrics: requests per backend, errors, retries, share, state."""
+    t = policy.totals
+    lines = ["# HELP omg_router_requests_total Requests forwarded, by backend.",
+             "# TYPE omg_router_requests_total counter"]
+    lines += [f'omg_router_requests_total{{backend="{b}"}} {t[b]}' for b in ("champion", "challenger")]
+    lines += ["# HELP omg_router_challenger_errors_total Challenger errors (5xx, no answer).",
+              "# TYPE omg_router_challenger_errors_total counter",
+              f"omg_router_challenger_errors_total {t['challenger_errors']}",
+              "# HELP omg_router_retries_total Challenger failures retried on the champion.",
+              "# TYPE omg_router_retries_total counter", f"omg_router_retries_total {t['retried']}",
+              "# HELP omg_router_unanswered_total Requests no backend answered (503).",
+              "# TYPE omg_router_unanswered_total counter",
+              f"omg_router_unanswered_total {t['failed']}",
+              "# HELP omg_router_challenger_share Current challenger share (percent).",
+              "# TYPE omg_router_challenger_share gauge",
+              f"omg_router_challenger_share {policy.share}",
+              "# HELP omg_router_state 1 for the current rollout state.",
+              "# TYPE omg_router_state gauge"]
+    lines += [f'omg_router_state{{state="{s}"}} {int(policy.state == s)}'
+              for s in (CANARY, PROMOTED, ROLLED_BACK)]
+    return "\n".join(lines) + "\n"
+
+
+def create_app(cfg: dict[str, Any], admin_token: str | None = None, token: str | None = None) -> Any:
+    """The router application for the backends and policy in `cfg`.
+
+    `admin_token` guards ``/router/status`` and ``/router/rollback`` (None: they always answer
+    401); `token` is the ``serving.auth_token_env`` bearer token that ``/predict`` and ``/metrics``
+    need (None: no auth, as the backends)."""
+    from contextlib import asynccontextmanager
+
+    from fastapi import FastAPI
     from starlette.routing import Route
 
-    app.router.routes.insert(0, Route("/predict", predict, methods=["POST"]))
-    app.state.policy = policy
+    router = _Router(cfg, admin_token, token)
+
+    @asynccontextmanager
+    async def lifespan(app: Any):  # noqa: ANN202
+        router.on_event({"event": "start", "share": router.policy.share, "previous_share": 0.0,
+                         "window": router.policy.window_stats()})
+        yield
+        for up in router.upstream.values():
+            up.close()
+
+    app = FastAPI(title="omg router", docs_url=None, redoc_url=None, openapi_url=None,
+                  lifespan=lifespan)
+    # Plain Starlette routes: FastAPI's dependency solving would add about 0.1 ms per request,
+    # and every route reads the request itself.
+    app.router.routes[:0] = [
+        Route("/predict", router.predict, methods=["POST"]),
+        Route("/health", router.health, methods=["GET"]),
+        Route("/ready", router.ready, methods=["GET"]),
+        Route("/router/status", router.status, methods=["GET"]),
+        Route("/router/rollback", router.rollback, methods=["POST"]),
+        Route("/metrics", router.metrics, methods=["GET"]),
+    ]
+    app.state.policy = router.policy
     return app
 
 
