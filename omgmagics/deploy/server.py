@@ -103,172 +103,204 @@ class Metrics:
         return "\n".join(out) + "\n"
 
 
-def create_app(bundle: Any, *, env: str, log: Any, max_batch: int, max_body_bytes: int,
-               token: str | None = None, hosts: frozenset[str] | None = LOOPBACK_ONLY) -> Any:
-    """The FastAPI application serving `bundle` (see the module docstring for the endpoints).
+class _Server:
+    """The routes of one model server: its bundle, validator, prediction log, metrics and tokens."""
 
-    `hosts` are the Host names it answers to (:func:`omgmagics.deploy.httpguard.allowed_hosts`;
-    None: any, for a token-protected server bound beyond loopback)."""
-    from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse, PlainTextResponse, Response
+    def __init__(self, bundle: Any, *, env: str, log: Any, max_batch: int, max_body_bytes: int,
+                 token: str | None, hosts: frozenset[str] | None):
+        from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
-    from .httpguard import BEARER_HEADERS, bearer_refusal, read_body, refusal, request_id
-    from .signature import InvalidRequest, RequestValidator
+        from .signature import RequestValidator
 
-    validator = RequestValidator(bundle.signature, max_batch)
-    metrics = Metrics(env, bundle.version)
-    state = {"ready": True}
-    info = {**bundle.info(), "env": env}
-    version = bundle.version
+        self.bundle, self.env, self.log, self.token, self.hosts = bundle, env, log, token, hosts
+        self.max_batch, self.max_body_bytes = max_batch, max_body_bytes
+        self.validator = RequestValidator(bundle.signature, max_batch)
+        self.metrics = Metrics(env, bundle.version)
+        self.ready_now = True
+        self.info = {**bundle.info(), "env": env}
+        self.version = bundle.version
+        self.schema: dict[str, Any] = {}
+        # bound once: the response classes are looked up on every request
+        self.JSON, self.Plain, self.Response = JSONResponse, PlainTextResponse, Response
 
-    from contextlib import asynccontextmanager
+    # --- checks and replies -----------------------------------------------------------------------
+    def unauthorized(self, request: Any, body: bool = False) -> Any:
+        from .httpguard import BEARER_HEADERS, bearer_refusal, refusal
 
-    @asynccontextmanager
-    async def lifespan(app: Any):  # noqa: ANN202
-        yield
-        state["ready"] = False
-        log.close()
-
-    app = FastAPI(title=f"omg model server ({env})", docs_url=None, redoc_url=None,
-                  openapi_url=None, lifespan=lifespan)
-
-    def unauthorized(request: Request, body: bool = False) -> Response | None:
-        refused = refusal(request.headers, hosts, body)
+        refused = refusal(request.headers, self.hosts, body)
         if refused is not None:
-            return JSONResponse({"detail": refused[1]}, status_code=refused[0])
-        denied = bearer_refusal(request.headers, token or None)
+            return self.JSON({"detail": refused[1]}, status_code=refused[0])
+        denied = bearer_refusal(request.headers, self.token or None)
         if denied is None:
             return None
-        return JSONResponse({"detail": denied[1]}, status_code=denied[0], headers=BEARER_HEADERS)
+        return self.JSON({"detail": denied[1]}, status_code=denied[0], headers=BEARER_HEADERS)
 
-    def reply(status: int, body: dict[str, Any], rid: str) -> Response:
-        metrics.request("/predict", status)
+    def refused(self, request: Any, path: str, token: bool = True) -> Any:
+        """The refusal of a GET endpoint (Host/Origin; the bearer token where `token`), counted."""
+        from .httpguard import refusal
+
+        if token:
+            denied = self.unauthorized(request)
+        else:
+            why = refusal(request.headers, self.hosts, False)
+            denied = None if why is None else self.JSON({"detail": why[1]}, status_code=why[0])
+        if denied is not None:
+            self.metrics.request(path, denied.status_code)
+        return denied
+
+    def reply(self, status: int, body: dict[str, Any], rid: str) -> Any:
+        self.metrics.request("/predict", status)
         try:  # items are JSON-safe already (ServingBundle.predict_records); NaN is not JSON
             text = json.dumps(body, separators=(",", ":"), default=str, allow_nan=False)
         except ValueError:
             from .bundle import json_safe
 
             text = json.dumps(json_safe(body), separators=(",", ":"), default=str, allow_nan=False)
-        return Response(text, status_code=status,
-                        media_type="application/json",
-                        headers={"x-request-id": rid, "x-model-version": version})
+        return self.Response(text, status_code=status, media_type="application/json",
+                             headers={"x-request-id": rid, "x-model-version": self.version})
 
-    async def predict(request: Request) -> Response:
+    # --- /predict, the hot path -------------------------------------------------------------------
+    async def predict(self, request: Any) -> Any:
+        from .httpguard import read_body, request_id
+        from .signature import InvalidRequest
+
         t0 = time.perf_counter()
-        denied = unauthorized(request, body=True)
+        denied = self.unauthorized(request, body=True)
         rid = request_id(request.headers)
         if denied is not None:
-            metrics.request("/predict", denied.status_code)
+            self.metrics.request("/predict", denied.status_code)
             return denied
-        body, too_large = await read_body(request, max_body_bytes)
+        body, too_large = await read_body(request, self.max_body_bytes)
         if body is None:
-            return reply(413, {"detail": too_large}, rid)
+            return self.reply(413, {"detail": too_large}, rid)
+        payload, bad = _parse_json(body)
+        if bad is not None:
+            return self.reply(422, {"detail": [bad], "message": bad["msg"]}, rid)
         try:
-            payload = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            err = {"loc": ["body"], "field": None, "type": "value_error.json",
-                   "msg": f"the body is not valid JSON ({(str(exc).splitlines() or [''])[0]})"}
-            return reply(422, {"detail": [err], "message": err["msg"]}, rid)
-        except RecursionError:
-            err = {"loc": ["body"], "field": None, "type": "value_error.json",
-                   "msg": "the body is nested too deeply (a record is a flat JSON object)"}
-            return reply(422, {"detail": [err], "message": err["msg"]}, rid)
-        try:
-            records, single = validator.records(payload)
+            records, single = self.validator.records(payload)
         except InvalidRequest as exc:
-            return reply(exc.status, exc.body(), rid)
+            return self.reply(exc.status, exc.body(), rid)
         try:
-            items = bundle.predict_records(records)
+            items = self.bundle.predict_records(records)
         except Exception as exc:  # noqa: BLE001 - a model or handler failure on valid input
-            ms = (time.perf_counter() - t0) * 1000
-            text = f"{type(exc).__name__}: {exc}"[:500]
-            for i, rec in enumerate(records):
-                log.add(rid if single else f"{rid}:{i}", rec, None, None, ms, "error", text)
-            metrics.records["error"] += len(records)
-            metrics.latency(ms / 1000)
-            return reply(500, {"detail": f"prediction failed: {text}", "request_id": rid}, rid)
+            return self._failed(records, single, rid, t0, exc)
         ms = (time.perf_counter() - t0) * 1000
         for i, (rec, item) in enumerate(zip(records, items, strict=True)):
             score = item.get("score")
             if isinstance(score, float) and not math.isfinite(score):
                 score = None
-            log.add(rid if single else f"{rid}:{i}", rec, item.get("prediction"), score, ms,
-                    probabilities=item.get("probabilities"))
-        metrics.records["ok"] += len(records)
-        metrics.latency(ms / 1000)
-        if single:
-            return reply(200, {"request_id": rid, "model_version": version, **items[0]}, rid)
-        return reply(200, {"request_id": rid, "model_version": version, "predictions": items}, rid)
+            self.log.add(rid if single else f"{rid}:{i}", rec, item.get("prediction"), score, ms,
+                         probabilities=item.get("probabilities"))
+        self.metrics.records["ok"] += len(records)
+        self.metrics.latency(ms / 1000)
+        head = {"request_id": rid, "model_version": self.version}
+        return self.reply(200, {**head, **items[0]} if single else {**head, "predictions": items},
+                          rid)
 
-    def refused(request: Request, path: str, token: bool = True) -> Response | None:
-        """The refusal of a GET endpoint (Host/Origin; the bearer token where `token`), counted."""
-        if token:
-            denied = unauthorized(request)
-        else:
-            why = refusal(request.headers, hosts, False)
-            denied = None if why is None else JSONResponse({"detail": why[1]}, status_code=why[0])
-        if denied is not None:
-            metrics.request(path, denied.status_code)
-        return denied
+    def _failed(self, records: list, single: bool, rid: str, t0: float, exc: Exception) -> Any:
+        ms = (time.perf_counter() - t0) * 1000
+        text = f"{type(exc).__name__}: {exc}"[:500]
+        for i, rec in enumerate(records):
+            self.log.add(rid if single else f"{rid}:{i}", rec, None, None, ms, "error", text)
+        self.metrics.records["error"] += len(records)
+        self.metrics.latency(ms / 1000)
+        return self.reply(500, {"detail": f"prediction failed: {text}", "request_id": rid}, rid)
 
-    @app.get("/health")
-    async def health(request: Request) -> Response:
-        if (denied := refused(request, "/health", token=False)) is not None:
+    # --- the GET endpoints ------------------------------------------------------------------------
+    async def health(self, request: Any) -> Any:
+        if (denied := self.refused(request, "/health", token=False)) is not None:
             return denied
-        metrics.request("/health", 200)
-        return JSONResponse({"status": "ok"})
+        self.metrics.request("/health", 200)
+        return self.JSON({"status": "ok"})
 
-    @app.get("/ready")
-    async def ready(request: Request) -> Response:
-        if (denied := refused(request, "/ready", token=False)) is not None:
+    async def ready(self, request: Any) -> Any:
+        if (denied := self.refused(request, "/ready", token=False)) is not None:
             return denied
-        status = 200 if state["ready"] else 503
-        metrics.request("/ready", status)
-        return JSONResponse({"status": "ready" if state["ready"] else "draining",
-                             "model_version": version,
-                             "log": {"write_errors": int(getattr(log, "write_errors", 0)),
-                                     "dropped": int(getattr(log, "dropped", 0))}},
-                            status_code=status)
+        status = 200 if self.ready_now else 503
+        self.metrics.request("/ready", status)
+        log = self.log
+        return self.JSON({"status": "ready" if self.ready_now else "draining",
+                          "model_version": self.version,
+                          "log": {"write_errors": int(getattr(log, "write_errors", 0)),
+                                  "dropped": int(getattr(log, "dropped", 0))}},
+                         status_code=status)
 
-    @app.get("/metrics")
-    async def prometheus(request: Request) -> Response:
-        if (denied := refused(request, "/metrics")) is not None:
+    async def prometheus(self, request: Any) -> Any:
+        if (denied := self.refused(request, "/metrics")) is not None:
             return denied
-        metrics.request("/metrics", 200)
-        return PlainTextResponse(metrics.render(log), media_type="text/plain; version=0.0.4")
+        self.metrics.request("/metrics", 200)
+        return self.Plain(self.metrics.render(self.log), media_type="text/plain; version=0.0.4")
 
-    @app.get("/version")
-    async def version_info(request: Request) -> Response:
-        if (denied := refused(request, "/version")) is not None:
+    async def version_info(self, request: Any) -> Any:
+        if (denied := self.refused(request, "/version")) is not None:
             return denied
-        metrics.request("/version", 200)
-        return JSONResponse(info)
+        self.metrics.request("/version", 200)
+        return self.JSON(self.info)
 
-    schema: dict[str, Any] = {}
-
-    @app.get("/openapi.json")
-    async def openapi(request: Request) -> Response:
-        if (denied := refused(request, "/openapi.json")) is not None:
+    async def openapi(self, request: Any) -> Any:
+        if (denied := self.refused(request, "/openapi.json")) is not None:
             return denied
-        if not schema:
+        if not self.schema:
             from .openapi import openapi_schema
 
-            schema.update(openapi_schema(bundle.signature, title=f"omg model server ({env})",
-                                         version=version, max_batch=max_batch,
-                                         auth=bool(token)))
-        metrics.request("/openapi.json", 200)
-        return JSONResponse(schema)
+            self.schema.update(openapi_schema(
+                self.bundle.signature, title=f"omg model server ({self.env})", version=self.version,
+                max_batch=self.max_batch, auth=bool(self.token)))
+        self.metrics.request("/openapi.json", 200)
+        return self.JSON(self.schema)
 
-    @app.exception_handler(Exception)
-    async def unexpected(request: Request, exc: Exception) -> Response:  # noqa: ARG001
-        return JSONResponse({"detail": f"internal error: {type(exc).__name__}"}, status_code=500)
 
-    # The hot path is a plain Starlette route: FastAPI's dependency solving would add about 0.1 ms
-    # per request and this endpoint reads the raw body itself.
+def _parse_json(body: bytes) -> tuple[Any, dict[str, Any] | None]:
+    """The decoded body, or the 422 error entry saying why it is not JSON the server reads."""
+    try:
+        return json.loads(body), None
+    except (ValueError, UnicodeDecodeError) as exc:
+        return None, {"loc": ["body"], "field": None, "type": "value_error.json",
+                      "msg": f"the body is not valid JSON ({(str(exc).splitlines() or [''])[0]})"}
+    except RecursionError:
+        return None, {"loc": ["body"], "field": None, "type": "value_error.json",
+                      "msg": "the body is nested too deeply (a record is a flat JSON object)"}
+
+
+def create_app(bundle: Any, *, env: str, log: Any, max_batch: int, max_body_bytes: int,
+               token: str | None = None, hosts: frozenset[str] | None = LOOPBACK_ONLY) -> Any:
+    """The FastAPI application serving `bundle` (see the module docstring for the endpoints).
+
+    `hosts` are the Host names it answers to (:func:`omgmagics.deploy.httpguard.allowed_hosts`;
+    None: any, for a token-protected server bound beyond loopback)."""
+    from contextlib import asynccontextmanager
+
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse
     from starlette.routing import Route
 
-    app.router.routes.insert(0, Route("/predict", predict, methods=["POST"]))
-    app.state.metrics = metrics
+    server = _Server(bundle, env=env, log=log, max_batch=max_batch, max_body_bytes=max_body_bytes,
+                     token=token, hosts=hosts)
+
+    @asynccontextmanager
+    async def lifespan(app: Any):  # noqa: ANN202
+        yield
+        server.ready_now = False
+        log.close()
+
+    app = FastAPI(title=f"omg model server ({env})", docs_url=None, redoc_url=None,
+                  openapi_url=None, lifespan=lifespan)
+
+    async def unexpected(request: Any, exc: Exception) -> Any:  # noqa: ARG001
+        return JSONResponse({"detail": f"internal error: {type(exc).__name__}"}, status_code=500)
+
+    app.add_exception_handler(Exception, unexpected)
+    # Plain Starlette routes: FastAPI's dependency solving would add about 0.1 ms per request,
+    # and every route reads the request itself.
+    app.router.routes[:0] = [
+        Route("/predict", server.predict, methods=["POST"]),
+        Route("/health", server.health, methods=["GET"]),
+        Route("/ready", server.ready, methods=["GET"]),
+        Route("/metrics", server.prometheus, methods=["GET"]),
+        Route("/version", server.version_info, methods=["GET"]),
+        Route("/openapi.json", server.openapi, methods=["GET"]),
+    ]
+    app.state.metrics = server.metrics
     return app
 
 
