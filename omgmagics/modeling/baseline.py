@@ -85,16 +85,8 @@ def run_baselines(project: Any, *, features: str | None = None, table: Any = Non
     Report
         Value: the leaderboard DataFrame.
     """
-    import time
-
-    import numpy as np
-    import pandas as pd
-    from sklearn.base import clone
-
-    from ..metrics import get_metric, score
     from ..results import Report
     from .data import load_model_data
-    from .models import MODEL_TYPES, FitResult, OmgModel, get_model_type
     from .record import metric_names, record_model
     from .tracking import connect
 
@@ -102,80 +94,15 @@ def run_baselines(project: Any, *, features: str | None = None, table: Any = Non
         raise UsageError(f"--cv must be at least 2 folds, got {cv}.")
     models = models or list(BASELINES)
     task = project.objective_type
-    for name in models:
-        if name not in BASELINES and name not in MODEL_TYPES:
-            raise UsageError(unknown_choice("baseline", name, {*BASELINES, *MODEL_TYPES}))
+    candidates = _candidates(models, task, project.seed)  # names checked before any data is read
     data = load_model_data(project, features, target, table=table, table_name=table_name)
     primary, secondary = metric_names(project, task)
     metrics = [primary, *secondary]
-    seed = project.seed
-    folds, fold_note = _folds(data, cv, seed)
-    candidates = []
-    for name in models:
-        if name in BASELINES:
-            label, est = baseline_estimator(name, task, seed)
-            family = "sklearn"
-        else:
-            mt = get_model_type(name, task)
-            if not mt.family_impl.baseline:
-                raise UsageError(f"Baseline '{name}' must be a scikit-learn model; train {name} with "
-                                 "`omg train train` or tune it with `omg train tune`.")
-            cls = mt.estimator_class(task)
-            kwargs = dict(mt.defaults)
-            if "random_state" in cls().get_params():
-                kwargs["random_state"] = seed
-            label, est, family = mt.name, cls(**kwargs), "sklearn"
-        candidates.append((name, label, est, family))
+    folds, fold_note = _folds(data, cv, project.seed)
     tracking = connect(project)
-    X, y = data.X["train"], data.y["train"]
-    rows, bar = [], None
-    total = len(candidates) * len(folds)
-    if progress is not None:
-        bar = progress(total=total, desc="baselines")
-    try:
-        for name, label, est, _family in candidates:
-            per = {m: [] for m in metrics}
-            fit_t, pred_t = [], []
-            for tr, va in folds:
-                m = clone(est)
-                t0 = time.perf_counter()
-                m.fit(X[tr], y[tr])
-                fit_t.append(time.perf_counter() - t0)
-                t0 = time.perf_counter()
-                s = _scores(m, X[va], task)
-                pred_t.append(time.perf_counter() - t0)
-                for metric in metrics:
-                    per[metric].append(score(metric, y[va], s, task))
-                if bar is not None:
-                    bar.update(1)
-            row = {"model": name, "estimator": label}
-            for metric in metrics:
-                row[f"{metric} mean"] = float(np.nanmean(per[metric]))
-                row[f"{metric} std"] = float(np.nanstd(per[metric]))
-            row["fit time (s)"] = float(np.mean(fit_t))
-            row["predict time (s)"] = float(np.mean(pred_t))
-            rows.append(row)
-    finally:
-        if bar is not None:
-            bar.close()
-    board = pd.DataFrame(rows)
-    higher = get_metric(primary).greater_is_better
-    board = board.sort_values(f"{primary} mean", ascending=not higher).reset_index(drop=True)
+    board, rows = _cross_validate(candidates, data, folds, metrics, primary, progress)
     best = board.iloc[0]["model"]
-
-    fitted = {}
-    for name, label, est, family in candidates:
-        m = clone(est)
-        t0 = time.perf_counter()
-        m.fit(X, y)
-        model = OmgModel(family, label, m, task=task, feature_names=data.feature_names,
-                         classes=data.classes, positive_label=data.positive_label,
-                         params={k: v for k, v in m.get_params().items()
-                                 if isinstance(v, (int, float, str, bool, type(None)))},
-                         meta={"feature_set": data.ref, "target": data.target,
-                               "id_column": data.id_column, "baseline": name})
-        fitted[name] = FitResult(model, None, [], None, time.perf_counter() - t0)
-
+    fitted = _refit(candidates, data)
     cv_metrics = {row["model"]: {**{f"cv_{m}_mean": row[f"{m} mean"] for m in metrics},
                                  **{f"cv_{m}_std": row[f"{m} std"] for m in metrics}}
                   for row in rows}
@@ -183,7 +110,7 @@ def run_baselines(project: Any, *, features: str | None = None, table: Any = Non
     def log_children(log, run_id):  # noqa: ANN001
         log.table(board, "leaderboard.parquet")
         log.text(board.to_csv(index=False), "leaderboard.csv")
-        for name, _label, _est, _family in candidates:
+        for name, *_ in candidates:
             record_model(tracking, project, data, fitted[name], name=f"baseline-{name}",
                          kind="baseline-model", params={"baseline": name, "cv": cv,
                                                         **fitted[name].model.params},
@@ -211,6 +138,100 @@ def run_baselines(project: Any, *, features: str | None = None, table: Any = Non
     return Report(f"Baselines on {data.ref} ({cv}-fold cross-validation, training split)",
                   summary=summary, tables={"leaderboard": board}, figures=figures, messages=messages,
                   data={"run_id": rec["run_id"], "best": best}, value=board)
+
+
+def _candidates(models: list[str], task: str, seed: int) -> list[tuple[str, str, Any, str]]:
+    """(name, label, unfitted estimator, family) of each baseline, checked before any data is read."""
+    from .models import MODEL_TYPES, get_model_type
+
+    for name in models:
+        if name not in BASELINES and name not in MODEL_TYPES:
+            raise UsageError(unknown_choice("baseline", name, {*BASELINES, *MODEL_TYPES}))
+    out = []
+    for name in models:
+        if name in BASELINES:
+            label, est = baseline_estimator(name, task, seed)
+        else:
+            mt = get_model_type(name, task)
+            if not mt.family_impl.baseline:
+                raise UsageError(f"Baseline '{name}' must be a scikit-learn model; train {name} with "
+                                 "`omg train train` or tune it with `omg train tune`.")
+            cls = mt.estimator_class(task)
+            kwargs = dict(mt.defaults)
+            if "random_state" in cls().get_params():
+                kwargs["random_state"] = seed
+            label, est = mt.name, cls(**kwargs)
+        out.append((name, label, est, "sklearn"))
+    return out
+
+
+def _cross_validate(candidates: list, data: Any, folds: list, metrics: list[str], primary: str,
+                    progress: Callable[..., Any] | None) -> tuple[Any, list[dict[str, Any]]]:
+    """The leaderboard (best first): each metric's mean and std over the folds, fit/predict times."""
+    import time
+
+    import numpy as np
+    import pandas as pd
+    from sklearn.base import clone
+
+    from ..metrics import get_metric, score
+
+    task = data.task
+    X, y = data.X["train"], data.y["train"]
+    rows = []
+    bar = progress(total=len(candidates) * len(folds), desc="baselines") if progress else None
+    try:
+        for name, label, est, _family in candidates:
+            per: dict[str, list[float]] = {m: [] for m in metrics}
+            fit_t, pred_t = [], []
+            for tr, va in folds:
+                m = clone(est)
+                t0 = time.perf_counter()
+                m.fit(X[tr], y[tr])
+                fit_t.append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                s = _scores(m, X[va], task)
+                pred_t.append(time.perf_counter() - t0)
+                for metric in metrics:
+                    per[metric].append(score(metric, y[va], s, task))
+                if bar is not None:
+                    bar.update(1)
+            row = {"model": name, "estimator": label}
+            for metric in metrics:
+                row[f"{metric} mean"] = float(np.nanmean(per[metric]))
+                row[f"{metric} std"] = float(np.nanstd(per[metric]))
+            row["fit time (s)"] = float(np.mean(fit_t))
+            row["predict time (s)"] = float(np.mean(pred_t))
+            rows.append(row)
+    finally:
+        if bar is not None:
+            bar.close()
+    higher = get_metric(primary).greater_is_better
+    board = pd.DataFrame(rows).sort_values(f"{primary} mean", ascending=not higher)
+    return board.reset_index(drop=True), rows
+
+
+def _refit(candidates: list, data: Any) -> dict[str, Any]:
+    """Each baseline fitted on the whole training split, as a model the kit records and serves."""
+    import time
+
+    from sklearn.base import clone
+
+    from .models import FitResult, OmgModel
+
+    fitted = {}
+    for name, label, est, family in candidates:
+        m = clone(est)
+        t0 = time.perf_counter()
+        m.fit(data.X["train"], data.y["train"])
+        model = OmgModel(family, label, m, task=data.task, feature_names=data.feature_names,
+                         classes=data.classes, positive_label=data.positive_label,
+                         params={k: v for k, v in m.get_params().items()
+                                 if isinstance(v, (int, float, str, bool, type(None)))},
+                         meta={"feature_set": data.ref, "target": data.target,
+                               "id_column": data.id_column, "baseline": name})
+        fitted[name] = FitResult(model, None, [], None, time.perf_counter() - t0)
+    return fitted
 
 
 def _scores(model: Any, X: Any, task: str) -> Any:
