@@ -41,8 +41,27 @@ def test_extract_select_store_and_the_gate(prepared, run_cli):
                                    "out.", out)
     code, out, err = run_cli(["feature", "select", "--k", "many"], cwd=root)
     assert code == 2 and "'many' is not a whole number or auto" in err
-    code, out, err = run_cli(["feature", "select", "--method", "mutual_info", "--k", "20"], cwd=root)
+    # a selection of 2 features loses to all of them on a quick model: tried, not used
+    code, out, err = run_cli(["feature", "select", "--k", "2", "--format", "json"], cwd=root)
     assert code == 0, err
+    rep = json.loads(out)
+    assert rep["title"].startswith("Selected 2 of ") and rep["title"].endswith("; not used")
+    assert rep["summary"]["used"] == "no (all features scored better)"
+    before, after = rep["summary"]["validation roc_auc (all / selected)"].split(" / ")
+    assert float(before) > float(after)
+    assert any(m.startswith("Tried, not used: a quick model (xgboost, up to 300 trees early-stopped "
+                            "on the validation split) scored roc_auc ") for m in rep["messages"])
+    stage = json.loads((root / "data" / "processed" / "features" / "selection.json").read_text())
+    assert stage["used"] is False and stage["check"]["selected_features"] == 2
+    code, out, err = run_cli(["feature", "store", "--name", "tried", "--format", "json"], cwd=root)
+    assert code == 0, err
+    stored = json.loads(out)["summary"]
+    assert stored["features"] == stage["check"]["all_features"]
+    assert stored["selection"] == "all features (mutual_info (k=2) tried, not used)"
+    # --no-check keeps the selection as chosen
+    code, out, err = run_cli(["feature", "select", "--method", "mutual_info", "--k", "20",
+                              "--no-check"], cwd=root)
+    assert code == 0 and "Selection not compared (--no-check): kept as chosen." in out, err
     code, out, err = run_cli(["feature", "store", "--format", "json"], cwd=root)
     assert code == 0, err
     assert json.loads(out)["summary"]["feature set"] == "project_features@v1"

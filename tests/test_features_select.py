@@ -73,3 +73,33 @@ def test_k_auto_follows_the_training_rows():
     assert [auto_k(500, n) for n in (105, 280, 1750, 30000)] == [10, 28, 175, 500]
     assert auto_k(4, 105) == 4 and check_k("auto", 40, 1500)[0] == 40
     assert check_k(12, 40, 1500) == (12, None)
+
+
+def test_the_quick_model_keeps_a_selection_only_when_it_scores_better():
+    """Two informative columns among 100 of noise on 240 training rows: the quick model scores better
+    on the two alone (the selection is used); keeping one of the two loses (tried, not used)."""
+    import numpy as np
+    import pandas as pd
+
+    from omgmagics.features.quick import compare_selection
+
+    rng = np.random.default_rng(0)
+    n, noise = 400, 100
+    X = pd.DataFrame(rng.normal(size=(n, noise)), columns=[f"n{i}" for i in range(noise)])
+    X["a"], X["b"] = rng.normal(size=n), rng.normal(size=n)
+    logit = 2.5 * X["a"] - 2.0 * X["b"]
+    X["y"] = np.where(logit + rng.logistic(size=n) > 0, "yes", "no")
+    train, val = X.iloc[:240], X.iloc[240:]
+    features = [c for c in X.columns if c != "y"]
+    used = compare_selection(train, val, "y", features, ["a", "b"], task="classification",
+                             metric="roc_auc", greater_is_better=True, positive_label="yes")
+    assert used["used"] is True and used["score_selected"] > used["score_all"]
+    assert (used["all_features"], used["selected_features"], used["rows"]) == (102, 2, 240)
+    lost = compare_selection(train, val, "y", features, ["n0"], task="classification",
+                             metric="roc_auc", greater_is_better=True, positive_label="yes")
+    assert lost["used"] is False and lost["score_selected"] < lost["score_all"]
+    # regression, a metric that falls: lower is better
+    reg = X.assign(y=logit + rng.normal(scale=0.3, size=n))
+    r = compare_selection(reg.iloc[:240], reg.iloc[240:], "y", features, ["a", "b"],
+                          task="regression", metric="rmse", greater_is_better=False)
+    assert r["used"] is True and r["score_selected"] < r["score_all"]

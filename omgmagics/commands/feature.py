@@ -64,11 +64,16 @@ def extract(ns: argparse.Namespace, ctx: Context):
         help="correlation method: skip a feature correlated above this with one already kept"),
     arg("--max-rows", type=int, default=20000,
         help="score on a seeded sample of at most this many training rows"),
-    help="rank and keep the best features; scores table and plot",
+    arg("--no-check", action="store_true",
+        help="keep the selection without asking a quick model whether it helps"),
+    help="rank and keep the best features, if a quick model scores better with them",
     description=(
         "Score the extracted training features (mutual information for classification or regression,\n"
         "variance, a correlation filter, or random-forest importance), keep the best k and record the\n"
-        "selection; `store` keeps those columns and appends the selection to the saved pipeline."
+        "selection; `store` keeps those columns and appends the selection to the saved pipeline.\n"
+        "A selection that leaves features out is used only when a quick model (early-stopped\n"
+        "xgboost) scores the brief's metric better with it than with every feature on the\n"
+        "validation split; otherwise it is recorded as tried, not used (--no-check keeps it)."
     ),
     examples=["select --method mutual_info --k 50", "select --k auto",
               "select --method correlation --threshold 0.9"],
@@ -79,7 +84,7 @@ def select(ns: argparse.Namespace, ctx: Context):
     if ns.max_rows < 10:
         raise UsageError(f"--max-rows must be at least 10, got {ns.max_rows}.")
     return select_step(ctx.project(), method=ns.method, k=ns.k, threshold=ns.threshold,
-                       max_rows=ns.max_rows)
+                       max_rows=ns.max_rows, check=not ns.no_check)
 
 
 @command(

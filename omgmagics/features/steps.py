@@ -156,8 +156,13 @@ def _staged(project: Any) -> tuple[dict[str, Any], Path]:
 
 
 def select_step(project: Any, method: str = "mutual_info", k: int | str | None = None,
-                threshold: float = 0.95, max_rows: int = 20000) -> Report:
-    """Rank the staged training features and record the selection beside them."""
+                threshold: float = 0.95, max_rows: int = 20000, check: bool = True) -> Report:
+    """Rank the staged training features and record the selection beside them.
+
+    With `check` (the default) a selection that leaves features out is kept only when a quick model
+    scores better with it than with every feature on the validation split; otherwise it is recorded
+    as tried, not used, and `omg feature store` keeps every feature.
+    """
     import pandas as pd
 
     from .select import select_features
@@ -168,13 +173,75 @@ def select_step(project: Any, method: str = "mutual_info", k: int | str | None =
     X = train.drop(columns=[c for c in (target, "row_id") if c in train.columns])
     report = select_features(X, train[target], method=method, k=k, objective=project.objective_type,
                              seed=project.seed, threshold=threshold, max_rows=max_rows)
+    selected = report.data["selected"]
+    judged = _judge_selection(project, meta, stage, train, list(X.columns), selected, check)
     selection = {**report.data, "extract_run_id": meta["run_id"], "threshold": threshold,
-                 "selected_at": clock.stamp()}
+                 "selected_at": clock.stamp(), **judged}
     path = write_json(stage / "selection.json", selection)
     report.artifacts["selection"] = str(path)
+    _explain_judgement(report, judged, len(selected), X.shape[1])
+    return report
+
+
+def _judge_selection(project: Any, meta: dict[str, Any], stage: Path, train: Any,
+                     all_features: list[str], selected: list[str], check: bool) -> dict[str, Any]:
+    """``used`` and, when a quick model compared them, ``check`` (both scores and the model)."""
+    import pandas as pd
+
+    from ..metrics import get_metric
+    from .quick import compare_selection
+
+    val_file = (meta["splits"].get("val") or {}).get("file")
+    if len(selected) >= len(all_features):
+        return {"used": True, "check": None}
+    if not check:
+        return {"used": True, "check": "not compared (--no-check)"}
+    if not val_file or not (stage / val_file).is_file():
+        return {"used": True, "check": "not compared (no validation split)"}
+    metric = project.primary_metric
+    result = compare_selection(
+        train, pd.read_parquet(stage / val_file), meta["target"], all_features, selected,
+        task=project.objective_type, metric=metric,
+        greater_is_better=get_metric(metric).greater_is_better,
+        positive_label=project.config.get_path("brief.objective.positive_label"), seed=project.seed)
+    return {"used": result["used"], "check": result}
+
+
+def _explain_judgement(report: Report, judged: dict[str, Any], n_selected: int, n_all: int) -> None:
+    import pandas as pd
+
+    check = judged["check"]
+    if isinstance(check, dict):
+        m = check["metric"]
+        report.tables["selection check"] = pd.DataFrame({
+            "features": [f"all {n_all}", f"selected {n_selected}"],
+            f"validation {m}": [check["score_all"], check["score_selected"]]})
+        report.summary[f"validation {m} (all / selected)"] = (
+            f"{check['score_all']:.4f} / {check['score_selected']:.4f}")
+        if not check["used"]:
+            report.title += "; not used"
+            report.messages.append(
+                f"Tried, not used: a quick model ({check['model']}) scored {m} "
+                f"{check['score_selected']:.4f} with the {n_selected} selected features and "
+                f"{check['score_all']:.4f} with all {n_all}, so `omg feature store` keeps all {n_all}. "
+                "Pass --no-check to keep the selection anyway.")
+            report.summary["used"] = "no (all features scored better)"
+            return
+        report.messages.append(
+            f"Used: a quick model ({check['model']}) scored {m} {check['score_selected']:.4f} with "
+            f"the {n_selected} selected features and {check['score_all']:.4f} with all {n_all}.")
+    elif isinstance(check, str):
+        report.messages.append(f"Selection {check}: kept as chosen.")
+    report.summary["used"] = "yes"
     report.messages.append("`omg feature store` keeps these features and appends the selection to the "
                            "saved pipeline.")
-    return report
+
+
+def _selection_label(selection: dict[str, Any] | None) -> str:
+    if not selection:
+        return "all features"
+    label = f"{selection['method']} (k={selection['k']})"
+    return f"all features ({label} tried, not used)" if selection.get("tried") else label
 
 
 def store_step(project: Any, name: str | None = None, version: str | None = None,
@@ -198,7 +265,11 @@ def store_step(project: Any, name: str | None = None, version: str | None = None
     selection = read_json_or(stage / "selection.json", None)
     if selection and selection.get("extract_run_id") != meta["run_id"]:
         selection = None
-    selected = selection["selected"] if selection else all_features
+    if selection and not selection.get("used", True):
+        selection = {**selection, "tried": True}
+        selected = all_features  # the quick model scored better with every feature
+    else:
+        selected = selection["selected"] if selection else all_features
     keep = set(selected)
     staged = load_pipeline(stage / "pipeline.skops")
     selector = SelectColumns(tuple(selected)).fit(splits["train"][all_features].head(5))
@@ -231,8 +302,7 @@ def store_step(project: Any, name: str | None = None, version: str | None = None
     report = Report(f"Stored feature set {name}@{version}",
                     summary={"feature set": f"{name}@{version}", "features": len(selected),
                              **{f"{s} rows": len(df) for s, df in splits.items()},
-                             "selection": f"{selection['method']} (k={selection['k']})"
-                             if selection else "all features"},
+                             "selection": _selection_label(selection)},
                     artifacts={"version folder": str(dest), "manifest": str(dest / "manifest.json"),
                                "pipeline": str(dest / "pipeline.skops")})
     report.messages.append(f"Load it with load_feature_set(project.features_dir, \"{name}@{version}\") "

@@ -46,6 +46,19 @@ def library_versions(names: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
+def library_metric(table: dict[str, tuple[str, bool]], metric: str, task: str, n_classes: int, *,
+                   losses: tuple[str, str], multi_unsupported: tuple[str, ...]) -> tuple[str, bool]:
+    """A boosting library's stand-in for the brief's metric: its own name from `table`, else its
+    log loss (`losses`: binary, multi-class) or RMSE; `multi_unsupported` metrics fall back to the
+    multi-class log loss."""
+    multi = task != "regression" and n_classes > 2
+    if multi and metric in multi_unsupported:
+        return losses[1], False
+    if task == "regression":
+        return table.get(metric, ("rmse", False))
+    return table.get(metric, (losses[1] if multi else losses[0], False))
+
+
 class Family:
     """One family of models (XGBoost, LightGBM, scikit-learn, the torch MLP).
 

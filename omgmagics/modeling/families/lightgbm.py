@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .base import Family, Fitted
+from .base import Family, Fitted, library_metric
 
 _METRICS = {"roc_auc": ("auc", True), "average_precision": ("average_precision", True),
             "rmse": ("rmse", False), "r2": ("rmse", False), "mae": ("l1", False),
@@ -21,14 +21,9 @@ class LightGBMFamily(Family):
     kind = "tree ensemble"
 
     def eval_metric(self, metric: str, task: str, n_classes: int) -> tuple[str, bool]:
-        multi = task != "regression" and n_classes > 2
-        if multi and metric in ("roc_auc", "average_precision"):
-            return "multi_logloss", False
-        if task == "regression":
-            default = ("rmse", False)
-        else:
-            default = ("multi_logloss" if multi else "binary_logloss", False)
-        return _METRICS.get(metric, default)
+        return library_metric(_METRICS, metric, task, n_classes,
+                              losses=("binary_logloss", "multi_logloss"),
+                              multi_unsupported=("roc_auc", "average_precision"))
 
     def fit(self, model_type: Any, params: dict[str, Any], data: Any, *, metric: str, seed: int,
             early_stopping_rounds: int | None, on_step: Callable[[int, float], None] | None,

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .base import Family, Fitted
+from .base import Family, Fitted, library_metric
 
 # The brief's metric -> XGBoost's own (name, greater is better).
 _METRICS = {"roc_auc": ("auc", True), "average_precision": ("aucpr", True), "rmse": ("rmse", False),
@@ -20,14 +20,8 @@ class XGBoostFamily(Family):
     kind = "tree ensemble"
 
     def eval_metric(self, metric: str, task: str, n_classes: int) -> tuple[str, bool]:
-        multi = task != "regression" and n_classes > 2
-        if multi and metric == "average_precision":
-            return "mlogloss", False
-        if task == "regression":
-            default = ("rmse", False)
-        else:
-            default = ("mlogloss" if multi else "logloss", False)
-        return _METRICS.get(metric, default)
+        return library_metric(_METRICS, metric, task, n_classes, losses=("logloss", "mlogloss"),
+                              multi_unsupported=("average_precision",))
 
     def fit(self, model_type: Any, params: dict[str, Any], data: Any, *, metric: str, seed: int,
             early_stopping_rounds: int | None, on_step: Callable[[int, float], None] | None,
