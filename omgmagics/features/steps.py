@@ -199,11 +199,17 @@ def _judge_selection(project: Any, meta: dict[str, Any], stage: Path, train: Any
     if not val_file or not (stage / val_file).is_file():
         return {"used": True, "check": "not compared (no validation split)"}
     metric = project.primary_metric
-    result = compare_selection(
-        train, pd.read_parquet(stage / val_file), meta["target"], all_features, selected,
-        task=project.objective_type, metric=metric,
-        greater_is_better=get_metric(metric).greater_is_better,
-        positive_label=project.config.get_path("brief.objective.positive_label"), seed=project.seed)
+    try:
+        result = compare_selection(
+            train, pd.read_parquet(stage / val_file), meta["target"], all_features, selected,
+            task=project.objective_type, metric=metric,
+            greater_is_better=get_metric(metric).greater_is_better,
+            positive_label=project.config.get_path("brief.objective.positive_label"),
+            seed=project.seed)
+    except (ValueError, TypeError, MemoryError) as exc:  # xgboost's errors on odd data
+        detail = (str(exc).strip().splitlines() or [""])[0][:200]
+        return {"used": True, "check": f"not compared (the quick model failed: "
+                                       f"{type(exc).__name__}: {detail})"}
     return {"used": result["used"], "check": result}
 
 
