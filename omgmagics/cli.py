@@ -25,7 +25,18 @@ Common options on every verb: --format json, --debug, -v/--verbose, -q/--quiet, 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``omg`` command; returns the exit code."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _main(list(sys.argv[1:] if argv is None else argv))
+    except BrokenPipeError:
+        # the reader went away (`omg ... --help | head`): nothing more to write, and no traceback
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as a shell reports it
+
+
+def _main(argv: list[str]) -> int:
     debug = "--debug" in argv
     fmt_json = "--format" in argv and argv[argv.index("--format") + 1:][:1] == ["json"]
     try:

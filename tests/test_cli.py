@@ -87,3 +87,23 @@ def test_console_script_entry_point_runs(tmp_path):
     out = subprocess.run([sys.executable, "-m", "omgmagics.cli", "ml", "stat"], capture_output=True,
                          text=True, cwd=tmp_path)
     assert out.returncode == 2 and "Did you mean: status?" in out.stderr
+
+
+def test_a_misspelt_flag_gets_a_did_you_mean_and_a_closed_pipe_no_traceback(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    omg = str(Path(sys.executable).with_name("omg"))
+    run = subprocess.run([omg, "feature", "select", "--nocheck"], capture_output=True, text=True,
+                         cwd=tmp_path, timeout=60)
+    assert run.returncode == 2
+    assert run.stderr.strip() == ("error: omg feature select: unrecognized arguments: --nocheck. Did "
+                                  "you mean: --no-check? See `omg feature select --help`.")
+    # a reader that went away before the help was written (`| head -1` on a long page) gets no
+    # BrokenPipeError traceback
+    proc = subprocess.Popen([omg, "feature", "select", "--help"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, cwd=tmp_path)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141 and err == ""

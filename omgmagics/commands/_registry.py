@@ -11,12 +11,13 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import DataError, NotImplementedYetError, UsageError, unknown_choice
+from ..errors import DataError, NotImplementedYetError, UsageError, did_you_mean, unknown_choice
 
 GROUPS: dict[str, str] = {
     "ml": "the lifecycle: scaffold a project, run the phase notebooks, status, governance gates",
@@ -42,7 +43,14 @@ class CommandParser(argparse.ArgumentParser):
     """An ``ArgumentParser`` that raises instead of exiting, so a bad flag never kills a kernel."""
 
     def error(self, message: str):  # type: ignore[override]
-        raise UsageError(f"{self.prog}: {message}. See `{self.prog} --help`.")
+        hint = ""
+        if message.startswith("unrecognized arguments: "):
+            flags = [t for t in message.split(": ", 1)[1].split() if t.startswith("--")]
+            if flags:
+                known = [o[2:] for o in self._option_string_actions if o.startswith("--")]
+                near = did_you_mean(flags[0].split("=", 1)[0][2:], known)  # dashes match any flag
+                hint = re.sub(r"(: |, )(?=[\w])", r"\1--", near)
+        raise UsageError(f"{self.prog}: {message}.{hint} See `{self.prog} --help`.")
 
     def exit(self, status: int = 0, message: str | None = None):  # type: ignore[override]
         raise UsageError(message or f"{self.prog}: exited with status {status}")
