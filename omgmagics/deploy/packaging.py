@@ -98,6 +98,7 @@ class _Package:
     raw: dict[str, Any]
     info: dict[str, Any]
     registry: dict[str, Any] | None
+    requirements: list[str]
     signature: dict[str, Any] = field(default_factory=dict)
     messages: list[str] = field(default_factory=list)
 
@@ -185,7 +186,8 @@ def _gather(project: Any, name: str, version: str, dest: Path, model_ref: str | 
         handler_given=bool(handler),
         hooks=[h for h in ("preprocess", "postprocess") if hasattr(hmod, h)], fs=fs,
         raw=_raw_splits(project, fs) if fs is not None else {}, info=describe(model),
-        registry=model.meta.get("registry") or (model.meta.get("base") or {}).get("registry"))
+        registry=model.meta.get("registry") or (model.meta.get("base") or {}).get("registry"),
+        requirements=_requirements(model))
 
 
 def _bundle_signature(pkg: _Package) -> tuple[dict[str, Any], list[str]]:
@@ -237,7 +239,7 @@ def _write_pyfunc(project: Any, pkg: _Package, tmp: Path) -> dict | None:
             mlflow.pyfunc.save_model(path=str(tmp), loader_module=LOADER_MODULE,
                                      data_path=str(staging),
                                      code_paths=[str(code)] if code.is_dir() else None,
-                                     pip_requirements=_requirements(pkg.model),
+                                     pip_requirements=pkg.requirements,
                                      signature=to_mlflow_signature(pkg.signature))
     finally:
         shutil.rmtree(staging.parent, ignore_errors=True)
@@ -271,7 +273,7 @@ def _metadata(pkg: _Package, tmp: Path, program: dict | None) -> dict[str, Any]:
         "mlflow": {"loader_module": LOADER_MODULE, "registered_model": (registry or {}).get("name"),
                    "version": (registry or {}).get("version"), "run_id": model.meta.get("run_id")},
         "kit_version": __version__, "python": sys.version.split()[0],
-        "requirements": _requirements(model),
+        "requirements": pkg.requirements,
     }
 
 

@@ -49,6 +49,7 @@ import time
 from typing import Any
 
 from .. import clock
+from . import httpguard
 
 CANARY, PROMOTED, ROLLED_BACK = "canary", "promoted", "rolled_back"
 # The body is JSON (checked); the client below sends its own Content-Type.
@@ -264,8 +265,10 @@ class _Router:
     """The routes of one rollout: its policy, its two upstream pools, its tokens and its history."""
 
     def __init__(self, cfg: dict[str, Any], admin_token: str | None, token: str | None):
-        from . import httpguard
+        from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
+        # bound once: the response classes are looked up on every request
+        self.JSON, self.Plain, self.Response = JSONResponse, PlainTextResponse, Response
         self.cfg, self.admin_token, self.token = cfg, admin_token, token
         self.base = {"env": cfg["env"], "strategy": cfg["strategy"],
                      "rollout_id": cfg["rollout_id"], "champion": cfg["champion"]["version"],
@@ -291,36 +294,24 @@ class _Router:
     # --- the checks of every route ----------------------------------------------------------------
     def refused(self, request: Any, body: bool = False) -> Any:
         """The drive-by checks of every route (Host, Origin; Content-Type for a body)."""
-        from fastapi.responses import JSONResponse
-
-        from . import httpguard
-
         why = httpguard.refusal(request.headers, self.hosts, body=body)
-        return None if why is None else JSONResponse({"detail": why[1]}, status_code=why[0])
+        return None if why is None else self.JSON({"detail": why[1]}, status_code=why[0])
 
     def unauthorized(self, request: Any) -> Any:
-        from fastapi.responses import JSONResponse
-
-        from . import httpguard
-
         denied = httpguard.bearer_refusal(request.headers, self.token or None)
         if denied is None:
             return None
-        return JSONResponse({"detail": denied[1]}, status_code=denied[0],
-                            headers=httpguard.BEARER_HEADERS)
+        return self.JSON({"detail": denied[1]}, status_code=denied[0],
+                         headers=httpguard.BEARER_HEADERS)
 
     def not_admin(self, request: Any) -> Any:
-        from fastapi.responses import JSONResponse
-
-        from . import httpguard
-
         detail = ("missing or wrong admin token: /router/status and /router/rollback need "
                   "Authorization: Bearer <admin token>, the 'admin_token' of this rollout's state "
                   f"file {self.token_file}")
         # without an admin token the admin routes are closed to everyone
         if self.admin_token and httpguard.bearer_refusal(request.headers, self.admin_token) is None:
             return None
-        return JSONResponse({"detail": detail}, status_code=401, headers=httpguard.BEARER_HEADERS)
+        return self.JSON({"detail": detail}, status_code=401, headers=httpguard.BEARER_HEADERS)
 
     # --- forwarding -------------------------------------------------------------------------------
     async def forward(self, target: str, body: bytes, headers: dict[str, str]) -> tuple[Any, str]:
@@ -335,30 +326,23 @@ class _Router:
         except OSError as exc:  # refused, reset, no route to the host
             return None, f"the {target} is unreachable ({exc})"
 
-    @staticmethod
-    def passthrough(resp: Any, served_by: str, retried: bool) -> Any:
-        from fastapi.responses import Response
-
+    def passthrough(self, resp: Any, served_by: str, retried: bool) -> Any:
         status, hdrs, content = resp
         headers = {k: v for k, v in hdrs.items()
                    if k in ("content-type", "x-request-id", "x-model-version")}
         headers["x-served-by"] = served_by
         if retried:
             headers["x-retried"] = "challenger"
-        return Response(content, status_code=status, headers=headers)
+        return self.Response(content, status_code=status, headers=headers)
 
     async def predict(self, request: Any) -> Any:
-        from fastapi.responses import JSONResponse
-
-        from . import httpguard
-
         denied = self.refused(request, body=True) or self.unauthorized(request)
         if denied is not None:
             return denied
         rid = httpguard.request_id(request.headers)
         body, why = await httpguard.read_body(request, self.max_body)
         if body is None:
-            return JSONResponse({"detail": why}, status_code=413, headers={"x-request-id": rid})
+            return self.JSON({"detail": why}, status_code=413, headers={"x-request-id": rid})
         headers = {k: v for k, v in request.headers.items() if k.lower() in FORWARD_HEADERS}
         headers["x-request-id"] = rid
         policy = self.policy
@@ -382,18 +366,14 @@ class _Router:
         if first is not None:  # the challenger answered (a 5xx): that answer, not none
             return self.passthrough(first, "challenger", False)
         policy.totals["failed"] += 1
-        return JSONResponse({"detail": f"no backend answered: {why}; retry in a moment"},
-                            status_code=503, headers={"x-request-id": rid, "Retry-After": "1"})
+        return self.JSON({"detail": f"no backend answered: {why}; retry in a moment"},
+                         status_code=503, headers={"x-request-id": rid, "Retry-After": "1"})
 
     # --- the other routes -------------------------------------------------------------------------
     async def health(self, request: Any) -> Any:
-        from fastapi.responses import JSONResponse
-
-        return self.refused(request) or JSONResponse({"status": "ok"})
+        return self.refused(request) or self.JSON({"status": "ok"})
 
     async def ready(self, request: Any) -> Any:
-        from fastapi.responses import JSONResponse
-
         denied = self.refused(request)
         if denied is not None:
             return denied
@@ -401,34 +381,28 @@ class _Router:
             ok = (await self.upstream["champion"].request("GET", "/ready"))[0] == 200
         except OSError:
             ok = False
-        return JSONResponse({"status": "ready" if ok else "champion not ready"},
-                            status_code=200 if ok else 503)
+        return self.JSON({"status": "ready" if ok else "champion not ready"},
+                         status_code=200 if ok else 503)
 
     async def status(self, request: Any) -> Any:
-        from fastapi.responses import JSONResponse
-
         denied = self.refused(request) or self.not_admin(request)
         if denied is not None:
             return denied
-        return JSONResponse({**self.policy.status(), "champion": self.cfg["champion"],
-                             "challenger": self.cfg["challenger"], "events": self.events})
+        return self.JSON({**self.policy.status(), "champion": self.cfg["champion"],
+                          "challenger": self.cfg["challenger"], "events": self.events})
 
     async def rollback(self, request: Any) -> Any:
-        from fastapi.responses import JSONResponse
-
         denied = self.refused(request) or self.not_admin(request)
         if denied is not None:
             return denied
         self.policy.rollback("manual rollback (POST /router/rollback)")
-        return JSONResponse(self.policy.status())
+        return self.JSON(self.policy.status())
 
     async def metrics(self, request: Any) -> Any:
-        from fastapi.responses import PlainTextResponse
-
         denied = self.refused(request) or self.unauthorized(request)
         if denied is not None:
             return denied
-        return PlainTextResponse(metrics_text(self.policy), media_type="text/plain; version=0.0.4")
+        return self.Plain(metrics_text(self.policy), media_type="text/plain; version=0.0.4")
 
 
 def metrics_text(policy: Rollout) -> str:

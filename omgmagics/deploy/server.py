@@ -39,6 +39,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .httpguard import BEARER_HEADERS, bearer_refusal, read_body, refusal, request_id
+from .signature import InvalidRequest, RequestValidator
+
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 LOOPBACK_ONLY = frozenset({"127.0.0.1", "localhost", "::1"})
 
@@ -110,8 +113,6 @@ class _Server:
                  token: str | None, hosts: frozenset[str] | None):
         from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
-        from .signature import RequestValidator
-
         self.bundle, self.env, self.log, self.token, self.hosts = bundle, env, log, token, hosts
         self.max_batch, self.max_body_bytes = max_batch, max_body_bytes
         self.validator = RequestValidator(bundle.signature, max_batch)
@@ -125,8 +126,6 @@ class _Server:
 
     # --- checks and replies -----------------------------------------------------------------------
     def unauthorized(self, request: Any, body: bool = False) -> Any:
-        from .httpguard import BEARER_HEADERS, bearer_refusal, refusal
-
         refused = refusal(request.headers, self.hosts, body)
         if refused is not None:
             return self.JSON({"detail": refused[1]}, status_code=refused[0])
@@ -137,8 +136,6 @@ class _Server:
 
     def refused(self, request: Any, path: str, token: bool = True) -> Any:
         """The refusal of a GET endpoint (Host/Origin; the bearer token where `token`), counted."""
-        from .httpguard import refusal
-
         if token:
             denied = self.unauthorized(request)
         else:
@@ -161,9 +158,6 @@ class _Server:
 
     # --- /predict, the hot path -------------------------------------------------------------------
     async def predict(self, request: Any) -> Any:
-        from .httpguard import read_body, request_id
-        from .signature import InvalidRequest
-
         t0 = time.perf_counter()
         denied = self.unauthorized(request, body=True)
         rid = request_id(request.headers)
