@@ -36,7 +36,6 @@ from .state import (
     _write_private_json,
     forget_router,
     history_path,
-    now,
     production_bundle,
     read_history,
     record_production,
@@ -275,7 +274,7 @@ def cloud_local(project: Any, env: str = "production", strategy: str = "canary",
         if strategy == "blue-green":
             smoke = _smoke(project, chal_path, chal.url, bodies, min(len(bodies),
                            policy["window_requests"]), policy["max_latency_p99_ms"], token)
-            append_line(history, {"time": now(), **base, "event": "smoke_test", **smoke})
+            append_line(history, {"time": clock.stamp(ms=True), **base, "event": "smoke_test", **smoke})
         cfg = {**base, "history": str(history), "steps": policy["steps"],
                "window_requests": policy["window_requests"],
                "max_error_rate": policy["max_error_rate"],
@@ -301,13 +300,13 @@ def cloud_local(project: Any, env: str = "production", strategy: str = "canary",
             state = "rolled_back"
             status["reason"] = (f"the rollout did not finish within {budget} requests / "
                                 f"{max_seconds:.0f} s: rolled back to the champion")
-            append_line(history, {"time": now(), **base, "event": "halted",
+            append_line(history, {"time": clock.stamp(ms=True), **base, "event": "halted",
                                    "reason": status["reason"]})
         alias = None
         winner_path, winner_v = (chal_path, chal_v) if state == "promoted" else (champ_path, champ_v)
         if state == "promoted":
             alias = move_alias(project, chal_meta)
-            append_line(history, {"time": now(), **base, "event": "alias", "detail": alias})
+            append_line(history, {"time": clock.stamp(ms=True), **base, "event": "alias", "detail": alias})
         record_production(project, env, winner_path, winner_v, strategy, rollout_id, state)
         if keep_running:
             loser = champ if state == "promoted" else chal
@@ -324,7 +323,7 @@ def cloud_local(project: Any, env: str = "production", strategy: str = "canary",
         if any(p.role == "router" and p not in keep for p in started):
             forget_router(project, env)  # its router is stopped: the token opens nothing any more
         if started:
-            append_line(history, {"time": now(), **base, "event": "stopped" if not keep else
+            append_line(history, {"time": clock.stamp(ms=True), **base, "event": "stopped" if not keep else
                                    "running", "processes": [p.role for p in started
                                                             if p not in keep]})
     from .docs import write_docs

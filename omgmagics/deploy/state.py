@@ -117,11 +117,6 @@ def read_history(project: Any) -> list[dict[str, Any]]:
     return journal.read(history_path(project))
 
 
-def now() -> str:
-    """The time stamp of deployment records: UTC, ISO 8601, milliseconds."""
-    return clock.stamp(ms=True)
-
-
 def record_production(project: Any, env: str, bundle: Path, version: str, strategy: str,
                       rollout_id: str, outcome: str) -> None:
     """Record `bundle` (and the digest it verified with) as what `env` now serves."""
@@ -130,5 +125,5 @@ def record_production(project: Any, env: str, bundle: Path, version: str, strate
 
     write_json(deployments_dir(project) / f"{env}.json",
                {"env": env, "bundle": str(bundle), "digest": require_verified(bundle)["digest"],
-                "model_version": version, "since": now(),
+                "model_version": version, "since": clock.stamp(ms=True),
                 "strategy": strategy, "rollout_id": rollout_id, "last_rollout": outcome})
