@@ -56,7 +56,13 @@ test: setup system-deps
 matrix: setup system-deps
 	$(BIN)/pytest -s tests/test_matrix.py
 
-bench: setup
+# The peers the benchmarks measure (the `bench` extra: Evidently, FLAML) on top of the kit's setup.
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[all,dev,bench]'
+	@touch $(BENCH_STAMP)
+
+bench: setup system-deps $(BENCH_STAMP)
 	$(BIN)/python bench/run.py $(NAME)
 
 # Re-export the notebooks' `#| export` cells into the template project module (nbdev 3).
