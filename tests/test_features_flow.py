@@ -103,9 +103,19 @@ def test_magics_run_the_same_verbs(prepared, ipython):
     ipython.run_line_magic("omgdata", "augment --strategy smote --out aug")
     assert ipython.user_ns["aug"]["label_source"].eq("synthetic").any()
     ipython.run_line_magic("omgfeature", "extract --infer")
-    ipython.run_line_magic("omgfeature", "extract --out train_features")
+    ipython.run_line_magic("omgfeature", "extract --no-check --out train_features")
     train = ipython.user_ns["train_features"]
     assert len(train) == len(ipython.user_ns["aug"])  # fitted on the augmented training split
+    # judged: the quick model's choice of rows is the one fitted, and recorded
+    ipython.run_line_magic("omgfeature", "extract --out judged")
+    extract = json.loads((prepared / "data" / "processed" / "features" / "extract.json").read_text())
+    check = extract["train"]["rows_check"]
+    assert [v["training rows"] for v in check["variants"]] == [
+        "human labels only", "with weak labels",
+        "with weak labels and synthetic rows (smote)"]
+    chosen = check["variants"][check["chosen"]]
+    assert len(ipython.user_ns["judged"]) == chosen["rows"]
+    assert extract["train"]["augmented"] is (check["chosen"] == 2)
     ipython.run_line_magic("omgfeature", "store --name my_set --version v3")
     assert (prepared / "features" / "my_set" / "v3" / "manifest.json").is_file()
     from omgmagics.errors import UsageError

@@ -201,7 +201,8 @@ def label(ns: argparse.Namespace, ctx: Context):
     description=(
         "Rebalance the classes of data/processed/train.parquet with imbalanced-learn and write\n"
         "data/processed/train_augmented.parquet (train.parquet is kept); validation and test are never\n"
-        "touched. `omg feature extract` fits on the augmented split while it is current. Skipped, with\n"
+        "touched. `omg feature extract` uses the augmented split while it is current, if a quick\n"
+        "model scores better with its synthetic rows than without them. Skipped, with\n"
         "the reason, for a regression target, classes balanced already (smallest/largest at least\n"
         "0.8, or --ratio) or classes of one row (left as is)."
     ),

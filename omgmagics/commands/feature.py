@@ -30,15 +30,21 @@ def k_value(text: str) -> int | str | None:
         help="with --infer: replace an existing features config (it is kept by default)"),
     arg("--no-augmented", action="store_true",
         help="fit on data/processed/train.parquet even when an augmented training split is current"),
+    arg("--no-check", action="store_true",
+        help="keep every training row (synthetic, weak labels) without asking a quick model "
+             "whether they help"),
     help="declarative transforms compiled to one fitted scikit-learn pipeline, reused by serving",
     description=(
         "Compile features.yaml (scaling, log, bins, one-hot / ordinal / target encoding, date parts,\n"
         "ratios and differences, missing-value flags, custom functions of projectlib) into one\n"
         "scikit-learn Pipeline, fit it on the training split only and transform every split. The\n"
         "fitted pipeline (skops, no pickle) and the features are staged in data/processed/features/\n"
-        "for `select` and `store`. Format: docs/features_format.md."
+        "for `select` and `store`. Format: docs/features_format.md.\n"
+        "Rows that augmentation (synthetic) or weak labels added are kept only when a quick model\n"
+        "(early-stopped xgboost) scores the brief's metric better with them on the validation\n"
+        "split; otherwise they are left out, recorded as tried, not used (--no-check keeps them)."
     ),
-    examples=["extract --infer", "extract --config features.yaml"],
+    examples=["extract --infer", "extract --config features.yaml", "extract --no-check"],
 )
 def extract(ns: argparse.Namespace, ctx: Context):
     from ..features.steps import extract_step, infer_features_step
@@ -49,7 +55,10 @@ def extract(ns: argparse.Namespace, ctx: Context):
     if ns.infer:
         return infer_features_step(project, ns.config, force=ns.force,
                                    use_augmented=not ns.no_augmented)
-    return extract_step(project, ns.config, use_augmented=not ns.no_augmented)
+    if ns.no_check and ns.infer:
+        raise UsageError("--no-check applies to extraction, not to --infer.")
+    return extract_step(project, ns.config, use_augmented=not ns.no_augmented,
+                        check=not ns.no_check)
 
 
 @command(

@@ -450,8 +450,9 @@ def augment_step(project: Any, split: str = "train", strategy: str = "smote",
             "augmented_at": clock.stamp()}
     meta_path = write_json(project.processed_dir / AUGMENT_META, meta)
     report.artifacts.update({"augmented training split": str(path), "augmentation record": str(meta_path)})
-    report.messages.append("`omg feature extract` fits on the augmented training split while it is "
-                           "current (--no-augmented to use the original one).")
+    report.messages.append("`omg feature extract` uses the augmented training split while it is "
+                           "current, if a quick model scores better with the synthetic rows than "
+                           "without them (--no-augmented: the original one).")
     return report
 
 
@@ -465,8 +466,11 @@ def training_split(project: Any, use_augmented: bool = True) -> tuple[Any, dict[
     if use_augmented and meta and meta.get("status") != "skipped" and path.is_file() and \
             meta.get("train_sha256") == manifest["splits"]["train"]["sha256"] and \
             sha256_file(path) == meta.get("sha256"):
+        # the original rows come first, the synthetic ones after them (row ids from
+        # synthetic_row_ids_from)
         return pd.read_parquet(path), {"file": rel(project, path), "augmented": True,
-                                       "strategy": meta["strategy"], "sha256": meta["sha256"]}
+                                       "strategy": meta["strategy"], "sha256": meta["sha256"],
+                                       "original_rows": int(meta["rows_before"])}
     return load_split(project, "train"), {"file": rel(project, project.processed_dir / "train.parquet"),
                                           "augmented": False,
                                           "sha256": manifest["splits"]["train"]["sha256"]}

@@ -1,7 +1,7 @@
 """A quick model that judges a phase 2 transformation (core layer).
 
-A transformation that changes what phase 3 trains on (feature selection here) is kept only when it
-helps: the same quick model (early-stopped gradient-boosted trees with the library's defaults, on
+A transformation that changes what phase 3 trains on (feature selection; the training rows that
+augmentation and weak labels add) is kept only when it helps: the same quick model (early-stopped gradient-boosted trees with the library's defaults, on
 both cores for a large table) is fitted on the training split with and without it and scored on
 the validation split with the brief's primary metric. The figures go into the report, so a reader
 sees why a step was used or "tried, not used".
@@ -68,8 +68,40 @@ def compare_selection(train: Any, val: Any, target: str, all_features: list[str]
                            positive_label=positive_label, seed=seed)
     with_sel = quick_score(train, val, target, selected, task=task, metric=metric,
                            positive_label=positive_label, seed=seed)
-    better = with_sel > with_all if greater_is_better else with_sel < with_all
+    better = _better(with_sel, with_all, greater_is_better)
     return {"metric": metric, "all_features": len(all_features), "selected_features": len(selected),
             "score_all": with_all, "score_selected": with_sel, "used": bool(better),
             "model": f"xgboost, up to {QUICK_TREES} trees early-stopped on the validation split",
             "rows": len(train)}
+
+
+def _better(a: float, b: float, greater_is_better: bool) -> bool:
+    return a > b if greater_is_better else a < b
+
+
+def compare_rows(train: Any, val: Any, target: str, features: list[str],
+                 variants: list[tuple[str, Any]], *, task: str, metric: str,
+                 greater_is_better: bool, positive_label: Any = None,
+                 seed: int = 42) -> dict[str, Any]:
+    """The quick model's validation `metric` on each variant of the training rows.
+
+    `variants` are ``(label, boolean mask over the rows of train)``, the plainest first (the rows a
+    human labelled, then with weak labels, then with synthetic rows). A variant is chosen over a
+    plainer one only when it scores strictly better; ``chosen`` is its index.
+    """
+    import numpy as np
+
+    rows: list[dict[str, Any]] = []
+    chosen = 0
+    for i, (label, mask) in enumerate(variants):
+        part = train[np.asarray(mask, dtype=bool)]
+        n = len(part)
+        if n > QUICK_MAX_ROWS:
+            part = part.sample(n=QUICK_MAX_ROWS, random_state=seed)
+        value = quick_score(part, val, target, features, task=task, metric=metric,
+                            positive_label=positive_label, seed=seed)
+        rows.append({"training rows": label, "rows": n, "score": value})
+        if i and _better(value, rows[chosen]["score"], greater_is_better):
+            chosen = i
+    return {"metric": metric, "variants": rows, "chosen": chosen,
+            "model": f"xgboost, up to {QUICK_TREES} trees early-stopped on the validation split"}

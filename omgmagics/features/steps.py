@@ -108,8 +108,15 @@ def infer_features_step(project: Any, config: str | None = None, force: bool = F
     return report
 
 
-def extract_step(project: Any, config: str | None = None, use_augmented: bool = True) -> Report:
-    """Fit the features config on the training split and stage the result."""
+def extract_step(project: Any, config: str | None = None, use_augmented: bool = True,
+                 check: bool = True) -> Report:
+    """Fit the features config on the training split and stage the result.
+
+    With `check` (the default), when augmentation or weak labels added training rows, a quick model
+    is fitted on the extracted features with and without them and scored on the validation split;
+    rows that do not improve the brief's metric are left out (tried, not used) and the pipeline is
+    fitted again on the rows kept.
+    """
     from .extract import check_custom_functions, extract_features, save_pipeline
     from .spec import load_spec
 
@@ -120,6 +127,21 @@ def extract_step(project: Any, config: str | None = None, use_augmented: bool = 
     train, train_info = training_split(project, use_augmented)
     splits = {"train": train, "val": load_split(project, "val"), "test": load_split(project, "test")}
     report = extract_features(spec, splits, target, seed=project.seed, source=path.name)
+    variants = _row_variants(train, train_info)
+    rows_check = _judge_rows(project, report.value, target, variants, check)
+    if isinstance(rows_check, dict) and rows_check["chosen"] != len(variants) - 1:
+        label, kept = variants[rows_check["chosen"]][0], variants[rows_check["chosen"]][2]
+        splits["train"] = train[kept].reset_index(drop=True)
+        report = extract_features(spec, splits, target, seed=project.seed, source=path.name)
+        train_info = {**train_info, "rows_used": label, "rows": int(kept.sum())}
+        if train_info.get("augmented") and "synthetic" not in variants[rows_check["chosen"]][1]:
+            # the rows kept are those of train.parquet (all, or its human-labelled ones)
+            train_info.update(augmented=False, augmentation="tried, not used",
+                              file=rel(project, project.processed_dir / "train.parquet"),
+                              sha256=read_split_manifest(project)["splits"]["train"]["sha256"])
+    if variants:
+        train_info["rows_check"] = rows_check
+        _explain_rows(report, rows_check, variants)
     value = report.value
     stage = stage_dir(project)
     run_id = uuid.uuid4().hex[:12]
@@ -144,6 +166,88 @@ def extract_step(project: Any, config: str | None = None, use_augmented: bool = 
         report.messages.append(f"Fitted on the augmented training split ({train_info['strategy']}).")
     report.messages.append("Next: `omg feature select` (optional), then `omg feature store`.")
     return report
+
+
+def _row_variants(train: Any, info: dict[str, Any]) -> list[tuple[str, tuple[str, ...], Any]]:
+    """The variants of the training rows a quick model judges, the plainest first: ``(label,
+    what the rows include, boolean mask)``; none when nothing added rows."""
+    import numpy as np
+
+    n = len(train)
+    synthetic = np.zeros(n, dtype=bool)
+    if info.get("augmented"):
+        synthetic[int(info.get("original_rows", n)):] = True
+    source = train["label_source"].astype(str).to_numpy() if "label_source" in train.columns \
+        else np.full(n, "gold")
+    weak = (source == "weak") & ~synthetic
+    variants: list[tuple[str, tuple[str, ...], Any]] = []
+    if weak.any():
+        variants += [("human labels only", ("gold",), ~weak & ~synthetic),
+                     ("with weak labels", ("gold", "weak"), ~synthetic)]
+    else:
+        variants.append(("original rows", ("gold",), ~synthetic))
+    if synthetic.any():
+        kinds = ("gold", "weak", "synthetic") if weak.any() else ("gold", "synthetic")
+        label = f"with synthetic rows ({info.get('strategy', 'augmentation')})"
+        variants.append((("with weak labels and " + label.removeprefix("with "))
+                         if weak.any() else label, kinds, np.ones(n, dtype=bool)))
+    if len(variants) < 2 or not all(m.any() for _l, _k, m in variants):
+        return []
+    return variants
+
+
+def _judge_rows(project: Any, value: dict[str, Any], target: str,
+                variants: list[tuple[str, tuple[str, ...], Any]], check: bool) -> Any:
+    """The quick model's comparison of the row variants (a dict), or why there was none (a str)."""
+    from ..metrics import get_metric
+    from .quick import compare_rows
+
+    if not variants:
+        return None
+    if not check:
+        return "not compared (--no-check)"
+    if "val" not in value["splits"]:
+        return "not compared (no validation split)"
+    train = value["splits"]["train"]
+    features = [c for c in train.columns if c not in (target, "row_id")]
+    metric = project.primary_metric
+    try:
+        return compare_rows(train, value["splits"]["val"], target, features,
+                            [(label, mask) for label, _kinds, mask in variants],
+                            task=project.objective_type, metric=metric,
+                            greater_is_better=get_metric(metric).greater_is_better,
+                            positive_label=project.config.get_path("brief.objective.positive_label"),
+                            seed=project.seed)
+    except (ValueError, TypeError, MemoryError) as exc:  # xgboost's errors on odd data
+        detail = (str(exc).strip().splitlines() or [""])[0][:200]
+        return f"not compared (the quick model failed: {type(exc).__name__}: {detail})"
+
+
+def _explain_rows(report: Report, rows_check: Any, variants: list[Any]) -> None:
+    import pandas as pd
+
+    if not isinstance(rows_check, dict):
+        report.messages.append(f"Training rows {rows_check}: every row kept.")
+        return
+    m, chosen = rows_check["metric"], rows_check["chosen"]
+    table = pd.DataFrame(rows_check["variants"]).rename(columns={"score": f"validation {m}"})
+    table["used"] = [i == chosen for i in range(len(table))]
+    report.tables["training rows check"] = table
+    best = rows_check["variants"][chosen]
+    report.summary["training rows"] = f"{best['training rows']} ({best['rows']} rows)"
+    if chosen == len(variants) - 1:
+        report.messages.append(
+            f"Used: a quick model ({rows_check['model']}) scored {m} {best['score']:.4f} "
+            f"{best['training rows']}, better than on the plainer rows (table 'training rows check').")
+        return
+    left_out = ", ".join(v["training rows"].removeprefix("with ") for v in
+                         rows_check["variants"][chosen + 1:])
+    last = rows_check["variants"][-1]
+    report.messages.append(
+        f"Tried, not used: {left_out}. A quick model ({rows_check['model']}) scored {m} "
+        f"{best['score']:.4f} on the {best['training rows'].removeprefix('with ')} and "
+        f"{last['score']:.4f} {last['training rows']}, so the features were fitted again on "
+        f"{best['rows']} rows. Pass --no-check to keep every row.")
 
 
 def _staged(project: Any) -> tuple[dict[str, Any], Path]:
