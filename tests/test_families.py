@@ -24,14 +24,15 @@ def regression(tmp_path_factory):
     return load_model_data(Project.at(root))
 
 
-def test_the_registry_holds_the_four_families_with_what_differs():
-    assert sorted(FAMILIES) == ["lightgbm", "mlp", "sklearn", "xgboost"]
+def test_the_registry_holds_the_five_families_with_what_differs():
+    assert sorted(FAMILIES) == ["ensemble", "lightgbm", "mlp", "sklearn", "xgboost"]
     assert {n: (f.step, f.tune_patience, f.quantize_with, f.prunable, f.baseline)
             for n, f in FAMILIES.items()} == {
         "xgboost": ("boosting round", 50, "onnx", False, False),
         "lightgbm": ("boosting round", 50, "onnx", False, False),
         "sklearn": ("boosting round", None, "onnx", False, True),
-        "mlp": ("epoch", 10, "torch", True, False)}
+        "mlp": ("epoch", 10, "torch", True, False),
+        "ensemble": ("member", None, None, False, False)}
     # the brief's metric, or the library's stand-in, with the direction it moves in
     assert get_family("xgboost").eval_metric("roc_auc", "classification", 2) == ("auc", True)
     assert get_family("lightgbm").eval_metric("roc_auc", "classification", 4) == \
@@ -71,8 +72,8 @@ def test_a_model_file_of_an_unknown_family_is_refused_before_anything_is_read(re
     meta = json.loads((folder / "omg_model.json").read_text())
     (folder / "omg_model.json").write_text(json.dumps({**meta, "family": "pickle"}))
     with pytest.raises(DataError, match=re.escape(
-            "Unknown model family 'pickle'. Available: lightgbm, mlp, sklearn, xgboost. The model "
-            "was saved by another version of omg or by hand.")):
+            "Unknown model family 'pickle'. Available: ensemble, lightgbm, mlp, sklearn, xgboost. The "
+            "model was saved by another version of omg or by hand.")):
         OmgModel.load(folder)
 
 

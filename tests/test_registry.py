@@ -20,7 +20,7 @@ DESIGN_VERBS = {
 # Verbs the kit adds beyond the design's table (each documented in its group's --help).
 ADDED_VERBS = {
     "ml": {"brief", "feasibility", "plan", "report", "ui"},
-    "train": {"card"},
+    "train": {"card", "ensemble"},
     "deploy": {"stop"},
     "ops": {"review", "simulate"},
 }

@@ -23,7 +23,7 @@ GROUPS: dict[str, str] = {
     "ml": "the lifecycle: scaffold a project, run the phase notebooks, status, governance gates",
     "data": "collect, validate, audit, label, augment and split data",
     "feature": "extract, select and store versioned feature sets",
-    "train": "baselines, training, tuning, evaluation and comparison (MLflow-tracked)",
+    "train": "baselines, training, tuning, ensembles, evaluation and comparison (MLflow-tracked)",
     "optim": "profile, quantize and prune models",
     "deploy": "package bundles, serve over HTTP, roll out to production",
     "ops": "monitoring, drift detection, retraining, pipeline state",

@@ -1,4 +1,5 @@
-"""``%omgtrain`` / ``omg train``: baseline, train, tune, evaluate, compare, card (command layer)."""
+"""``%omgtrain`` / ``omg train``: baseline, train, tune, ensemble, evaluate, compare, card (command
+layer)."""
 
 from __future__ import annotations
 
@@ -95,12 +96,15 @@ def train(ns: argparse.Namespace, ctx: Context):
 
 @command(
     "train", "tune",
-    arg("--model", default="xgboost", help="model type to tune: xgboost, lightgbm, mlp, or a "
-        "scikit-learn estimator name"),
+    arg("--model", default="xgboost", help="model type(s) to tune, comma-separated: xgboost, "
+        "lightgbm, mlp, or a scikit-learn estimator name; each gets its own study and run "
+        "(tuned-MODEL)"),
     arg("--trials", type=int, default=None,
         help="total finished trials of the study (default: omg.yaml tuning.n_trials or 50); a "
              "resumed study runs only the missing ones"),
-    arg("--timeout", type=float, default=None, help="stop after this many seconds"),
+    arg("--timeout", type=float, default=None,
+        help="no new trial starts after this many seconds; with several models, the budget of the "
+             "whole call, shared evenly (time one study leaves goes to the next)"),
     arg("--n-jobs", type=int, default=1, help="parallel trials in this process"),
     arg("--storage", metavar="URL", default=None,
         help="Optuna storage URL (default: the project's SQLite)"),
@@ -119,15 +123,19 @@ def train(ns: argparse.Namespace, ctx: Context):
         "Tune hyper-parameters with Optuna: TPE sampling, a median pruner on intermediate validation\n"
         "scores (XGBoost/LightGBM rounds, MLP epochs), storage in the project's optuna.db or any\n"
         "Optuna storage URL; a study resumes where it stopped. The best trial is refitted, logged to\n"
-        "MLflow with the optimization history and parameter importances, and registered."
+        "MLflow with the optimization history and parameter importances, and registered.\n"
+        "Several model types (--model xgboost,lightgbm) are tuned one after the other, each in its\n"
+        "own study and run; the table compares them and --out binds the best on validation."
     ),
     examples=["tune --model xgboost --trials 100", "tune --model mlp --trials 30 --timeout 600",
+              "tune --model xgboost,lightgbm --trials 200 --timeout 600",
               "tune --model xgboost --trials 200 --storage postgresql://user@db/optuna --workers 4"],
 )
 def tune(ns: argparse.Namespace, ctx: Context):
-    from ..modeling.tune import tune_model
+    from ..modeling.tune import tune_models
 
-    return tune_model(ctx.project(), ns.model, trials=ns.trials, timeout=ns.timeout, n_jobs=ns.n_jobs,
+    models = [m.strip() for m in ns.model.split(",") if m.strip()]
+    return tune_models(ctx.project(), models, trials=ns.trials, timeout=ns.timeout, n_jobs=ns.n_jobs,
                       workers=ns.workers, storage=ns.storage, study_name=ns.study,
                       features=ns.features, space_file=ns.space, pruner=ns.pruner, name=ns.name,
                       register=not ns.no_register, progress=ctx.progress)
@@ -160,7 +168,9 @@ def evaluate(ns: argparse.Namespace, ctx: Context):
 
 @command(
     "train", "compare",
-    arg("--experiments", default=None, help="comma-separated run names, e.g. baseline,v1,v2"),
+    arg("--experiments", default=None,
+        help="comma-separated run names, e.g. baseline,v1,v2 (default: the newest run of every "
+             "baseline, train, tune and ensemble name on the newest run's feature set)"),
     arg("--alpha", type=float, default=0.05, help="significance level of the paired tests"),
     arg("--bootstrap", type=int, default=1000, help="resamples of the paired bootstrap"),
     arg("--no-promote", action="store_true",
@@ -182,6 +192,34 @@ def compare(ns: argparse.Namespace, ctx: Context):
         raise UsageError(f"--bootstrap must be at least 1, got {ns.bootstrap}.")
     return compare_runs(ctx.project(), _names(ns.experiments, "--experiments"), alpha=ns.alpha,
                         n_bootstrap=ns.bootstrap, promote=not ns.no_promote, adr=ns.adr)
+
+
+@command(
+    "train", "ensemble",
+    arg("--experiments", default=None,
+        help="comma-separated train/tune run names to blend (default: the newest run of every "
+             "trained or tuned name on the newest run's feature set)"),
+    arg("--size", type=int, default=25,
+        help="greedy selection steps; a member's weight is its share of them"),
+    arg("--name", default=None, help="MLflow run name of the ensemble (default: ensemble)"),
+    arg("--no-register", action="store_true",
+        help="do not register the ensemble as challenger"),
+    help="greedy ensemble selection over trained runs, one model that is served like any other",
+    description=(
+        "Blend trained and tuned runs of one feature set by greedy ensemble selection (Caruana et\n"
+        "al. 2004, as AutoGluon does): --size times, add the run (with replacement) that makes the\n"
+        "average of the chosen runs' validation scores best on the brief's primary metric. The\n"
+        "weights are the shares of the steps. The blend is one model (its members in their own safe\n"
+        "formats inside its bundle), logged, registered, compared, evaluated and packaged like any\n"
+        "other. When one run alone is chosen, nothing is logged: tried, not used."
+    ),
+    examples=["ensemble --experiments v1,tuned-xgboost,tuned-lightgbm", "ensemble --size 50"],
+)
+def ensemble(ns: argparse.Namespace, ctx: Context):
+    from ..modeling.ensemble import build_ensemble
+
+    return build_ensemble(ctx.project(), _names(ns.experiments, "--experiments"), size=ns.size,
+                          name=ns.name, register=not ns.no_register)
 
 
 @command(

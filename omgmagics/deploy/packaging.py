@@ -45,7 +45,7 @@ def _requirements(model: Any) -> list[str]:
 
     family = FAMILIES.get(model.family)  # an ONNX variant has no training family: onnxruntime runs it
     runtime = ["onnxruntime"] if getattr(model, "variant", None) == "onnx" else \
-        list(family.libraries if family else ())
+        list(family.runtime_libraries(model) if family else ())
     names = ["omgmagics", "numpy", "pandas", "scikit-learn", "skops", "pyyaml", *runtime, "fastapi",
              "uvicorn", "mlflow"]
     out = []

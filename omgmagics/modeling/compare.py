@@ -1,6 +1,6 @@
 """Compare model runs from MLflow and record the choice (core layer).
 
-Runs are named as in MLflow (``baseline``, ``v1``, ``tuned-xgboost`` ...; the newest finished run of each
+Runs are named as in MLflow (``baseline``, ``v1``, ``tuned-xgboost``, ``ensemble`` ...; the newest finished run of each
 name). They must share the feature set, so their logged test predictions cover the same rows. The table
 puts metrics, parameters, size and latency side by side; the best run on the brief's primary metric is
 tested against every other with a paired test (McNemar for classifiers, paired bootstrap otherwise).
@@ -19,16 +19,27 @@ from ..errors import DataError, UsageError
 
 ADR_FILE = "adr-001-model-choice.md"
 COMPARISON_FILE = "comparison.json"
-MODEL_KINDS = ("baseline", "train", "tune")
+MODEL_KINDS = ("baseline", "train", "tune", "ensemble")
 
 
 def default_runs(tracking: Any) -> list[Any]:
-    """The newest ``baseline`` run and the newest run of every trained or tuned run name."""
+    """The newest run of every baseline, trained, tuned and ensemble run name (see
+    :func:`newest_runs`)."""
+    return newest_runs(tracking, MODEL_KINDS)
+
+
+def newest_runs(tracking: Any, kinds: tuple[str, ...]) -> list[Any]:
+    """The newest run of every run name of `kinds`, on the feature set of the newest of them (older
+    feature sets' runs scored other rows), oldest first."""
     chosen: dict[str, Any] = {}
-    for kind in MODEL_KINDS:
+    for kind in kinds:
         for run in tracking.runs(kind=kind, max_results=200):
             chosen.setdefault(run.info.run_name, run)
-    return sorted(chosen.values(), key=lambda r: r.info.start_time)
+    runs = sorted(chosen.values(), key=lambda r: r.info.start_time)
+    if runs:
+        latest = runs[-1].data.tags.get("omg.feature_set")
+        runs = [r for r in runs if r.data.tags.get("omg.feature_set") == latest]
+    return runs
 
 
 def compare_runs(project: Any, experiments: list[str] | None = None, *, alpha: float = 0.05,

@@ -35,7 +35,8 @@ def resolve_model(project: Any, tracking: Any, ref: str | None) -> tuple[Any, st
         if mv is not None:
             ref = f"models:/{tracking.model_name}@champion"
         else:
-            runs = [r for kind in ("tune", "train") for r in tracking.runs(kind=kind, max_results=1)]
+            runs = [r for kind in ("ensemble", "tune", "train")
+                    for r in tracking.runs(kind=kind, max_results=1)]
             if not runs:
                 raise DataError("No model to evaluate: no champion and no tuned or trained run. Train "
                                 "one (`omg train train` / `omg train tune`) or pass --model.")

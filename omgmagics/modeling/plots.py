@@ -32,6 +32,20 @@ def learning_curve(history: list[float], metric: str, best: int | None = None,
     return fig
 
 
+def ensemble_selection(trace: list[float], best_alone: float, metric: str, best_name: str) -> Any:
+    """The blend's validation metric after each greedy step, against the best member alone."""
+    from ..plotstyle import BAD, PRIMARY, label_axes, style_legend
+
+    fig, ax = _fig()
+    ax.plot(range(1, len(trace) + 1), trace, color=PRIMARY, marker="o", markersize=3,
+            label="ensemble")
+    ax.axhline(best_alone, color=BAD, linestyle="--", label=f"{best_name} alone")
+    label_axes(ax, "Greedy ensemble selection (validation split)", "selection step",
+               f"validation {metric}")
+    style_legend(ax)
+    return fig
+
+
 def barh(names: list[str], values: list[float], title: str, xlabel: str, top: int = 20,
          ylabel: str | None = None) -> Any:
     """Horizontal bars of the `top` largest absolute values (importances, scores)."""

@@ -283,6 +283,86 @@ def tune_model(project: Any, model: str = "xgboost", *, trials: int | None = Non
     return _record_best(run, name, register)
 
 
+def tune_models(project: Any, models: list[str], *, trials: int | None = None,
+                timeout: float | None = None, progress: Callable[..., Any] | None = None,
+                **kwargs: Any) -> Any:
+    """Tune several model types one after the other, each in its own study and MLflow run.
+
+    `timeout` is the budget of the whole call: each model gets an even share of what is left when
+    its study starts, so time one study does not use goes to the next. `trials` is each study's
+    total. Other keyword arguments go to :func:`tune_model` (``name`` and ``study_name`` only with
+    one model).
+
+    Returns
+    -------
+    Report
+        One row per model (trials, best validation score, test score, time); value: the refitted
+        model with the best validation score.
+    """
+    import time
+
+    import pandas as pd
+
+    from ..metrics import better
+    from ..results import Report
+
+    if not models:
+        raise UsageError("--model names no model type: pass one or more, e.g. --model "
+                         "xgboost,lightgbm.")
+    if len(set(models)) != len(models):
+        raise UsageError(f"--model names a model type twice: {','.join(models)}.")
+    if len(models) == 1:
+        return tune_model(project, models[0], trials=trials, timeout=timeout, progress=progress,
+                          **kwargs)
+    for key, flag in (("name", "--name"), ("study_name", "--study")):
+        if kwargs.get(key):
+            raise UsageError(f"{flag} names one run, but --model lists {len(models)} model types; "
+                             "tune them one at a time to name each.")
+    if timeout is not None and timeout <= 0:
+        raise UsageError(f"--timeout must be a positive number of seconds, got {timeout}.")
+    from .models import get_model_type
+
+    for model in models:  # every name is checked before any study runs
+        get_model_type(model, project.objective_type)
+    t0 = time.perf_counter()
+    reports, rows = [], []
+    for i, model in enumerate(models):
+        share = None
+        if timeout is not None:
+            share = max(1.0, (timeout - (time.perf_counter() - t0)) / (len(models) - i))
+        rep = tune_model(project, model, trials=trials, timeout=share, progress=progress, **kwargs)
+        reports.append(rep)
+        primary = project.primary_metric
+        rows.append({"model": model, "mlflow run": rep.summary["mlflow run"],
+                     "completed": rep.summary["completed"], "pruned": rep.summary["pruned"],
+                     f"best val {primary}": rep.data["best_value"],
+                     f"test {primary}": rep.summary.get(f"test {primary}"),
+                     "time (s)": rep.summary["time (s)"]})
+    primary = project.primary_metric
+    best = 0
+    for i in range(1, len(reports)):
+        if better(primary, reports[i].data["best_value"], reports[best].data["best_value"]):
+            best = i
+    table = pd.DataFrame(rows)
+    elapsed = time.perf_counter() - t0
+    summary = {"models": len(models), "best": rows[best]["model"],
+               f"best val {primary}": rows[best][f"best val {primary}"]}
+    if rows[best][f"test {primary}"] is not None:
+        summary[f"test {primary}"] = rows[best][f"test {primary}"]
+    summary["time (s)"] = round(elapsed, 1)
+    if timeout is not None:
+        summary["budget (s)"] = timeout
+    tables = {"models": table}
+    for rep in reports:
+        tables[f"{rep.summary['mlflow run']}: best parameters"] = rep.tables["best parameters"]
+    messages = [m for rep in reports for m in rep.messages]
+    return Report(f"Tuned {', '.join(models)} on {reports[0].data['feature_set']}", summary=summary,
+                  tables=tables, messages=messages,
+                  artifacts={r.summary["mlflow run"]: r.artifacts["mlflow run"] for r in reports},
+                  data={"runs": {r.summary["mlflow run"]: r.data for r in reports}},
+                  value=reports[best].value)
+
+
 @dataclass
 class _Tuning:
     """One tuning call: what it tunes, on what, and what the study gave."""
@@ -504,5 +584,6 @@ def _record_best(run: _Tuning, name: str | None, register: bool) -> Any:
                   "trials", summary=summary, tables={"best parameters": best_table, "top trials": top},
                   figures=plots.LazyFigures(figures).merge(rec["figures"]), messages=messages,
                   artifacts={"mlflow run": f"runs:/{rec['run_id']}/model", "study": redact(run.url)},
-                  data={"run_id": rec["run_id"], "best_params": params, "best_value": best.value},
+                  data={"run_id": rec["run_id"], "best_params": params, "best_value": best.value,
+                        "feature_set": data.ref},
                   value=fit.model)

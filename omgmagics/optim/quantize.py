@@ -102,6 +102,8 @@ def route(model: Any, precision: str, export: str) -> str:
         raise UsageError(f"{model.source} is already optimized ({model.variant}). Quantize the "
                          "original model (e.g. --model champion).")
     family = model.family_impl
+    if family.quantize_with is None and export == "auto":
+        return "none"
     if family.quantize_with == "torch":
         if export == "onnx":
             raise UsageError(f"ONNX export is for tree and scikit-learn models; the {family.kind} is "
@@ -114,7 +116,8 @@ def route(model: Any, precision: str, export: str) -> str:
                 "the MLP's Linear layers, and tree thresholds are already float32 comparisons. What "
                 "applies instead is an ONNX export run by onnxruntime: use --export onnx (or auto).")
         return "onnx"
-    raise UsageError(f"Cannot quantize a {model.family} model ({model.model_type}).")
+    raise UsageError(f"Cannot quantize {model.model_type}: the {family.kind} has no single torch "
+                     "module or ONNX graph. Use --export auto to keep it as it is.")
 
 
 def compare(before: Any, after: Any, data: measure.EvalData) -> dict[str, Any]:
@@ -259,6 +262,10 @@ def quantize_model(project: Any, model_ref: str | None = None, precision: str = 
 
     base_params = parameter_count(model)
     label = model_label(model, ref)
+    if how == "none":
+        return _keep_as_is(project, model, ref, data, output, label, "optimization",
+                           f"the {model.family_impl.kind} has no single torch module or ONNX graph "
+                           "to optimize")
     what = f"{precision} quantization" if how == "torch" else "the ONNX export"
     try:
         optimized = _torch_variant(model, precision) if how == "torch" else _onnx_variant(model)

@@ -1,7 +1,7 @@
 """Model families as objects (core layer).
 
 Each kind of model is one :class:`Family` in :data:`FAMILIES`, the way papermill registers its
-engines: XGBoost, LightGBM, scikit-learn and the torch MLP. A family owns how its models are fitted
+engines: XGBoost, LightGBM, scikit-learn, the torch MLP, and the ensemble of other families' models. A family owns how its models are fitted
 and early-stopped, saved in their safe format and loaded back, predicted, explained, measured and
 optimized, so the verbs never switch on a family's name. A project module may register its own
 family with :func:`register_family` (and model types of that family with ``register_model_type``).
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from ...errors import DataError, unknown_choice
 from .base import RESERVED, Family, Fitted, inner_estimator
+from .ensemble import EnsembleFamily
 from .lightgbm import LightGBMFamily
 from .mlp import MLPFamily
 from .sklearn import SKLEARN_TRUSTED_TYPES, SklearnFamily, not_loaded
@@ -40,7 +41,7 @@ def get_family(name: str) -> Family:
                         " The model was saved by another version of omg or by hand.") from None
 
 
-for _family in (XGBoostFamily(), LightGBMFamily(), SklearnFamily(), MLPFamily()):
+for _family in (XGBoostFamily(), LightGBMFamily(), SklearnFamily(), MLPFamily(), EnsembleFamily()):
     register_family(_family)
 del _family
 

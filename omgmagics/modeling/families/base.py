@@ -103,6 +103,10 @@ class Family:
     def versions(self) -> dict[str, str]:
         return dict(library_versions(tuple(self.libraries)))
 
+    def runtime_libraries(self, model: Any) -> tuple[str, ...]:
+        """Distributions a serving bundle of `model` needs to predict (pinned in it)."""
+        return tuple(self.libraries)
+
     # --- hyper-parameters ------------------------------------------------------------------------
     def valid_params(self, model_type: Any, task: str) -> list[str]:
         """Every hyper-parameter name a model of this family accepts."""
