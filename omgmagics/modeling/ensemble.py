@@ -123,7 +123,7 @@ def build_ensemble(project: Any, experiments: list[str] | None = None, *, size: 
         if member.feature_names != data.feature_names or member.classes != data.classes:
             raise DataError(f"Run '{run.info.run_name}' takes other features or classes than "
                             f"{data.ref}; retrain it on that feature set.")
-        if member.family == "ensemble":
+        if isinstance(member.estimator, Blend):
             raise UsageError(f"Run '{run.info.run_name}' is an ensemble; blend single models.")
     val_scores = [m.predict_scores(data.X["val"]) for m in members]
     alone = [score(primary, data.y["val"], s, task) for s in val_scores]

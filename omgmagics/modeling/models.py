@@ -317,7 +317,7 @@ def _load_estimator(meta: dict[str, Any], file: Path) -> Any:
     family = get_family(meta.get("family"))  # an unknown family is refused before any file is read
     if not file.is_file():
         raise DataError(f"Model file {file} is missing from its bundle. Re-save or re-train the model.")
-    return family.load(meta, file)
+    return family.read(meta, file, OmgModel.load)
 
 
 def load_model(project: Any, ref: str | os.PathLike) -> OmgModel:

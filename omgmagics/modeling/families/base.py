@@ -149,6 +149,11 @@ class Family:
         """Read back what :meth:`save` wrote (never code: a foreign file raises)."""
         raise NotImplementedError
 
+    def read(self, meta: dict[str, Any], file: Path, load_bundle: Callable[[Path], Any]) -> Any:
+        """What loading a bundle calls: :meth:`load`, unless the family's file names other model
+        bundles, which it reads with `load_bundle` (``OmgModel.load``)."""
+        return self.load(meta, file)
+
     def model_meta(self, model: Any) -> dict[str, Any]:
         """Entries of ``omg_model.json`` the family needs to load the file back."""
         return {}

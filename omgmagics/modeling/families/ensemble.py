@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -73,8 +74,10 @@ class EnsembleFamily(Family):
         return MEMBERS_FILE
 
     def load(self, meta: dict[str, Any], file: Path) -> Any:
+        raise DataError(f"{file} is an ensemble: load its bundle with OmgModel.load.")
+
+    def read(self, meta: dict[str, Any], file: Path, load_bundle: Callable[[Path], Any]) -> Any:
         from ...io import inside
-        from ..models import OmgModel
 
         spec = json.loads(file.read_text())
         entries = spec.get("members") if isinstance(spec, dict) else None
@@ -86,8 +89,8 @@ class EnsembleFamily(Family):
             if not isinstance(weight, int | float) or not math.isfinite(weight) or weight < 0:
                 raise DataError(f"{file}: a member's weight must be a number >= 0, got {weight!r}.")
             path = inside(file.parent, entry.get("path"), f"A member path of {file.name}")
-            member = OmgModel.load(path)
-            if member.family == self.name:
+            member = load_bundle(path)
+            if isinstance(member.estimator, Blend):
                 raise DataError(f"{file}: member {entry.get('path')} is itself an ensemble; "
                                 "ensembles of ensembles are refused.")
             if member.feature_names != list(meta.get("feature_names") or []) or \
