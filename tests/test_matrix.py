@@ -43,8 +43,8 @@ GATE_NAMES = {1: "Feasibility approved", 2: "Data ready", 3: "Model meets criter
 FULL = {"sensor_faults": "binary", "shop_orders": "multiclass", "house_prices": "regression"}
 # Small work. Only the parameters a requested phase's notebook declares are passed (`omg ml run`
 # refuses any other); the rest keep the defaults `omg ml init` derived from the table.
-SMALL = {"n_trials": 4, "cv_folds": 3, "canary_window": 40, "sim_days": 6, "per_day": 80,
-         "shift_from": 4}
+SMALL = {"n_trials": 4, "cv_folds": 3, "n_bootstrap": 200, "canary_window": 40, "sim_days": 6,
+         "per_day": 80, "shift_from": 4}
 WORKERS = 2
 RUN_TIMEOUT_S = 1500  # one table on a loaded machine; a hung run is killed, not waited for
 PLAIN_GATES = """

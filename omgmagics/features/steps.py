@@ -199,7 +199,6 @@ def _row_variants(train: Any, info: dict[str, Any]) -> list[tuple[str, tuple[str
 def _judge_rows(project: Any, value: dict[str, Any], target: str,
                 variants: list[tuple[str, tuple[str, ...], Any]], check: bool) -> Any:
     """The quick model's comparison of the row variants (a dict), or why there was none (a str)."""
-    from ..metrics import get_metric
     from .quick import compare_rows
 
     if not variants:
@@ -210,14 +209,21 @@ def _judge_rows(project: Any, value: dict[str, Any], target: str,
         return "not compared (no validation split)"
     train = value["splits"]["train"]
     features = [c for c in train.columns if c not in (target, "row_id")]
+    return _quick_check(project, compare_rows, train, value["splits"]["val"], target, features,
+                        [(label, mask) for label, _kinds, mask in variants])
+
+
+def _quick_check(project: Any, compare: Any, *args: Any) -> Any:
+    """A quick-model comparison (quick.py) with the brief's metric and seed: its result, or why
+    there is none (a str) when the quick model fails on odd data."""
+    from ..metrics import get_metric
+
     metric = project.primary_metric
     try:
-        return compare_rows(train, value["splits"]["val"], target, features,
-                            [(label, mask) for label, _kinds, mask in variants],
-                            task=project.objective_type, metric=metric,
-                            greater_is_better=get_metric(metric).greater_is_better,
-                            positive_label=project.config.get_path("brief.objective.positive_label"),
-                            seed=project.seed)
+        return compare(*args, task=project.objective_type, metric=metric,
+                       greater_is_better=get_metric(metric).greater_is_better,
+                       positive_label=project.config.get_path("brief.objective.positive_label"),
+                       seed=project.seed)
     except (ValueError, TypeError, MemoryError) as exc:  # xgboost's errors on odd data
         detail = (str(exc).strip().splitlines() or [""])[0][:200]
         return f"not compared (the quick model failed: {type(exc).__name__}: {detail})"
@@ -292,7 +298,6 @@ def _judge_selection(project: Any, meta: dict[str, Any], stage: Path, train: Any
     """``used`` and, when a quick model compared them, ``check`` (both scores and the model)."""
     import pandas as pd
 
-    from ..metrics import get_metric
     from .quick import compare_selection
 
     val_file = (meta["splits"].get("val") or {}).get("file")
@@ -302,18 +307,10 @@ def _judge_selection(project: Any, meta: dict[str, Any], stage: Path, train: Any
         return {"used": True, "check": "not compared (--no-check)"}
     if not val_file or not (stage / val_file).is_file():
         return {"used": True, "check": "not compared (no validation split)"}
-    metric = project.primary_metric
-    try:
-        result = compare_selection(
-            train, pd.read_parquet(stage / val_file), meta["target"], all_features, selected,
-            task=project.objective_type, metric=metric,
-            greater_is_better=get_metric(metric).greater_is_better,
-            positive_label=project.config.get_path("brief.objective.positive_label"),
-            seed=project.seed)
-    except (ValueError, TypeError, MemoryError) as exc:  # xgboost's errors on odd data
-        detail = (str(exc).strip().splitlines() or [""])[0][:200]
-        return {"used": True, "check": f"not compared (the quick model failed: "
-                                       f"{type(exc).__name__}: {detail})"}
+    result = _quick_check(project, compare_selection, train, pd.read_parquet(stage / val_file),
+                          meta["target"], all_features, selected)
+    if isinstance(result, str):
+        return {"used": True, "check": result}
     return {"used": result["used"], "check": result}
 
 

@@ -28,6 +28,15 @@ def default_runs(tracking: Any) -> list[Any]:
     return newest_runs(tracking, MODEL_KINDS)
 
 
+def one_feature_set(runs: list[Any], why: str) -> str:
+    """The feature set every run was trained on; a DataError naming each run's otherwise."""
+    sets = {r.data.tags.get("omg.feature_set") for r in runs}
+    if len(sets) > 1:
+        by = "; ".join(f"{r.info.run_name}: {r.data.tags.get('omg.feature_set')}" for r in runs)
+        raise DataError(f"The runs use different feature sets ({by}); {why}")
+    return sets.pop()
+
+
 def newest_runs(tracking: Any, kinds: tuple[str, ...]) -> list[Any]:
     """The newest run of every run name of `kinds`, on the feature set of the newest of them (older
     feature sets' runs scored other rows), oldest first."""
@@ -59,7 +68,7 @@ def compare_runs(project: Any, experiments: list[str] | None = None, *, alpha: f
     from ..results import Report, jsonable
     from .evaluate import scores_from_predictions
     from .record import metric_names
-    from .stats import significance
+    from .stats import bootstrap_values, significance
     from .tracking import connect
 
     if not 0 < alpha < 1:
@@ -78,12 +87,9 @@ def compare_runs(project: Any, experiments: list[str] | None = None, *, alpha: f
     for run in runs:
         if run.data.tags.get("omg.kind") not in MODEL_KINDS:
             raise UsageError(f"Run '{run.info.run_name}' is a {run.data.tags.get('omg.kind')} run, "
-                             "not a model; compare baseline, train and tune runs.")
-    sets = {r.data.tags.get("omg.feature_set") for r in runs}
-    if len(sets) > 1:
-        by = "; ".join(f"{r.info.run_name}: {r.data.tags.get('omg.feature_set')}" for r in runs)
-        raise DataError(f"The runs use different feature sets ({by}); a paired test needs the same "
-                        "test rows. Compare runs of one feature set, or retrain on it.")
+                             "not a model; compare baseline, train, tune and ensemble runs.")
+    feature_set = one_feature_set(runs, "a paired test needs the same test rows. Compare runs of "
+                                        "one feature set, or retrain on it.")
     task = project.objective_type
     primary, secondary = metric_names(project, task)
     preds = {r.info.run_id: tracking.predictions(r.info.run_id).set_index("row_id") for r in runs}
@@ -101,6 +107,8 @@ def compare_runs(project: Any, experiments: list[str] | None = None, *, alpha: f
             best_id = r.info.run_id
     best = next(r for r in runs if r.info.run_id == best_id)
     rows, tests = [], []
+    # the best run's metric on each resample, drawn once for every pair it is tested in
+    best_values = bootstrap_values(primary, y, scores[best_id], task, n_bootstrap, project.seed)
     for r in runs:
         m, p = r.data.metrics, r.data.params
         row = {"run": r.info.run_name, "kind": r.data.tags.get("omg.kind"),
@@ -114,7 +122,7 @@ def compare_runs(project: Any, experiments: list[str] | None = None, *, alpha: f
                                   if k.startswith("params.") and k.split(".", 1)[1] in KEY_PARAMS)
         if r.info.run_id != best_id:
             sig = significance(primary, task, y, scores[best_id], scores[r.info.run_id],
-                               n_bootstrap, project.seed, alpha)
+                               n_bootstrap, project.seed, alpha, best_values)
             sig.update(run=r.info.run_name)
             tests.append(sig)
             row["p-value (best vs this)"] = sig["p_value"]
@@ -137,7 +145,7 @@ def compare_runs(project: Any, experiments: list[str] | None = None, *, alpha: f
         messages.append(f"{best.info.run_name} is not significantly better (alpha {alpha}) than: "
                         f"{', '.join(not_sig)}.")
     result = {"created": clock.stamp(),
-              "feature_set": sets.pop(), "primary_metric": primary, "alpha": alpha,
+              "feature_set": feature_set, "primary_metric": primary, "alpha": alpha,
               "test_rows": int(len(y)), "best": {"run": best.info.run_name, "run_id": best_id,
                                                  "model": best.data.tags.get("omg.model_type"),
                                                  primary: values[best_id]},

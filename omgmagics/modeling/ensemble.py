@@ -59,13 +59,13 @@ def greedy_weights(scores: list[Any], y: Any, metric: str, task: str,
 
 
 def _member_runs(tracking: Any, experiments: list[str] | None) -> list[Any]:
+    from .compare import newest_runs, one_feature_set
+
     if experiments:
         if len(set(experiments)) != len(experiments):
             raise UsageError(f"--experiments names a run twice: {','.join(experiments)}.")
         runs = [tracking.find_run(name) for name in experiments]
     else:
-        from .compare import newest_runs
-
         runs = newest_runs(tracking, MEMBER_KINDS)
     for run in runs:
         kind = run.data.tags.get("omg.kind")
@@ -76,11 +76,8 @@ def _member_runs(tracking: Any, experiments: list[str] | None) -> list[Any]:
         raise UsageError(f"An ensemble needs at least two trained or tuned runs of one feature set; "
                          f"found {len(runs)}. Train or tune more models first, or name them with "
                          "--experiments v1,tuned-xgboost.")
-    sets = {r.data.tags.get("omg.feature_set") for r in runs}
-    if len(sets) > 1:
-        by = "; ".join(f"{r.info.run_name}: {r.data.tags.get('omg.feature_set')}" for r in runs)
-        raise DataError(f"The runs use different feature sets ({by}); an ensemble's members must "
-                        "take the same features. Blend runs of one feature set.")
+    one_feature_set(runs, "an ensemble's members must take the same features. Blend runs of one "
+                          "feature set.")
     return runs
 
 

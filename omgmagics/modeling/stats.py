@@ -9,14 +9,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
+RESAMPLE_CELLS = 2_000_000  # row indices drawn at a time (16 MB), whatever the number of rows
 
-def _resamples(n: int, n_boot: int, seed: int) -> Any:
+
+def _resamples(n: int, n_boot: int, seed: int) -> Iterator[Any]:
+    """The row indices of `n_boot` resamples of `n` rows, in blocks of resamples; the blocks
+    concatenate to the same draws as one (n_boot, n) draw of the same seed."""
     import numpy as np
 
     rng = np.random.default_rng(seed)
-    return rng.integers(0, n, size=(n_boot, n))
+    step = max(1, RESAMPLE_CELLS // max(n, 1))
+    for start in range(0, n_boot, step):
+        yield rng.integers(0, n, size=(min(step, n_boot - start), n))
 
 
 def bootstrap_ci(metric: str, y: Any, scores: Any, task: str, n_boot: int = 1000, seed: int = 0,
@@ -24,15 +31,10 @@ def bootstrap_ci(metric: str, y: Any, scores: Any, task: str, n_boot: int = 1000
     """Percentile bootstrap interval of `metric` on (y, scores)."""
     import numpy as np
 
-    from ..metrics import score
-
     y, scores = np.asarray(y), np.asarray(scores)
     if n_boot <= 0 or len(y) < 2:
         return float("nan"), float("nan")
-    values = []
-    for idx in _resamples(len(y), n_boot, seed):
-        values.append(score(metric, y[idx], scores[idx], task))
-    values = np.asarray(values, dtype=float)
+    values = bootstrap_values(metric, y, scores, task, n_boot, seed)
     values = values[~np.isnan(values)]
     if not len(values):
         return float("nan"), float("nan")
@@ -67,11 +69,79 @@ def mcnemar(y: Any, pred_a: Any, pred_b: Any) -> dict[str, Any]:
             "p_value": float(stats.chi2.sf(stat, 1)), "method": "chi-square, continuity corrected"}
 
 
+def bootstrap_values(metric: str, y: Any, scores: Any, task: str, n_boot: int = 1000,
+                     seed: int = 0) -> Any:
+    """`metric` on each of `n_boot` resamples of the rows (NaN where undefined); the same `seed`
+    and row count draw the same resamples, so two models' values pair up row for row.
+
+    The common metrics (ROC AUC of a binary classifier, accuracy, F1, balanced accuracy, RMSE, MAE)
+    are computed for every resample at once with numpy, to the values
+    :func:`omgmagics.metrics.score` gives one resample at a time; the others resample by resample.
+    """
+    import numpy as np
+
+    from ..metrics import score
+
+    y, scores = np.asarray(y), np.asarray(scores, dtype=float)
+    out = []
+    for block in _resamples(len(y), n_boot, seed):
+        fast = _vectorized(metric, y, scores, task, block)
+        out.append(fast if fast is not None else
+                   np.asarray([score(metric, y[i], scores[i], task) for i in block], dtype=float))
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def _vectorized(metric: str, y: Any, scores: Any, task: str, idx: Any) -> Any:
+    """Every resample's metric at once, or None for a metric without a vectorized form here."""
+    import numpy as np
+
+    if task == "regression" or metric in ("rmse", "mae"):
+        if metric not in ("rmse", "mae") or scores.ndim != 1:
+            return None
+        err = y.astype(float)[idx] - scores[idx]
+        return np.sqrt(np.mean(err ** 2, axis=1)) if metric == "rmse" else np.abs(err).mean(axis=1)
+    yy = y.astype(np.int64)[idx]
+    if metric == "roc_auc":
+        if scores.ndim != 1:
+            return None
+        from scipy.stats import rankdata
+
+        ranks = rankdata(scores[idx], axis=1)  # ties share their average rank, as in sklearn
+        pos = yy.sum(axis=1).astype(float)
+        neg = yy.shape[1] - pos
+        with np.errstate(divide="ignore", invalid="ignore"):
+            auc = ((ranks * yy).sum(axis=1) - pos * (pos + 1) / 2) / (pos * neg)
+        return np.where((pos > 0) & (neg > 0), auc, np.nan)
+    if metric not in ("accuracy", "f1", "f1_macro", "balanced_accuracy"):
+        return None
+    pred = scores.argmax(axis=1) if scores.ndim == 2 else (scores >= 0.5).astype(np.int64)
+    pp = pred[idx]
+    if metric == "accuracy":
+        return (pp == yy).mean(axis=1)
+    k = int(max(yy.max(initial=0), pp.max(initial=0))) + 1
+    boots = np.arange(len(idx))[:, None]
+    cm = np.bincount(((boots * k + yy) * k + pp).ravel(),
+                     minlength=len(idx) * k * k).reshape(len(idx), k, k).astype(float)
+    tp = np.diagonal(cm, axis1=1, axis2=2)
+    true, predicted = cm.sum(axis=2), cm.sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if metric == "balanced_accuracy":  # recall of the classes present in the resample's truth
+            recall = np.where(true > 0, tp / true, np.nan)
+            return np.nanmean(recall, axis=1)
+        f1 = np.where(true + predicted > 0, 2 * tp / (true + predicted), 0.0)
+    if metric == "f1" and scores.ndim == 1:
+        return f1[:, 1] if k > 1 else np.zeros(len(idx))
+    present = (true + predicted) > 0  # sklearn averages over the labels seen in truth or prediction
+    return (f1 * present).sum(axis=1) / present.sum(axis=1)
+
+
 def paired_bootstrap(metric: str, y: Any, scores_a: Any, scores_b: Any, task: str,
-                     n_boot: int = 1000, seed: int = 0) -> dict[str, Any]:
+                     n_boot: int = 1000, seed: int = 0, values_a: Any = None) -> dict[str, Any]:
     """Bootstrap of ``metric(A) - metric(B)`` on the same rows (oriented so > 0 means A is better).
 
-    ``p_value`` is the share of resamples in which A is not better (one-sided).
+    ``p_value`` is the share of resamples in which A is not better (one-sided). `values_a`: A's
+    :func:`bootstrap_values` for the same `n_boot` and `seed`, when A is tested against several
+    models (computed here otherwise).
     """
     import numpy as np
 
@@ -80,10 +150,10 @@ def paired_bootstrap(metric: str, y: Any, scores_a: Any, scores_b: Any, task: st
     sign = 1.0 if get_metric(metric).greater_is_better else -1.0
     y, a, b = np.asarray(y), np.asarray(scores_a), np.asarray(scores_b)
     observed = sign * (score(metric, y, a, task) - score(metric, y, b, task))
-    diffs = []
-    for idx in _resamples(len(y), n_boot, seed):
-        diffs.append(sign * (score(metric, y[idx], a[idx], task) - score(metric, y[idx], b[idx], task)))
-    diffs = np.asarray(diffs, dtype=float)
+    if values_a is None:
+        values_a = bootstrap_values(metric, y, a, task, n_boot, seed)
+    diffs = sign * (np.asarray(values_a, dtype=float) -
+                    bootstrap_values(metric, y, b, task, n_boot, seed))
     diffs = diffs[~np.isnan(diffs)]
     if not len(diffs):
         return {"test": "paired bootstrap", "difference": observed, "ci_low": float("nan"),
@@ -94,7 +164,7 @@ def paired_bootstrap(metric: str, y: Any, scores_a: Any, scores_b: Any, task: st
 
 
 def significance(metric: str, task: str, y: Any, a: Any, b: Any, n_boot: int = 1000,
-                 seed: int = 0, alpha: float = 0.05) -> dict[str, Any]:
+                 seed: int = 0, alpha: float = 0.05, values_a: Any = None) -> dict[str, Any]:
     """Is model A (scores `a`) really better than B on these rows?
 
     Classifiers: McNemar on the predicted labels decides, and A must also have the better `metric`;
@@ -104,7 +174,7 @@ def significance(metric: str, task: str, y: Any, a: Any, b: Any, n_boot: int = 1
 
     from ..metrics import better, score
 
-    boot = paired_bootstrap(metric, y, a, b, task, n_boot, seed)
+    boot = paired_bootstrap(metric, y, a, b, task, n_boot, seed, values_a)
     value_a, value_b = score(metric, y, a, task), score(metric, y, b, task)
     out: dict[str, Any] = {"metric": metric, "a": value_a, "b": value_b, "bootstrap": boot,
                            "alpha": alpha}
