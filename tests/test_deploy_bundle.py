@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import sys
 import threading
 from pathlib import Path
 
@@ -384,6 +385,9 @@ def test_nested_pipeline_with_a_custom_function_compiles_exactly(proj, val, monk
 
     project, _ = proj
     monkeypatch.syspath_prepend(str(project.root))
+    # this project's projectlib, not one an earlier test of this worker imported from elsewhere
+    for name in [m for m in sys.modules if m == "projectlib" or m.startswith("projectlib.")]:
+        monkeypatch.delitem(sys.modules, name)
     train = pd.read_parquet(project.processed_dir / "train.parquet")
     spec = check_spec({"features": [
         {"name": "num", "transform": "robust", "columns": ["age", "hours_per_week"]},
