@@ -144,3 +144,12 @@ def score(name: str, y_true: Any, y_score: Any, task: str = "classification") ->
 def better(name: str, a: float, b: float) -> bool:
     """Whether value `a` of metric `name` is strictly better than `b`."""
     return a > b if get_metric(name).greater_is_better else a < b
+
+
+def best_index(name: str, values: list[float]) -> int:
+    """The position of the best of `values` of metric `name` (the first, on a tie)."""
+    best = 0
+    for i in range(1, len(values)):
+        if better(name, values[i], values[best]):
+            best = i
+    return best

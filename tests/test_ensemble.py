@@ -129,8 +129,8 @@ def test_an_ensemble_passes_optimization_unchanged_and_packages(regression, run_
 
 
 def test_a_tampered_ensemble_is_refused(regression, tmp_path):
-    folder = tmp_path / "ens"
-    shutil.copytree(regression["root"] / "bundle", folder)
+    folder = regression["ensemble"].value.save(tmp_path / "ens")
+    nested = regression["ensemble"].value.save(tmp_path / "nested")
     members = folder / "members.json"
     spec = json.loads(members.read_text())
 
@@ -159,7 +159,7 @@ def test_a_tampered_ensemble_is_refused(regression, tmp_path):
                                                       "two).")
     members.write_text(json.dumps(spec))
     # a member that is an ensemble itself
-    shutil.copytree(regression["root"] / "bundle", folder / "members" / "m0", dirs_exist_ok=True)
+    shutil.copytree(nested, folder / "members" / "m0", dirs_exist_ok=True)
     with pytest.raises(DataError, match=re.escape("is itself an ensemble; ensembles of ensembles "
                                                   "are refused.")):
         OmgModel.load(folder)

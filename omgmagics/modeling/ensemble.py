@@ -32,7 +32,7 @@ def greedy_weights(scores: list[Any], y: Any, metric: str, task: str,
     """
     import numpy as np
 
-    from ..metrics import better, score
+    from ..metrics import best_index, better, score
 
     if size < 1:
         raise UsageError(f"--size must be at least 1, got {size}.")
@@ -50,10 +50,7 @@ def greedy_weights(scores: list[Any], y: Any, metric: str, task: str,
         total = best_blend
         trace.append(float(best_value))
     # the steps up to the best blend seen (a later step may only make it worse), as AutoGluon does
-    stop = 0
-    for i in range(1, len(trace)):
-        if better(metric, trace[i], trace[stop]):
-            stop = i
+    stop = best_index(metric, trace)
     counts = np.bincount(picks[:stop + 1], minlength=len(scores))
     return [float(c) / (stop + 1) for c in counts], trace[:stop + 1]
 
@@ -96,7 +93,7 @@ def build_ensemble(project: Any, experiments: list[str] | None = None, *, size: 
 
     import pandas as pd
 
-    from ..metrics import better, score
+    from ..metrics import best_index, score
     from ..results import Report
     from .data import load_model_data
     from .families.ensemble import Blend
@@ -129,10 +126,7 @@ def build_ensemble(project: Any, experiments: list[str] | None = None, *, size: 
     table = pd.DataFrame({"run": names, "model": [m.model_type for m in members],
                           f"val {primary} alone": alone, "weight": weights})
     table = table.sort_values("weight", ascending=False, ignore_index=True)
-    best_alone = 0
-    for i in range(1, len(alone)):
-        if better(primary, alone[i], alone[best_alone]):
-            best_alone = i
+    best_alone = best_index(primary, alone)
     summary: dict[str, Any] = {"members": f"{sum(w > 0 for w in weights)} of {len(runs)}",
                                f"val {primary} (ensemble)": trace[-1],
                                f"val {primary} (best alone, {names[best_alone]})": alone[best_alone],

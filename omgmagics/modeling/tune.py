@@ -303,7 +303,7 @@ def tune_models(project: Any, models: list[str], *, trials: int | None = None,
 
     import pandas as pd
 
-    from ..metrics import better
+    from ..metrics import best_index
     from ..results import Report
 
     if not models:
@@ -339,10 +339,7 @@ def tune_models(project: Any, models: list[str], *, trials: int | None = None,
                      f"test {primary}": rep.summary.get(f"test {primary}"),
                      "time (s)": rep.summary["time (s)"]})
     primary = project.primary_metric
-    best = 0
-    for i in range(1, len(reports)):
-        if better(primary, reports[i].data["best_value"], reports[best].data["best_value"]):
-            best = i
+    best = best_index(primary, [rep.data["best_value"] for rep in reports])
     table = pd.DataFrame(rows)
     elapsed = time.perf_counter() - t0
     summary = {"models": len(models), "best": rows[best]["model"],
